@@ -1,0 +1,151 @@
+//! Command-line interface: clap definitions and dispatch to the stages.
+//!
+//! Exit codes: 0 success; 1 a fatal error (unreadable input, unwritable output, bad
+//! config); 2 unusable arguments (clap's usage errors).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::Config;
+use crate::logging::{self, LogFormat};
+use crate::stages;
+
+#[derive(Debug, Parser)]
+#[command(name = "unitcoder", version, about = "Turn raw code corpora into verified, documented code-training data")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags shared by every stage.
+#[derive(Debug, Clone, Args, Default)]
+pub struct GlobalArgs {
+    /// Input: a file, a directory of shards or `.py` files, or a glob. Repeatable.
+    #[arg(long, short = 'i', global = true, value_name = "PATH")]
+    pub input: Vec<String>,
+    /// Output directory for shards and manifest.json.
+    #[arg(long, short = 'o', global = true, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+    /// Worker threads (default: number of cores).
+    #[arg(long, short = 'j', global = true, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// TOML config file; flags override its values.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Only warnings and errors.
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Records per output shard.
+    #[arg(long, global = true, value_name = "N")]
+    pub records_per_shard: Option<usize>,
+    /// Write plain `.jsonl` shards instead of `.jsonl.zst`.
+    #[arg(long, global = true)]
+    pub plain: bool,
+    /// Field/column holding the source text (JSONL/Parquet inputs).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub content_field: Option<String>,
+    /// Field/column holding the document id.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub id_field: Option<String>,
+    /// Field/column holding the document's path.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub path_field: Option<String>,
+    /// Documents larger than this many bytes are skipped (reason `too_large`).
+    #[arg(long, global = true, value_name = "BYTES")]
+    pub max_doc_bytes: Option<usize>,
+    /// Redo the stage even if its output is up to date.
+    #[arg(long, global = true)]
+    pub force: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Extract self-contained, package-using top-level functions from Python sources.
+    Extract(stages::extract::ExtractArgs),
+}
+
+/// Everything a stage needs from the command line and config, resolved.
+pub struct Context {
+    pub global: GlobalArgs,
+    pub config: Config,
+    /// Directory of the config file, for resolving relative paths in it.
+    pub config_dir: Option<PathBuf>,
+    pub jobs: usize,
+}
+
+impl Context {
+    pub fn output_dir(&self) -> anyhow::Result<PathBuf> {
+        self.global.output.clone().ok_or_else(|| anyhow::anyhow!("--output DIR is required"))
+    }
+
+    /// Resolved input-field settings (flags over config over defaults).
+    pub fn input_config(&self) -> crate::config::InputConfig {
+        let mut c = self.config.input.clone();
+        let g = &self.global;
+        if let Some(v) = &g.content_field {
+            c.content_field = v.clone();
+        }
+        if let Some(v) = &g.id_field {
+            c.id_field = v.clone();
+        }
+        if let Some(v) = &g.path_field {
+            c.path_field = v.clone();
+        }
+        if let Some(v) = g.max_doc_bytes {
+            c.max_doc_bytes = v;
+        }
+        c
+    }
+
+    pub fn output_config(&self) -> crate::config::OutputConfig {
+        let mut c = self.config.output.clone();
+        if let Some(n) = self.global.records_per_shard {
+            c.records_per_shard = n;
+        }
+        if self.global.plain {
+            c.compress = false;
+        }
+        c.records_per_shard = c.records_per_shard.max(1);
+        c
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    logging::init(cli.global.quiet, cli.global.log_format);
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let (config, config_dir) = Config::load(cli.global.config.as_deref())?;
+    let jobs = cli
+        .global
+        .jobs
+        .or(config.jobs)
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+        .max(1);
+    let ctx = Context { global: cli.global, config, config_dir, jobs };
+    match cli.command {
+        Command::Extract(args) => stages::extract::run(&ctx, &args),
+    }
+}

@@ -1,0 +1,64 @@
+//! The TOML config file (`--config FILE`). Flags override config values; config values
+//! override built-in defaults. Each stage has its own section (`[extract]`, ...); `[input]`
+//! and `[output]` hold the shard engine's settings.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::stages::extract::ExtractSettings;
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Config {
+    pub jobs: Option<usize>,
+    pub input: InputConfig,
+    pub output: OutputConfig,
+    pub extract: ExtractSettings,
+    /// Sections for stages this version does not know yet are kept, not rejected.
+    #[serde(flatten)]
+    pub other: toml::Table,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InputConfig {
+    pub content_field: String,
+    pub id_field: String,
+    pub path_field: String,
+    /// Documents larger than this are skipped with reason `too_large`.
+    pub max_doc_bytes: usize,
+}
+
+impl Default for InputConfig {
+    fn default() -> Self {
+        Self { content_field: "content".into(), id_field: "id".into(), path_field: "path".into(), max_doc_bytes: 2 << 20 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutputConfig {
+    pub records_per_shard: usize,
+    /// Write `.jsonl.zst` shards (true) or plain `.jsonl` (false).
+    pub compress: bool,
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        Self { records_per_shard: 10_000, compress: true }
+    }
+}
+
+impl Config {
+    pub fn load(path: Option<&Path>) -> Result<(Config, Option<PathBuf>)> {
+        let Some(path) = path else { return Ok((Config::default(), None)) };
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
+        let config: Config = toml::from_str(&text).with_context(|| format!("config {}: invalid", path.display()))?;
+        for key in config.other.keys() {
+            tracing::debug!("config {}: section [{key}] is not used by this stage", path.display());
+        }
+        Ok((config, path.parent().map(Path::to_path_buf)))
+    }
+}

@@ -1,0 +1,79 @@
+//! `manifest.json`: what a stage read, with which settings, what it wrote and how long it
+//! took. Written last and atomically, so its presence means the stage finished (a Makefile
+//! can use it as the stage's target).
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::writer::{write_atomic, ShardInfo};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub stage: String,
+    pub unitcoder_version: String,
+    /// The inputs as resolved files, in reading order.
+    pub inputs: Vec<String>,
+    /// Fingerprint of inputs (paths, sizes, mtimes) and settings; equal fingerprints mean
+    /// a rerun would produce the same output.
+    pub fingerprint: String,
+    pub settings: Value,
+    pub counts: Value,
+    pub shards: Vec<ShardInfo>,
+    pub started_at: String,
+    pub finished_at: String,
+    pub elapsed_seconds: f64,
+    #[serde(default)]
+    pub timings: Value,
+}
+
+impl Manifest {
+    pub fn path(dir: &Path) -> std::path::PathBuf {
+        dir.join("manifest.json")
+    }
+
+    pub fn read(dir: &Path) -> Result<Option<Manifest>> {
+        let path = Self::path(dir);
+        match std::fs::read(&path) {
+            Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).with_context(|| format!("{}: not a valid manifest", path.display()))?)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        let mut bytes = serde_json::to_vec_pretty(self).context("cannot serialize manifest")?;
+        bytes.push(b'\n');
+        write_atomic(&Self::path(dir), &bytes)
+    }
+
+    /// True when every shard the manifest lists exists with the recorded size.
+    pub fn shards_present(&self, dir: &Path) -> bool {
+        self.shards.iter().all(|s| std::fs::metadata(dir.join(&s.file)).map(|m| m.len() == s.bytes).unwrap_or(false))
+    }
+}
+
+/// Fingerprint of input files (path, size, mtime) plus a settings value.
+pub fn fingerprint(inputs: &[std::path::PathBuf], settings: &Value) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(env!("CARGO_PKG_VERSION").as_bytes());
+    for p in inputs {
+        h.update(p.to_string_lossy().as_bytes());
+        if let Ok(m) = std::fs::metadata(p) {
+            h.update(&m.len().to_le_bytes());
+            if let Ok(t) = m.modified().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).map_err(std::io::Error::other)) {
+                h.update(&t.as_nanos().to_le_bytes());
+            }
+        }
+        h.update(b"\0");
+    }
+    h.update(settings.to_string().as_bytes());
+    h.finalize().to_hex()[..32].to_string()
+}
+
+/// Current time as RFC 3339 (UTC, seconds).
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}

@@ -1,0 +1,10 @@
+//! The shard engine: finding and reading input shards (JSONL, JSONL.gz, JSONL.zst, Parquet,
+//! trees of `.py` files), writing output shards atomically, and the per-stage manifest.
+
+pub mod manifest;
+pub mod reader;
+pub mod writer;
+
+pub use manifest::Manifest;
+pub use reader::{expand_inputs, InputFile, InputFormat, SourceDoc, SourceFields};
+pub use writer::{ShardInfo, ShardWriter, ShardWriterOptions};

@@ -1,0 +1,743 @@
+//! `unitcoder extract`: package-based function extraction (UnitCoder §3.1.1).
+//!
+//! For every Python document in the inputs:
+//!   1. parse it (ruff, on a big-stack thread) and collect the module's imports;
+//!   2. take each top-level `def` / `async def` as a candidate;
+//!   3. keep it when it has arguments, returns a value, has a sensible length, has no nested
+//!      definitions or inner imports, and every free name it reads is a builtin or a
+//!      module-level import (optionally a literal constant);
+//!   4. keep it only if every package it uses is on the allow-list — dropping that function,
+//!      never the whole file;
+//!   5. attach exactly the imports it uses, `__future__` first, to make `code` runnable;
+//!   6. drop exact duplicates (normalised token text), first occurrence in input order wins.
+//!
+//! Every dropped candidate and every unusable document is counted by reason (and written
+//! with `--rejects DIR`). Output order is the input order, whatever the thread count.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result};
+use clap::Args;
+use ruff_python_ast::token::TokenKind;
+use ruff_python_ast::{PythonVersion, Stmt};
+use ruff_text_size::{Ranged, TextRange};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::cli::Context;
+use crate::python::imports::{collect_literal_constants, collect_module_imports, ImportBinding, ImportKind, ModuleImports};
+use crate::python::names::{analyze_function, parameter_count};
+use crate::python::{self, LineIndex, BUILTINS};
+use crate::record::{content_id, FunctionRecord, RejectRecord, SourceRef};
+use crate::shards::manifest::{fingerprint, now_rfc3339};
+use crate::shards::reader::{read_source_docs, BadInput, SourceDoc, SourceFields};
+use crate::shards::writer::clear_previous_output;
+use crate::shards::{expand_inputs, Manifest, ShardWriter, ShardWriterOptions};
+
+/// The built-in package allow-list (`configs/packages.toml`).
+pub const DEFAULT_PACKAGES_TOML: &str = include_str!("../../configs/packages.toml");
+
+/// Extraction rules. Every rule is a setting with the documented default.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExtractSettings {
+    /// Minimum function length in lines (decorators included).
+    pub min_lines: usize,
+    pub max_lines: usize,
+    /// Minimum number of parameters.
+    pub min_args: usize,
+    pub require_return_value: bool,
+    pub allow_nested_defs: bool,
+    pub allow_inner_imports: bool,
+    /// Keep only functions that use at least one imported package (the paper's D_pkg).
+    pub require_package: bool,
+    /// Pull module-level literal constants the function reads into `code`.
+    pub include_constants: bool,
+    pub dedup: bool,
+    /// Syntax newer than this is dropped (`newer_syntax`): `code` must compile on it.
+    pub target_python: String,
+    /// Package allow-list TOML (`stdlib = [...]`, `third_party = [...]`); empty = built-in.
+    pub packages_file: String,
+    /// Deepest AST nesting analysed; deeper functions are dropped (`too_deeply_nested`).
+    pub max_ast_depth: usize,
+}
+
+impl Default for ExtractSettings {
+    fn default() -> Self {
+        Self {
+            min_lines: 3,
+            max_lines: 200,
+            min_args: 1,
+            require_return_value: true,
+            allow_nested_defs: false,
+            allow_inner_imports: false,
+            require_package: true,
+            include_constants: false,
+            dedup: true,
+            target_python: "3.11".into(),
+            packages_file: String::new(),
+            max_ast_depth: 200,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args, Default)]
+pub struct ExtractArgs {
+    /// Minimum function length in lines [default: 3].
+    #[arg(long)]
+    pub min_lines: Option<usize>,
+    /// Maximum function length in lines [default: 200].
+    #[arg(long)]
+    pub max_lines: Option<usize>,
+    /// Minimum number of parameters [default: 1].
+    #[arg(long)]
+    pub min_args: Option<usize>,
+    /// Keep functions without `return <value>`.
+    #[arg(long)]
+    pub allow_no_return: bool,
+    /// Keep functions with nested `def`/`class`.
+    #[arg(long)]
+    pub allow_nested_defs: bool,
+    /// Keep functions with `import` statements inside them.
+    #[arg(long)]
+    pub allow_inner_imports: bool,
+    /// Keep functions that use no imported package.
+    #[arg(long)]
+    pub allow_no_package: bool,
+    /// Pull module-level literal constants the function reads into `code`.
+    #[arg(long)]
+    pub include_constants: bool,
+    /// Keep exact duplicates.
+    #[arg(long)]
+    pub no_dedup: bool,
+    /// Python version whose syntax `code` must compile on [default: 3.11].
+    #[arg(long, value_name = "X.Y")]
+    pub target_python: Option<String>,
+    /// Package allow-list TOML [default: built-in configs/packages.toml].
+    #[arg(long, value_name = "FILE")]
+    pub packages: Option<PathBuf>,
+    /// Also write every dropped candidate and unusable document, with its reason, here.
+    #[arg(long, value_name = "DIR")]
+    pub rejects: Option<PathBuf>,
+}
+
+impl ExtractSettings {
+    /// Config section, then flags on top.
+    pub fn resolve(ctx: &Context, args: &ExtractArgs) -> Self {
+        let mut s = ctx.config.extract.clone();
+        if let Some(v) = args.min_lines {
+            s.min_lines = v;
+        }
+        if let Some(v) = args.max_lines {
+            s.max_lines = v;
+        }
+        if let Some(v) = args.min_args {
+            s.min_args = v;
+        }
+        s.require_return_value &= !args.allow_no_return;
+        s.allow_nested_defs |= args.allow_nested_defs;
+        s.allow_inner_imports |= args.allow_inner_imports;
+        s.require_package &= !args.allow_no_package;
+        s.include_constants |= args.include_constants;
+        s.dedup &= !args.no_dedup;
+        if let Some(v) = &args.target_python {
+            s.target_python = v.clone();
+        }
+        if let Some(p) = &args.packages {
+            s.packages_file = p.display().to_string();
+        } else if !s.packages_file.is_empty() {
+            // Relative paths in a config file are relative to the config file.
+            if let Some(dir) = &ctx.config_dir {
+                let p = Path::new(&s.packages_file);
+                if p.is_relative() && !p.exists() {
+                    s.packages_file = dir.join(p).display().to_string();
+                }
+            }
+        }
+        s
+    }
+}
+
+/// Which top-level modules a function may use.
+#[derive(Debug, Clone, Default)]
+pub struct PackageAllowList {
+    pub stdlib: HashSet<String>,
+    pub third_party: HashSet<String>,
+}
+
+impl PackageAllowList {
+    pub fn parse(text: &str) -> Result<Self> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct File {
+            #[serde(default)]
+            stdlib: Vec<String>,
+            #[serde(default)]
+            third_party: Vec<String>,
+        }
+        let f: File = toml::from_str(text).context("invalid package allow-list")?;
+        Ok(Self { stdlib: f.stdlib.into_iter().collect(), third_party: f.third_party.into_iter().collect() })
+    }
+
+    pub fn load(path: &str) -> Result<Self> {
+        if path.is_empty() {
+            return Self::parse(DEFAULT_PACKAGES_TOML);
+        }
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read package allow-list {path}"))?;
+        Self::parse(&text).with_context(|| format!("package allow-list {path}"))
+    }
+
+    pub fn allows(&self, module_root: &str) -> bool {
+        self.stdlib.contains(module_root) || self.third_party.contains(module_root)
+    }
+}
+
+/// Why a candidate function was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DropReason {
+    NoArguments,
+    TooShort,
+    TooLong,
+    NewerSyntax,
+    TooDeeplyNested,
+    NoReturnValue,
+    NestedDefinition,
+    InnerImport,
+    RelativeImport,
+    StarImport,
+    UnresolvedName,
+    PackageNotAllowed,
+    NoPackage,
+    Duplicate,
+}
+
+impl DropReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::NoArguments => "no_arguments",
+            DropReason::TooShort => "too_short",
+            DropReason::TooLong => "too_long",
+            DropReason::NewerSyntax => "newer_syntax",
+            DropReason::TooDeeplyNested => "too_deeply_nested",
+            DropReason::NoReturnValue => "no_return_value",
+            DropReason::NestedDefinition => "nested_definition",
+            DropReason::InnerImport => "inner_import",
+            DropReason::RelativeImport => "relative_import",
+            DropReason::StarImport => "star_import",
+            DropReason::UnresolvedName => "unresolved_name",
+            DropReason::PackageNotAllowed => "package_not_allowed",
+            DropReason::NoPackage => "no_package",
+            DropReason::Duplicate => "duplicate",
+        }
+    }
+}
+
+/// One top-level function and what became of it.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub name: String,
+    pub source: SourceRef,
+    pub function: String,
+    pub outcome: Result<Kept, (DropReason, String)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Kept {
+    pub record: FunctionRecord,
+    /// Hash of the function's normalised token text, for dedup.
+    pub norm_hash: [u8; 16],
+}
+
+/// Settings in the form the per-file work needs.
+pub struct Extractor {
+    pub settings: ExtractSettings,
+    pub allow: PackageAllowList,
+    pub target: PythonVersion,
+}
+
+impl Extractor {
+    pub fn new(settings: ExtractSettings, allow: PackageAllowList) -> Result<Self> {
+        let target = python::parse_version(&settings.target_python)
+            .with_context(|| format!("target_python {:?}: expected X.Y", settings.target_python))?;
+        Ok(Self { settings, allow, target })
+    }
+
+    /// Extract candidates from one document. `Err` means the document itself is unusable.
+    pub fn extract(&self, source: &str, doc_id: &str, doc_path: Option<&str>) -> Result<Vec<Candidate>, BadInput> {
+        let source = source.strip_prefix('\u{feff}').unwrap_or(source);
+        if source.trim().is_empty() {
+            return Err(BadInput::new("empty_file", "no code"));
+        }
+        // Step 1: parse. CPython rejects >200 nested brackets, so such files can never run.
+        let depth = python::max_bracket_depth(source);
+        if depth > python::MAX_BRACKET_DEPTH {
+            return Err(BadInput::new("too_deeply_nested", format!("{depth} nested brackets")));
+        }
+        let parsed = python::parse_module(source, self.target);
+        let lines = LineIndex::new(source);
+        if let Some(err) = parsed.errors().first() {
+            let line = lines.line_of(err.location.start().to_usize());
+            let reason = if python::py2::looks_like_python2(source) { "python2" } else { "syntax_error" };
+            return Err(BadInput::new(reason, format!("line {line}: {}", err.error)));
+        }
+        let module = parsed.suite();
+        let imports = collect_module_imports(module);
+        let constants =
+            if self.settings.include_constants { collect_literal_constants(module, source) } else { HashMap::new() };
+
+        // Step 2: every top-level def is a candidate.
+        let mut candidates = Vec::new();
+        for stmt in module {
+            let Stmt::FunctionDef(func) = stmt else { continue };
+            let range = func.range();
+            let (start, end) = (range.start().to_usize(), range.end().to_usize());
+            let mut function = source[start..end].to_string();
+            function.push('\n');
+            let source_ref = SourceRef {
+                id: doc_id.to_string(),
+                path: doc_path.map(str::to_string),
+                start_line: lines.line_of(start),
+                end_line: lines.line_of(end.saturating_sub(1).max(start)),
+            };
+            let newer_syntax = parsed.unsupported_syntax_errors().iter().find(|e| range.contains_range(e.range));
+            let outcome = self.judge(func, &function, &source_ref, &imports, &constants, newer_syntax.map(|e| e.to_string()));
+            let outcome = outcome.map(|record| Kept { norm_hash: normalized_hash(source, parsed.tokens().in_range(range)), record });
+            candidates.push(Candidate { name: func.name.to_string(), source: source_ref, function, outcome });
+        }
+        Ok(candidates)
+    }
+
+    /// Steps 3–5 for one function: keep (with its runnable record) or drop with a reason.
+    fn judge(
+        &self,
+        func: &ruff_python_ast::StmtFunctionDef,
+        function: &str,
+        source_ref: &SourceRef,
+        imports: &ModuleImports,
+        constants: &HashMap<String, String>,
+        newer_syntax: Option<String>,
+    ) -> Result<FunctionRecord, (DropReason, String)> {
+        let s = &self.settings;
+        let drop = |reason: DropReason, detail: String| Err((reason, detail));
+        let name = func.name.as_str();
+
+        // Step 3: shape rules.
+        let n_params = parameter_count(&func.parameters);
+        if n_params < s.min_args {
+            return drop(DropReason::NoArguments, format!("{n_params} parameters < {}", s.min_args));
+        }
+        let n_lines = (source_ref.end_line - source_ref.start_line + 1) as usize;
+        if n_lines < s.min_lines {
+            return drop(DropReason::TooShort, format!("{n_lines} lines < {}", s.min_lines));
+        }
+        if n_lines > s.max_lines {
+            return drop(DropReason::TooLong, format!("{n_lines} lines > {}", s.max_lines));
+        }
+        if let Some(detail) = newer_syntax {
+            return drop(DropReason::NewerSyntax, detail);
+        }
+        let facts = analyze_function(func, imports.future_annotations, s.max_ast_depth);
+        if facts.too_deep {
+            return drop(DropReason::TooDeeplyNested, format!("AST deeper than {}", s.max_ast_depth));
+        }
+        if s.require_return_value && !facts.has_return_value {
+            return drop(DropReason::NoReturnValue, String::new());
+        }
+        if !s.allow_nested_defs && (facts.has_nested_def || facts.has_nested_class) {
+            return drop(DropReason::NestedDefinition, String::new());
+        }
+        if !facts.inner_imports.is_empty() {
+            if !s.allow_inner_imports {
+                return drop(DropReason::InnerImport, String::new());
+            }
+            if facts.inner_imports.iter().any(|i| i.relative) {
+                return drop(DropReason::RelativeImport, "relative import inside the function".into());
+            }
+        }
+
+        // Step 3 (cont.): every free name must resolve.
+        let mut attached: Vec<&ImportBinding> = Vec::new();
+        let mut used_constants: Vec<&str> = Vec::new();
+        let mut unresolved: Vec<&str> = Vec::new();
+        for (free, &hard) in &facts.free {
+            let free = free.as_str();
+            if free == name || BUILTINS.contains(free) {
+                continue;
+            }
+            if let Some(indices) = imports.by_name.get(free) {
+                attached.extend(self.choose_imports(imports, indices));
+            } else if let Some(text) = constants.get(free) {
+                used_constants.push(text);
+            } else if hard {
+                unresolved.push(free);
+            }
+        }
+        if !unresolved.is_empty() {
+            let reason = if imports.star_modules.is_empty() { DropReason::UnresolvedName } else { DropReason::StarImport };
+            return drop(reason, unresolved.join(", "));
+        }
+        if let Some(rel) = attached.iter().find(|b| b.relative) {
+            return drop(DropReason::RelativeImport, rel.line.clone());
+        }
+
+        // Step 4: packages on the allow-list.
+        let mut packages: Vec<String> = attached.iter().map(|b| b.module_root.clone()).collect();
+        packages.extend(facts.inner_imports.iter().map(|i| i.module_root.clone()));
+        packages.sort();
+        packages.dedup();
+        let refused: Vec<&str> = packages.iter().filter(|p| !self.allow.allows(p)).map(String::as_str).collect();
+        if !refused.is_empty() {
+            return drop(DropReason::PackageNotAllowed, refused.join(", "));
+        }
+        if s.require_package && packages.is_empty() {
+            return drop(DropReason::NoPackage, String::new());
+        }
+
+        // Step 5: the runnable module.
+        let mut plain: Vec<&str> = attached.iter().filter(|b| b.kind != ImportKind::From).map(|b| b.line.as_str()).collect();
+        let mut from: Vec<&str> = attached.iter().filter(|b| b.kind == ImportKind::From).map(|b| b.line.as_str()).collect();
+        plain.sort_unstable();
+        plain.dedup();
+        from.sort_unstable();
+        from.dedup();
+        let import_lines: Vec<String> =
+            imports.future.iter().map(String::as_str).chain(plain).chain(from).map(str::to_string).collect();
+        used_constants.sort_unstable();
+        used_constants.dedup();
+        let mut code = String::with_capacity(function.len() + 256);
+        for line in &import_lines {
+            code.push_str(line);
+            code.push('\n');
+        }
+        if !used_constants.is_empty() {
+            code.push('\n');
+            for c in &used_constants {
+                code.push_str(c);
+                code.push('\n');
+            }
+        }
+        if !code.is_empty() {
+            code.push_str("\n\n");
+        }
+        code.push_str(function);
+
+        Ok(FunctionRecord {
+            id: content_id(&code),
+            entry_point: name.to_string(),
+            code,
+            function: function.to_string(),
+            imports: import_lines,
+            packages,
+            constants: used_constants.into_iter().map(str::to_string).collect(),
+            is_async: func.is_async,
+            source: source_ref.clone(),
+            extra: Default::default(),
+        })
+    }
+
+    /// The import(s) to attach for a name. `import a.b` and `import a.c` both bind `a` and
+    /// are all needed; other repeated bindings are alternatives (`try: import simplejson as
+    /// json / except: import json`): take the last allowed one, as the module would at run
+    /// time when the preferred one is missing.
+    fn choose_imports<'m>(&self, imports: &'m ModuleImports, indices: &[usize]) -> Vec<&'m ImportBinding> {
+        let bindings: Vec<&ImportBinding> = indices.iter().map(|&i| &imports.bindings[i]).collect();
+        if bindings.iter().all(|b| b.kind == ImportKind::Plain) {
+            return bindings;
+        }
+        let usable = bindings.iter().rev().find(|b| !b.relative && self.allow.allows(&b.module_root));
+        vec![usable.copied().unwrap_or(bindings[bindings.len() - 1])]
+    }
+}
+
+/// Hash of the function's tokens without comments and formatting: two copies that differ
+/// only in comments, blank lines or spacing hash alike.
+fn normalized_hash(source: &str, tokens: &[ruff_python_ast::token::Token]) -> [u8; 16] {
+    let mut h = blake3::Hasher::new();
+    for token in tokens {
+        match token.kind() {
+            TokenKind::Comment | TokenKind::NonLogicalNewline => continue,
+            TokenKind::Newline => h.update(b"\n"),
+            TokenKind::Indent => h.update(b"\x01"),
+            TokenKind::Dedent => h.update(b"\x02"),
+            _ => {
+                let r: TextRange = token.range();
+                h.update(source[r.start().to_usize()..r.end().to_usize()].as_bytes());
+                h.update(b" ")
+            }
+        };
+    }
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&h.finalize().as_bytes()[..16]);
+    out
+}
+
+/// What one document turned into.
+enum DocOutcome {
+    Bad { doc: SourceDoc, bad: BadInput },
+    Parsed { doc: SourceDoc, candidates: Vec<Candidate> },
+}
+
+/// Counters for the manifest.
+#[derive(Debug, Default, Serialize)]
+pub struct ExtractCounts {
+    pub documents: u64,
+    pub documents_parsed: u64,
+    pub bytes: u64,
+    pub candidates: u64,
+    pub kept: u64,
+    pub dropped: BTreeMap<String, u64>,
+    pub bad_input: BTreeMap<String, u64>,
+    pub packages: BTreeMap<String, u64>,
+    pub unreadable_files: u64,
+}
+
+/// `unitcoder extract`.
+pub fn run(ctx: &Context, args: &ExtractArgs) -> Result<ExitCode> {
+    let started = Instant::now();
+    let started_at = now_rfc3339();
+    let settings = ExtractSettings::resolve(ctx, args);
+    let allow = PackageAllowList::load(&settings.packages_file)?;
+    let extractor = Arc::new(Extractor::new(settings.clone(), allow)?);
+    let input_cfg = ctx.input_config();
+    let output_cfg = ctx.output_config();
+    let out_dir = ctx.output_dir()?;
+    anyhow::ensure!(!ctx.global.input.is_empty(), "--input is required");
+    let inputs = expand_inputs(&ctx.global.input)?;
+
+    let settings_json = json!({ "extract": settings, "input": input_cfg, "output": output_cfg });
+    let input_paths: Vec<PathBuf> = inputs.iter().map(|i| i.path.clone()).collect();
+    let fp = fingerprint(&input_paths, &settings_json);
+    if !ctx.global.force && args.rejects.is_none() {
+        if let Some(m) = Manifest::read(&out_dir)? {
+            if m.stage == "extract" && m.fingerprint == fp && m.shards_present(&out_dir) {
+                tracing::info!("{}: up to date (same inputs and settings); --force to redo", out_dir.display());
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
+    }
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("cannot create output directory {}", out_dir.display()))?;
+    clear_previous_output(&out_dir, "shard")?;
+    let shard_options = ShardWriterOptions {
+        records_per_shard: output_cfg.records_per_shard,
+        compress: output_cfg.compress,
+        ..Default::default()
+    };
+    let mut writer = ShardWriter::new(&out_dir, shard_options.clone())?;
+    let mut rejects = match &args.rejects {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create rejects directory {}", dir.display()))?;
+            clear_previous_output(dir, "rejects")?;
+            Some(ShardWriter::new(dir, ShardWriterOptions { prefix: "rejects".into(), ..shard_options.clone() })?)
+        }
+        None => None,
+    };
+
+    tracing::info!("extract: {} input files → {} ({} workers)", inputs.len(), out_dir.display(), ctx.jobs);
+    let fields = SourceFields {
+        content: input_cfg.content_field.clone(),
+        id: input_cfg.id_field.clone(),
+        path: input_cfg.path_field.clone(),
+    };
+
+    // Reader → workers → ordered writer. `window` bounds the documents in flight (queued,
+    // being parsed, or waiting in the reorder buffer), so memory stays bounded.
+    let window = ctx.jobs * 16;
+    let (doc_tx, doc_rx) = crossbeam_channel::bounded::<(u64, SourceDoc)>(window);
+    let (out_tx, out_rx) = crossbeam_channel::bounded::<(u64, DocOutcome)>(window);
+    let (token_tx, token_rx) = crossbeam_channel::bounded::<()>(window);
+    for _ in 0..window {
+        token_tx.send(()).context("token channel")?;
+    }
+
+    let mut counts = ExtractCounts::default();
+    let mut seen: HashSet<[u8; 16]> = HashSet::new();
+    let mut progress = crate::logging::Progress::new("extract", ctx.global.quiet);
+
+    let read_summary = std::thread::scope(|scope| -> Result<_> {
+        let max_doc_bytes = input_cfg.max_doc_bytes;
+        let reader = std::thread::Builder::new().name("reader".into()).spawn_scoped(scope, {
+            let inputs = &inputs;
+            let fields = &fields;
+            move || {
+                let mut seq = 0u64;
+                read_source_docs(inputs, fields, max_doc_bytes, |doc| {
+                    if token_rx.recv().is_err() {
+                        return false;
+                    }
+                    let ok = doc_tx.send((seq, doc)).is_ok();
+                    seq += 1;
+                    ok
+                })
+            }
+        })?;
+        for w in 0..ctx.jobs {
+            let doc_rx = doc_rx.clone();
+            let out_tx = out_tx.clone();
+            let extractor = extractor.clone();
+            std::thread::Builder::new()
+                .name(format!("parse-{w}"))
+                .stack_size(python::PARSE_STACK_BYTES)
+                .spawn_scoped(scope, move || {
+                    for (seq, mut doc) in doc_rx {
+                        let outcome = match std::mem::replace(&mut doc.content, Ok(String::new())) {
+                            Err(bad) => DocOutcome::Bad { doc, bad },
+                            Ok(text) => match extractor.extract(&text, &doc.id, doc.path.as_deref()) {
+                                Ok(candidates) => DocOutcome::Parsed { doc, candidates },
+                                Err(bad) => DocOutcome::Bad { doc, bad },
+                            },
+                        };
+                        if out_tx.send((seq, outcome)).is_err() {
+                            return;
+                        }
+                    }
+                })?;
+        }
+        drop(out_tx);
+        drop(doc_rx);
+
+        let mut pending: BTreeMap<u64, DocOutcome> = BTreeMap::new();
+        let mut next = 0u64;
+        for (seq, outcome) in out_rx.iter() {
+            pending.insert(seq, outcome);
+            while let Some(outcome) = pending.remove(&next) {
+                next += 1;
+                let _ = token_tx.send(());
+                emit(outcome, &mut counts, &mut seen, &settings, &mut writer, rejects.as_mut())?;
+                progress.update(counts.documents, || format!("{} kept", counts.kept));
+            }
+        }
+        drop(token_tx);
+        let summary = reader.join().map_err(|_| anyhow::anyhow!("reader thread panicked"))?;
+        anyhow::ensure!(pending.is_empty(), "internal error: {} documents never emitted", pending.len());
+        Ok(summary)
+    })?;
+    progress.finish();
+    counts.unreadable_files = read_summary.unreadable_files;
+
+    let shards = writer.finish()?;
+    if let Some(r) = rejects {
+        let reject_shards = r.finish()?;
+        let dir = args.rejects.as_ref().context("rejects dir")?;
+        let m = Manifest {
+            stage: "extract-rejects".into(),
+            unitcoder_version: env!("CARGO_PKG_VERSION").into(),
+            inputs: inputs.iter().map(|i| i.display()).collect(),
+            fingerprint: fp.clone(),
+            settings: settings_json.clone(),
+            counts: json!({ "dropped": counts.dropped, "bad_input": counts.bad_input }),
+            shards: reject_shards,
+            started_at: started_at.clone(),
+            finished_at: now_rfc3339(),
+            elapsed_seconds: started.elapsed().as_secs_f64(),
+            timings: json!({}),
+        };
+        m.write(dir)?;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let manifest = Manifest {
+        stage: "extract".into(),
+        unitcoder_version: env!("CARGO_PKG_VERSION").into(),
+        inputs: inputs.iter().map(|i| i.display()).collect(),
+        fingerprint: fp,
+        settings: settings_json,
+        counts: serde_json::to_value(&counts)?,
+        shards,
+        started_at,
+        finished_at: now_rfc3339(),
+        elapsed_seconds: elapsed,
+        timings: json!({
+            "documents_per_second": counts.documents as f64 / elapsed.max(1e-9),
+            "megabytes_per_second": counts.bytes as f64 / 1e6 / elapsed.max(1e-9),
+        }),
+    };
+    manifest.write(&out_dir)?;
+    let dropped: u64 = counts.dropped.values().sum();
+    let bad: u64 = counts.bad_input.values().sum();
+    tracing::info!(
+        "extract: {} documents ({:.1} MB) in {:.2}s, {} candidates → {} kept, {} dropped {:?}, {} unusable documents {:?}",
+        counts.documents,
+        counts.bytes as f64 / 1e6,
+        elapsed,
+        counts.candidates,
+        counts.kept,
+        dropped,
+        counts.dropped,
+        bad,
+        counts.bad_input
+    );
+    Ok(if counts.unreadable_files > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// Count, dedup and write one document's outcome (called in input order).
+fn emit(
+    outcome: DocOutcome,
+    counts: &mut ExtractCounts,
+    seen: &mut HashSet<[u8; 16]>,
+    settings: &ExtractSettings,
+    writer: &mut ShardWriter,
+    mut rejects: Option<&mut ShardWriter>,
+) -> Result<()> {
+    counts.documents += 1;
+    match outcome {
+        DocOutcome::Bad { doc, bad } => {
+            counts.bytes += doc.bytes;
+            *counts.bad_input.entry(bad.reason.to_string()).or_default() += 1;
+            let place = doc.line.map(|l| format!("{}:{l}", doc.file)).unwrap_or_else(|| doc.file.to_string());
+            tracing::debug!("{place}: skipped document {}: {} ({})", doc.id, bad.reason, bad.detail);
+            if let Some(r) = rejects.as_deref_mut() {
+                r.write(&RejectRecord {
+                    reason: bad.reason.to_string(),
+                    detail: bad.detail,
+                    file: doc.file.to_string(),
+                    line: doc.line,
+                    doc_id: Some(doc.id),
+                    entry_point: None,
+                    source: None,
+                    function: None,
+                })?;
+            }
+        }
+        DocOutcome::Parsed { doc, candidates } => {
+            counts.bytes += doc.bytes;
+            counts.documents_parsed += 1;
+            for candidate in candidates {
+                counts.candidates += 1;
+                let outcome = match candidate.outcome {
+                    Ok(kept) if settings.dedup && !seen.insert(kept.norm_hash) => {
+                        Err((DropReason::Duplicate, String::new()))
+                    }
+                    other => other,
+                };
+                match outcome {
+                    Ok(kept) => {
+                        counts.kept += 1;
+                        for p in &kept.record.packages {
+                            *counts.packages.entry(p.clone()).or_default() += 1;
+                        }
+                        writer.write(&kept.record)?;
+                    }
+                    Err((reason, detail)) => {
+                        *counts.dropped.entry(reason.as_str().to_string()).or_default() += 1;
+                        if let Some(r) = rejects.as_deref_mut() {
+                            r.write(&RejectRecord {
+                                reason: reason.as_str().to_string(),
+                                detail,
+                                file: doc.file.to_string(),
+                                line: doc.line,
+                                doc_id: Some(doc.id.clone()),
+                                entry_point: Some(candidate.name),
+                                source: Some(candidate.source),
+                                function: Some(candidate.function),
+                            })?;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}

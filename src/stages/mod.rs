@@ -1,0 +1,3 @@
+//! One module per pipeline stage. Each reads like the corresponding step of the method.
+
+pub mod extract;
