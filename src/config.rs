@@ -62,3 +62,18 @@ impl Config {
         Ok((config, path.parent().map(Path::to_path_buf)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// configs/default.toml documents every key with its default: keep it true.
+    #[test]
+    fn shipped_default_config_matches_built_in_defaults() {
+        let shipped: Config = toml::from_str(include_str!("../configs/default.toml")).expect("parses");
+        let built_in = Config::default();
+        assert_eq!(toml::to_string(&shipped.extract).unwrap(), toml::to_string(&built_in.extract).unwrap());
+        assert_eq!(toml::to_string(&shipped.input).unwrap(), toml::to_string(&built_in.input).unwrap());
+        assert_eq!(toml::to_string(&shipped.output).unwrap(), toml::to_string(&built_in.output).unwrap());
+    }
+}

@@ -741,3 +741,200 @@ fn emit(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn extractor_with(f: impl FnOnce(&mut ExtractSettings)) -> Extractor {
+        let mut s = ExtractSettings::default();
+        f(&mut s);
+        Extractor::new(s, PackageAllowList::parse(DEFAULT_PACKAGES_TOML).expect("built-in list")).expect("extractor")
+    }
+
+    fn run(src: &str) -> Vec<Candidate> {
+        extractor_with(|_| {}).extract(src, "doc", Some("pkg/mod.py")).expect("parses")
+    }
+
+    fn kept(src: &str, name: &str) -> FunctionRecord {
+        let c = run(src).into_iter().find(|c| c.name == name).expect("candidate");
+        match c.outcome {
+            Ok(k) => k.record,
+            Err(e) => panic!("{name} dropped: {e:?}"),
+        }
+    }
+
+    fn dropped(src: &str, name: &str) -> (DropReason, String) {
+        let c = run(src).into_iter().find(|c| c.name == name).expect("candidate");
+        match c.outcome {
+            Ok(_) => panic!("{name} kept"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn import_forms_bind_the_right_names() {
+        let src = "import os.path\nimport numpy as np\nfrom collections import OrderedDict as OD, Counter\nimport json, re\n\n\
+                   def f(a):\n    x = os.path.join(a, 'b')\n    y = np.array([1])\n    return OD(), x, y\n";
+        let r = kept(src, "f");
+        assert_eq!(r.imports, ["import numpy as np", "import os.path", "from collections import OrderedDict as OD"]);
+        assert_eq!(r.packages, ["collections", "numpy", "os"]);
+        assert!(r.code.starts_with("import numpy as np\nimport os.path\nfrom collections import OrderedDict as OD\n\n\ndef f(a):"));
+    }
+
+    #[test]
+    fn imports_inside_try_and_if_blocks() {
+        let src = "try:\n    import simplejson as json\nexcept ImportError:\n    import json\nif True:\n    from math import sqrt\n\n\
+                   def f(a):\n    b = sqrt(a)\n    return json.dumps(b)\n";
+        let r = kept(src, "f");
+        // simplejson is not on the allow-list: the stdlib fallback is attached.
+        assert_eq!(r.imports, ["import json", "from math import sqrt"]);
+    }
+
+    #[test]
+    fn plain_submodule_imports_are_all_attached() {
+        let src = "import xml.dom\nimport xml.etree.ElementTree\n\ndef f(a):\n    t = xml.etree.ElementTree.fromstring(a)\n    return xml.dom, t\n";
+        assert_eq!(kept(src, "f").imports, ["import xml.dom", "import xml.etree.ElementTree"]);
+    }
+
+    #[test]
+    fn future_imports_come_first() {
+        let src = "import re\nfrom __future__ import annotations\n\ndef f(a: Unknown) -> re.Pattern:\n    p = re.compile(a)\n    return p\n";
+        let r = kept(src, "f");
+        assert_eq!(r.imports, ["from __future__ import annotations", "import re"]);
+        assert!(r.code.starts_with("from __future__ import annotations\nimport re\n"));
+    }
+
+    #[test]
+    fn async_def_and_decorators_kept_verbatim() {
+        let src = "import asyncio\nimport functools\n\n@functools.lru_cache(maxsize=None)  # cache it\n\
+                   async def fetch(url):\n    # wait a little\n    await asyncio.sleep(0)   # yield\n    return url\n\nx = 1\n";
+        let r = kept(src, "fetch");
+        assert!(r.is_async);
+        assert_eq!(
+            r.function,
+            "@functools.lru_cache(maxsize=None)  # cache it\nasync def fetch(url):\n    # wait a little\n    await asyncio.sleep(0)   # yield\n    return url\n"
+        );
+        assert_eq!((r.source.start_line, r.source.end_line), (4, 8));
+        assert_eq!(r.source.path.as_deref(), Some("pkg/mod.py"));
+    }
+
+    #[test]
+    fn unresolved_names_drop_only_that_function() {
+        let src = "import os\nHELPER = 3\n\ndef uses_helper(a):\n    b = os.sep\n    return helper(a) + b\n\n\
+                   def fine(a):\n    b = os.sep\n    return a + b\n";
+        assert_eq!(dropped(src, "uses_helper"), (DropReason::UnresolvedName, "helper".into()));
+        kept(src, "fine");
+    }
+
+    #[test]
+    fn allow_list_is_per_function() {
+        let src = "import os\nimport torch\n\ndef a(x):\n    y = torch.tensor(x)\n    return y\n\ndef b(x):\n    y = os.sep\n    return x + y\n";
+        assert_eq!(dropped(src, "a"), (DropReason::PackageNotAllowed, "torch".into()));
+        assert_eq!(kept(src, "b").packages, ["os"]);
+    }
+
+    #[test]
+    fn relative_and_star_imports() {
+        let src = "from .utils import helper\nfrom numpy import *\nimport os\n\ndef a(x):\n    y = helper(x)\n    return y\n\n\
+                   def b(x):\n    y = array(x)\n    return y\n";
+        assert_eq!(dropped(src, "a").0, DropReason::RelativeImport);
+        assert_eq!(dropped(src, "b"), (DropReason::StarImport, "array".into()));
+    }
+
+    #[test]
+    fn shape_rules() {
+        let src = "import os\n\ndef no_args():\n    x = os.sep\n    return x\n\ndef short(a):\n    return os.sep\n\n\
+                   def no_return(a):\n    x = os.sep\n    print(x)\n\ndef nested(a):\n    def g():\n        return os.sep\n    return g\n\n\
+                   def inner(a):\n    import json\n    return json.dumps(a)\n\ndef no_pkg(a):\n    b = a * 2\n    return b\n";
+        assert_eq!(dropped(src, "no_args").0, DropReason::NoArguments);
+        assert_eq!(dropped(src, "short").0, DropReason::TooShort);
+        assert_eq!(dropped(src, "no_return").0, DropReason::NoReturnValue);
+        assert_eq!(dropped(src, "nested").0, DropReason::NestedDefinition);
+        assert_eq!(dropped(src, "inner").0, DropReason::InnerImport);
+        assert_eq!(dropped(src, "no_pkg").0, DropReason::NoPackage);
+
+        let lenient = extractor_with(|s| {
+            s.allow_nested_defs = true;
+            s.allow_inner_imports = true;
+            s.require_package = false;
+            s.min_lines = 1;
+        });
+        let all = lenient.extract(src, "doc", None).expect("parses");
+        let kept: Vec<&str> = all.iter().filter(|c| c.outcome.is_ok()).map(|c| c.name.as_str()).collect();
+        assert_eq!(kept, ["short", "nested", "inner", "no_pkg"]);
+        let inner = all.iter().find(|c| c.name == "inner").and_then(|c| c.outcome.as_ref().ok()).expect("inner kept");
+        assert_eq!(inner.record.packages, ["json"]);
+    }
+
+    #[test]
+    fn max_lines() {
+        let body: String = (0..10).map(|i| format!("    x{i} = os.sep\n")).collect();
+        let src = format!("import os\n\ndef long(a):\n{body}    return a\n");
+        let strict = extractor_with(|s| s.max_lines = 5);
+        let c = &strict.extract(&src, "d", None).expect("parses")[0];
+        assert_eq!(c.outcome.as_ref().err().map(|e| e.0), Some(DropReason::TooLong));
+    }
+
+    #[test]
+    fn constants_only_when_enabled() {
+        let src = "import os\nSEP = '/'\nLIMITS = (1, 2)\nDYN = os.getcwd()\n\ndef f(a):\n    b = os.path.join(a, SEP)\n    return b, LIMITS\n\n\
+                   def g(a):\n    b = os.sep\n    return DYN + b\n";
+        assert_eq!(dropped(src, "f").0, DropReason::UnresolvedName);
+        let with = extractor_with(|s| s.include_constants = true);
+        let all = with.extract(src, "d", None).expect("parses");
+        let f = all[0].outcome.as_ref().expect("f kept");
+        assert_eq!(f.record.constants, ["LIMITS = (1, 2)", "SEP = '/'"]);
+        assert!(f.record.code.contains("LIMITS = (1, 2)\nSEP = '/'\n\n\ndef f(a):"));
+        // A non-literal module value is never pulled in.
+        assert_eq!(all[1].outcome.as_ref().err().map(|e| e.0), Some(DropReason::UnresolvedName));
+    }
+
+    #[test]
+    fn newer_syntax_is_dropped_for_target() {
+        let src = "import os\n\ndef f[T](a: T) -> T:\n    b = os.sep\n    return a\n\ndef g(a):\n    b = os.sep\n    return f\"{a[\"k\"]}\" + b\n";
+        assert_eq!(dropped(src, "f").0, DropReason::NewerSyntax);
+        assert_eq!(dropped(src, "g").0, DropReason::NewerSyntax);
+        let new = extractor_with(|s| s.target_python = "3.12".into());
+        let all = new.extract(src, "d", None).expect("parses");
+        assert!(all[1].outcome.is_ok());
+    }
+
+    #[test]
+    fn builtins_recursion_and_self_reference_resolve() {
+        let src = "import math\n\ndef fact(n):\n    if n <= 1:\n        return 1\n    return n * fact(n - 1) + math.floor(len(str(n)) * 0)\n";
+        kept(src, "fact");
+    }
+
+    #[test]
+    fn bad_documents() {
+        let ex = extractor_with(|_| {});
+        assert_eq!(ex.extract("  \n\n", "d", None).err().map(|e| e.reason), Some("empty_file"));
+        assert_eq!(ex.extract("def f(:\n  pass\n", "d", None).err().map(|e| e.reason), Some("syntax_error"));
+        assert_eq!(ex.extract("import os\nprint 'hi'\n", "d", None).err().map(|e| e.reason), Some("python2"));
+        let deep = format!("x = {}1{}\n", "(".repeat(100_000), ")".repeat(100_000));
+        assert_eq!(ex.extract(&deep, "d", None).err().map(|e| e.reason), Some("too_deeply_nested"));
+        let err = ex.extract("import os\n\n\nx = (\n", "d", None).err().expect("error");
+        assert!(err.detail.starts_with("line "), "{}", err.detail);
+    }
+
+    #[test]
+    fn normalized_hash_ignores_comments_and_spacing() {
+        let a = "import os\n\ndef f(a):\n    b = os.sep  # sep\n\n    return a+b\n";
+        let b = "import os\n\ndef f(a):\n    # different comment\n    b = os.sep\n    return a + b\n";
+        let c = "import os\n\ndef f(a):\n    b = os.sep\n    return a - b\n";
+        let h = |s: &str| run(s)[0].outcome.as_ref().expect("kept").norm_hash;
+        assert_eq!(h(a), h(b));
+        assert_ne!(h(a), h(c));
+    }
+
+    #[test]
+    fn ids_are_content_hashes() {
+        let src = "import os\n\ndef f(a):\n    b = os.sep\n    return a + b\n";
+        let r1 = kept(src, "f");
+        let r2 = extractor_with(|_| {}).extract(src, "other-doc", None).expect("parses")[0].outcome.clone().expect("kept").record;
+        assert_eq!(r1.id, r2.id);
+        assert_eq!(r1.id, content_id(&r1.code));
+        assert_eq!(r1.id.len(), 32);
+    }
+}
