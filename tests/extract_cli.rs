@@ -332,3 +332,23 @@ fn json_logs_are_json_lines() {
         assert!(v.get("level").is_some());
     }
 }
+
+#[test]
+fn truncated_compressed_input_is_reported_and_exit_status_says_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let full = std::fs::read(fixtures().join("extract/corpus.jsonl.zst")).unwrap();
+    let cut = dir.path().join("cut.jsonl.zst");
+    std::fs::write(&cut, &full[..full.len() * 2 / 3]).unwrap();
+    let out = dir.path().join("out");
+    let tree = fixtures().join("extract/py/dupes_a.py");
+    let assert = bin()
+        .args(["-i", cut.to_str().unwrap(), "-i", tree.to_str().unwrap(), "-o", out.to_str().unwrap(), "extract"])
+        .assert()
+        .code(1);
+    assert!(String::from_utf8_lossy(&assert.get_output().stderr).contains("cut.jsonl.zst"));
+    let m = manifest(&out);
+    assert_eq!(m["counts"]["unreadable_files"], 1);
+    assert_eq!(m["counts"]["bad_input"]["unreadable"], 1);
+    // The run went on to the next input.
+    assert!(names(&read_records(&out, "shard")).contains(&"file_digest".to_string()));
+}
