@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod logging;
 pub mod python;
+pub mod sandbox;
 pub mod record;
 pub mod shards;
 pub mod stages;

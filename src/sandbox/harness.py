@@ -1,0 +1,759 @@
+# unitcoder sandbox harness: a warm fork server plus the per-check test runner.
+#
+# Started by the Rust supervisor as `python -I -B -c <this file> <config json>` inside the
+# isolation (bwrap / unshare / none). It pre-imports heavy modules once, then for each job:
+# forks a fresh child that runs the program and its unittest module, streams per-test
+# outcomes through a private pipe (each line tagged with the job's random nonce), enforces
+# the wall-clock timeout, kills every process the check left behind, and answers the
+# supervisor with one framed JSON result.
+#
+# Trust boundary: this server process never runs tested code. The child does, so anything
+# in the child may be hostile. The child takes what it needs from unittest before the
+# tested code runs, decides outcomes from its own result object (never unittest's
+# TestResult), and checks after every test that the unittest framework was not modified.
+import json
+import os
+import select
+import shutil
+import signal
+import struct
+import sys
+import time
+
+CONFIG = json.loads(sys.argv[1])
+PROTO_IN = os.dup(0)
+PROTO_OUT = os.dup(1)
+_devnull = os.open(os.devnull, os.O_RDWR)
+os.dup2(_devnull, 0)
+os.dup2(_devnull, 1)
+os.set_inheritable(PROTO_IN, False)
+os.set_inheritable(PROTO_OUT, False)
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
+             "VECLIB_MAXIMUM_THREADS"):
+    os.environ[_var] = "1"
+os.environ["MPLBACKEND"] = "Agg"
+
+
+def log(msg):
+    try:
+        os.write(2, ("harness: " + msg + "\n").encode("utf-8", "replace"))
+    except OSError:
+        pass
+
+
+# ---------------------------------------------------------------- mount setup (unshare)
+def setup_mounts():
+    """In `unshare` mode we are root in a private mount namespace: give /tmp, /var/tmp and
+    /dev/shm fresh tmpfs mounts and make every other mount read-only."""
+    import subprocess
+    size = "size=%dm" % CONFIG["tmpfs_mb"]
+    subprocess.run(["mount", "--make-rprivate", "/"], check=True)
+    mounts = []
+    with open("/proc/self/mountinfo") as fh:
+        for line in fh:
+            parts = line.split()
+            sep = parts.index("-")
+            mounts.append((parts[4], parts[sep + 1]))
+    skip_types = {"proc", "sysfs", "devtmpfs", "devpts", "mqueue", "cgroup", "cgroup2", "tmpfs",
+                  "securityfs", "debugfs", "tracefs", "pstore", "bpf", "hugetlbfs", "configfs",
+                  "fusectl", "binfmt_misc", "autofs", "efivarfs", "nsfs"}
+    for point, fstype in mounts:
+        if fstype in skip_types or point.startswith(("/proc", "/sys", "/dev")):
+            continue
+        subprocess.run(["mount", "-o", "remount,bind,ro", point], stderr=subprocess.DEVNULL)
+    for point in ("/tmp", "/var/tmp", "/dev/shm"):
+        if os.path.isdir(point):
+            subprocess.run(["mount", "-t", "tmpfs", "-o", size + ",mode=1777", "tmpfs", point], check=True)
+
+
+if CONFIG.get("mount_setup"):
+    setup_mounts()
+
+# ---------------------------------------------------------------- warm imports
+PREIMPORTED, MISSING = [], []
+for _name in CONFIG.get("preimport", []):
+    try:
+        if _name in ("matplotlib", "matplotlib.pyplot"):
+            import matplotlib
+            matplotlib.use("Agg")
+            import matplotlib.pyplot  # noqa: F401
+        else:
+            __import__(_name)
+        PREIMPORTED.append(_name)
+    except BaseException as _e:  # a broken package must not take the server down
+        MISSING.append("%s (%s: %s)" % (_name, type(_e).__name__, _e))
+
+import ctypes  # noqa: E402
+import gc  # noqa: E402
+import linecache  # noqa: E402
+import resource  # noqa: E402
+import tempfile  # noqa: E402
+import traceback  # noqa: E402
+import threading  # noqa: E402
+import types  # noqa: E402
+import unittest  # noqa: E402
+import unittest.mock  # noqa: E402,F401  (tests use it; import once, warm)
+import unittest.case  # noqa: E402
+import unittest.result  # noqa: E402
+
+# Taken before any tested code runs: later patches of these names do not reach us.
+TestCase = unittest.TestCase
+AsyncTestCase = getattr(unittest, "IsolatedAsyncioTestCase", None)
+RUN_SYNC = unittest.TestCase.run
+RUN_ASYNC = AsyncTestCase.run if AsyncTestCase is not None else None
+SkipTest = unittest.SkipTest
+os_write, os_exit, os_getpid = os.write, os._exit, os.getpid
+perf_counter = time.perf_counter
+format_exception = traceback.format_exception
+_type, _isinstance, _issubclass, _len, _str, _repr = type, isinstance, issubclass, len, str, repr
+_getattr, _sorted, _dir, _callable, _vars, _list = getattr, sorted, dir, callable, vars, list
+
+# What "unmodified unittest" means: these namespaces, by identity of every value.
+WATCHED = {
+    "unittest.TestCase": unittest.TestCase.__dict__,
+    "unittest.case": vars(unittest.case),
+    "unittest.result": vars(unittest.result),
+    "unittest.TestResult": unittest.TestResult.__dict__,
+    "unittest": vars(unittest),
+}
+if AsyncTestCase is not None:
+    WATCHED["unittest.IsolatedAsyncioTestCase"] = AsyncTestCase.__dict__
+import contextlib  # noqa: E402
+WATCHED["threading"] = vars(threading)
+WATCHED["threading.Thread"] = threading.Thread.__dict__
+WATCHED["contextlib"] = vars(contextlib)
+WATCHED["contextlib._GeneratorContextManager"] = contextlib._GeneratorContextManager.__dict__
+_outcome_cls = getattr(unittest.case, "_Outcome", None)
+if _outcome_cls is not None:
+    WATCHED["unittest.case._Outcome"] = _outcome_cls.__dict__
+
+
+# ---------------------------------------------------------------- JSON without json
+_ESCAPES = {i: "\\u%04x" % i for i in range(32)}
+_ESCAPES.update({ord("\\"): "\\\\", ord('"'): '\\"', ord("\n"): "\\n", ord("\t"): "\\t", ord("\r"): "\\r"})
+
+
+def safe_str(o, limit=2000):
+    try:
+        s = _str(o)
+        if _type(s) is not str:
+            s = "<unprintable>"
+    except BaseException:
+        s = "<unprintable %s>" % _type(o).__name__
+    return s[:limit]
+
+
+def clip(text, cap):
+    """Keep head and tail of long text."""
+    if _len(text) <= cap:
+        return text
+    half = cap // 2
+    return text[:half] + "\n... [%d characters cut] ...\n" % (_len(text) - 2 * half) + text[-half:]
+
+
+UNITTEST_DIR = os.path.dirname(unittest.__file__)
+extract_tb, format_list, format_exception_only = traceback.extract_tb, traceback.format_list, traceback.format_exception_only
+
+
+def describe(exc_info, cap):
+    """Message and traceback of a failure, without unittest's and the harness's own frames
+    (as unittest's own runner shows them)."""
+    etype, value, tb = exc_info
+    name = etype.__name__ if _isinstance(etype, type) else safe_str(etype)
+    try:
+        frames = [f for f in extract_tb(tb) if not f.filename.startswith(UNITTEST_DIR) and f.filename != "<string>"]
+        text = "Traceback (most recent call last):\n" + "".join(format_list(frames)) + "".join(format_exception_only(etype, value))
+    except BaseException:
+        text = name + ": " + safe_str(value)
+    try:  # free the failing frames' locals (a memory bomb's data) now, not at exit
+        traceback.clear_frames(tb)
+    except BaseException:
+        pass
+    return {"type": name, "message": clip(name + ": " + safe_str(value), 2000), "traceback": clip(text, cap),
+            "memory_error": _isinstance(value, MemoryError) or name == "MemoryError"}
+
+
+# ---------------------------------------------------------------- the check child
+BLOCKED_EVENTS = {"gc.get_objects", "gc.get_referrers", "gc.get_referents", "sys._current_frames"}
+
+
+def audit(event, args, _blocked=frozenset(BLOCKED_EVENTS), _len=len, _type=type, _fn=types.FunctionType,
+          _error=RuntimeError, _attrs=("__code__", "__defaults__", "__kwdefaults__")):
+    """Installed in the check child before tested code runs; audit hooks cannot be removed.
+    Blocks walking the heap to find the harness and swapping function code."""
+    if event in _blocked:
+        raise _error("blocked by the unitcoder sandbox: " + event)
+    if event == "object.__setattr__" and _len(args) >= 2 and args[1] in _attrs and _type(args[0]) is _fn:
+        raise _error("blocked by the unitcoder sandbox: setting a function's " + args[1])
+
+
+class Result:
+    """Receives unittest's callbacks for one test. Pass means: addSuccess and nothing else.
+    Slots: tested code that finds this object cannot replace its methods on the instance."""
+
+    __slots__ = ("events", "shouldStop", "failfast", "buffer", "tb_locals", "collectedDurations")
+
+    def __init__(self):
+        self.events = []
+        self.shouldStop = False
+        self.failfast = False
+        self.buffer = False
+        self.tb_locals = False
+        self.collectedDurations = []
+
+    def startTest(self, test):
+        pass
+
+    def stopTest(self, test):
+        pass
+
+    def addSuccess(self, test):
+        self.events.append(("pass", None))
+
+    def addFailure(self, test, err):
+        self.events.append(("fail", err))
+
+    def addError(self, test, err):
+        self.events.append(("error", err))
+
+    def addSkip(self, test, reason):
+        self.events.append(("skip", reason))
+
+    def addExpectedFailure(self, test, err):
+        self.events.append(("expected_failure", err))
+
+    def addUnexpectedSuccess(self, test):
+        self.events.append(("unexpected_success", None))
+
+    def addSubTest(self, test, subtest, err):
+        if err is not None:
+            failure = _isinstance(err[1], _getattr(test, "failureException", AssertionError))
+            self.events.append(("fail" if failure else "error", err))
+
+    def addDuration(self, test, elapsed):
+        pass
+
+
+WATCHED["harness.Result"] = Result.__dict__
+
+def in_thread(target, args, stack_bytes=64 * 1024 * 1024, _threading=threading, _sys=sys, _RuntimeError=RuntimeError):
+    """Run tested code on its own thread, so frames it can walk (f_back) lead only here and
+    to threading internals — never to the main thread, which holds the reporter."""
+    _threading.stack_size(stack_bytes)
+    box = []
+
+    def trampoline():
+        try:
+            box.append(("ok", target(*args)))
+        except BaseException:
+            box.append(("raised", _sys.exc_info()))
+
+    t = _threading.Thread(target=trampoline, name="check")
+    t.start()
+    t.join()
+    if box and type(box[0]) is tuple and len(box[0]) == 2:
+        return box[0]
+    return ("raised", (_RuntimeError, _RuntimeError("no result from the test thread"), None))
+
+
+def exec_phase(source, path, namespace, _compile=compile, _exec=exec):
+    _exec(_compile(source, path, "exec", dont_inherit=True), namespace)
+
+
+def run_one(run, cls, name, result):
+    run(cls(name), result)
+    return None
+
+
+def call(fn):
+    return fn()
+
+
+def make_judge(watched, cap, _dict=dict, _any=any, _len=len, _list=list, _type=type, _min=min, _str=str,
+               _isinstance=isinstance, _describe=describe, _safe_str=safe_str):
+    """Closures that decide outcomes, built before tested code runs. They use only their
+    default arguments and methods of built-in types, so nothing tested code can rebind
+    (module globals, builtins) changes what they conclude."""
+    snapshot = [(name, ns, _dict(ns)) for name, ns in watched.items()]
+    ranks = (("error", 0), ("fail", 1), ("tamper", 1), ("unexpected_success", 2), ("expected_failure", 3), ("skip", 4), ("pass", 5))
+
+    def tampered():
+        changed = []
+        for name, ns, before in snapshot:
+            now = _dict(ns)
+            if now.keys() != before.keys() or _any(now[k] is not before[k] for k in before):
+                changed.append(name)
+        return changed
+
+    def outcome(events):
+        if _type(events) is not _list:
+            return {"kind": "tamper", "message": "the result object was replaced"}
+        if not events:
+            return {"kind": "error", "message": "no outcome was recorded for this test"}
+        rank = _dict(ranks)
+        for e in events:
+            if _type(e) is not tuple or _len(e) != 2 or e[0] not in rank:
+                return {"kind": "tamper", "message": "the result object holds foreign entries"}
+        kind, detail = _min(events, key=lambda e: rank[e[0]])
+        if kind in ("fail", "error", "expected_failure") and detail is not None:
+            d = _describe(detail, cap)
+            return {"kind": kind, "message": d["message"], "traceback": d["traceback"], "memory_error": d["memory_error"]}
+        if kind == "skip":
+            return {"kind": "skip", "message": _safe_str(detail)}
+        return {"kind": kind, "message": ""}
+
+    return tampered, outcome
+
+
+def make_encoder(_type=type, _int_repr=int.__repr__, _float_repr=float.__repr__, _translate=str.translate,
+                 _items=dict.items, _str=str, _join=str.join, _escapes=dict(_ESCAPES), _safe_str=safe_str):
+    """JSON encoder from built-in type methods only (not the json module, which tested code
+    could patch)."""
+    def enc(o):
+        t = _type(o)
+        if o is None:
+            return "null"
+        if o is True:
+            return "true"
+        if o is False:
+            return "false"
+        if t is int:
+            return _int_repr(o)
+        if t is float:
+            return _float_repr(o) if o == o and o not in (float("inf"), float("-inf")) else "null"
+        if t is str:
+            return '"' + _translate(o, _escapes) + '"'
+        if t is list or t is tuple:
+            return "[" + _join(",", [enc(x) for x in o]) + "]"
+        if t is dict:
+            return "{" + _join(",", [enc(_str(k)) + ":" + enc(v) for k, v in _items(o)]) + "}"
+        return enc(_safe_str(o))
+
+    return enc
+
+
+def run_tests(job, send, workdir, cap, tampered, outcome, run_sync, run_async, test_case, async_case, skip_test,
+              _describe=describe, _safe_str=safe_str, _sorted=sorted, _dir=dir, _callable=callable,
+              _getattr=getattr, _isinstance=isinstance, _issubclass=issubclass, _list=list, _vars=vars, _dict=dict,
+              _type=type, _in_thread=in_thread, _exec_phase=exec_phase, _run_one=run_one, _call=call, _Result=Result):
+    module = types.ModuleType("__test__")
+    module.__file__ = os.path.join(workdir, "__test__.py")
+    sys.modules["__test__"] = module
+    namespace = module.__dict__
+    for phase, field, filename in (("code", "code", "solution.py"), ("tests", "tests", "test_solution.py")):
+        path = os.path.join(workdir, filename)
+        with open(path, "w", encoding="utf-8", errors="surrogateescape") as fh:
+            fh.write(job[field])
+        status, value = _in_thread(_exec_phase, (job[field], path, namespace))
+        if status == "raised":
+            d = _describe(value, cap)
+            d["phase"] = phase
+            send("phase_error", d)
+            return
+    changed = tampered()
+    if changed:
+        send("tamper", {"when": "import", "changed": changed})
+        return
+    classes = [v for v in _list(namespace.values())
+               if _isinstance(v, _type) and _issubclass(v, test_case) and v.__module__ == "__test__"]
+    classes = _sorted(classes, key=lambda c: c.__name__)
+    plan = []
+    for cls in classes:
+        names = [n for n in _sorted(_dir(cls)) if n.startswith("test") and _callable(_getattr(cls, n, None))]
+        plan.append((cls, names))
+    send("found", {"tests": [cls.__name__ + "." + n for cls, names in plan for n in names]})
+    set_up_module = namespace.get("setUpModule")
+    if _callable(set_up_module):
+        status, value = _in_thread(_call, (set_up_module,))
+        if status == "raised":
+            d = _describe(value, cap)
+            d["phase"] = "setUpModule"
+            send("phase_error", d)
+            return
+    base_names = _list(test_case.__dict__)
+    for cls, names in plan:
+        class_dict_before = _dict(cls.__dict__)
+        run = run_async if async_case is not None and _issubclass(cls, async_case) else run_sync
+        class_failure = None
+        status, value = _in_thread(_call, (cls.setUpClass,))
+        if status == "raised":
+            if _isinstance(value[1], skip_test):
+                class_failure = {"kind": "skip", "message": "setUpClass skipped: " + _safe_str(value[1])}
+            else:
+                d = _describe(value, cap)
+                class_failure = {"kind": "error", "message": "setUpClass: " + d["message"], "traceback": d["traceback"],
+                                 "memory_error": d["memory_error"]}
+        for name in names:
+            test_id = cls.__name__ + "." + name
+            if class_failure is not None:
+                send("test", _dict(class_failure, test=test_id))
+                continue
+            result = _Result()
+            events = result.events
+            status, value = _in_thread(_run_one, (run, cls, name, result))
+            if status == "raised":
+                events.append(("error", value))
+            verdict = outcome(events if result.events is events else None)
+            changed = tampered()
+            redefined = [k for k in base_names if k in cls.__dict__ and cls.__dict__[k] is not class_dict_before.get(k)]
+            if changed or redefined:
+                verdict = {"kind": "tamper", "message": "the unittest framework was modified during the test: "
+                           + ", ".join(changed + [cls.__name__ + "." + k for k in redefined])}
+            verdict["test"] = test_id
+            send("test", verdict)
+            events.clear()
+            result = value = None
+        if class_failure is None:
+            status, value = _in_thread(_call, (cls.tearDownClass,))
+            if status == "raised":
+                d = _describe(value, cap)
+                send("class_error", {"class": cls.__name__, "message": "tearDownClass: " + d["message"]})
+    tear_down_module = namespace.get("tearDownModule")
+    if _callable(tear_down_module):
+        status, value = _in_thread(_call, (tear_down_module,))
+        if status == "raised":
+            d = _describe(value, cap)
+            send("class_error", {"class": "<module>", "message": "tearDownModule: " + d["message"]})
+
+
+def drop_capabilities():
+    """Root that stays root (no uid to drop to) keeps no capabilities."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS
+        for cap in range(64):
+            libc.prctl(24, cap, 0, 0, 0)  # PR_CAPBSET_DROP
+
+        class Header(ctypes.Structure):
+            _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+        class Data(ctypes.Structure):
+            _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+        header = Header(0x20080522, 0)
+        data = (Data * 2)()
+        libc.capset(ctypes.byref(header), ctypes.byref(data))
+    except BaseException:
+        pass
+
+
+def child_main(job, workdir, out_w, rep_w, cap):
+    try:
+        setup_child(job, workdir, out_w, rep_w)
+    except BaseException as e:  # our failure, not the tested code's
+        os.write(rep_w, job["nonce"].encode() + b"\tsetup_error\t" + json.dumps({"message": "%s: %s" % (type(e).__name__, e)}).encode() + b"\n")
+        os._exit(71)
+    report_fd = os.dup(rep_w)
+    os.close(rep_w)
+    run_child(job, workdir, report_fd, cap)
+
+
+def setup_child(job, workdir, out_w, rep_w):
+    os.setsid()
+    os.dup2(_devnull, 0)
+    os.dup2(out_w, 1)
+    os.dup2(out_w, 2)
+    keep = sorted({rep_w, _devnull})
+    os.closerange(3, keep[0])
+    for lo, hi in zip(keep, keep[1:] + [65536]):
+        os.closerange(lo + 1, hi)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD, signal.SIGALRM, signal.SIGUSR1):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # oversize writes fail with an error instead
+    limits = job["limits"]
+    vm_now = 0
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmSize:"):
+                vm_now = int(line.split()[1]) * 1024
+    mem = vm_now + limits["memory_mb"] * 1024 * 1024
+    cpu = int(job["timeout"]) + 2
+    for res, value in ((resource.RLIMIT_AS, mem), (resource.RLIMIT_CPU, cpu), (resource.RLIMIT_CORE, 0),
+                       (resource.RLIMIT_FSIZE, limits["fsize_mb"] * 1024 * 1024),
+                       (resource.RLIMIT_NOFILE, limits["nofile"]), (resource.RLIMIT_NPROC, limits["nproc"])):
+        try:
+            resource.setrlimit(res, (value, value))
+        except (ValueError, OSError):
+            pass
+    os.chdir(workdir)
+    os.environ.clear()
+    os.environ.update({
+        "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8", "MPLBACKEND": "Agg", "MPLCONFIGDIR": workdir, "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NUMEXPR_NUM_THREADS": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    })
+    tempfile.tempdir = workdir
+    if CONFIG.get("uid") is not None:
+        os.setgroups([])
+        os.setgid(CONFIG["gid"])
+        os.setuid(CONFIG["uid"])
+    elif os.geteuid() == 0:
+        drop_capabilities()
+
+
+def run_child(job, workdir, report_fd, cap):
+    prefix = job["nonce"].encode() + b"\t"
+    tampered, outcome = make_judge(WATCHED, cap)
+    enc = make_encoder()
+
+    def send(kind, payload, _w=os_write, _fd=report_fd, _p=prefix, _enc=enc):
+        data = _p + kind.encode() + b"\t" + _enc(payload).encode("utf-8", "replace") + b"\n"
+        while data:
+            data = data[_w(_fd, data):]
+
+    job_fields = {"code": job["code"], "tests": job["tests"]}
+    del job
+    gc.collect()
+    try:
+        sys.stdout = open(1, "w", encoding="utf-8", errors="replace", closefd=False, buffering=1)
+        sys.stderr = open(2, "w", encoding="utf-8", errors="replace", closefd=False, buffering=1)
+    except BaseException:
+        pass
+    finish = os_exit
+    sys.addaudithook(audit)
+    run_tests(job_fields, send, workdir, cap, tampered, outcome, RUN_SYNC, RUN_ASYNC, TestCase, AsyncTestCase, SkipTest)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BaseException:
+        pass
+    send("done", {})
+    finish(0)
+
+
+# ---------------------------------------------------------------- the server
+PID1 = os.getpid() == 1
+UID = CONFIG.get("uid")
+if not PID1:
+    try:  # orphans of a check re-parent to us, so we can find and kill them
+        ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except BaseException:
+        pass
+
+
+def other_processes():
+    """Processes left from a check: everything in our PID namespace but us (pid-1 mode), or
+    every descendant of ours (subreaper mode)."""
+    me = os.getpid()
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry, "rb") as fh:
+                stat = fh.read()
+            parents[int(entry)] = int(stat[stat.rindex(b")") + 2:].split()[1])
+        except (OSError, ValueError):
+            continue
+    if PID1:
+        return [p for p in parents if p != me]
+    found, frontier = set(), {me}
+    while frontier:
+        frontier = {p for p, pp in parents.items() if pp in frontier and p not in found}
+        found |= frontier
+    return _sorted(found)
+
+
+def reap():
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def kill_everything():
+    """SIGKILL every process of the check, repeating until none is left (a fork bomb may
+    spawn while we kill)."""
+    for _ in range(200):
+        rest = other_processes()
+        if not rest:
+            return
+        if PID1:
+            try:
+                os.kill(-1, signal.SIGKILL)
+            except OSError:
+                pass
+        else:
+            for pid in rest:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        time.sleep(0.002)
+        reap()
+
+
+def wipe(path):
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def clean_private_tmp():
+    if not CONFIG.get("private_tmp"):
+        return
+    for root in ("/tmp", "/var/tmp", "/dev/shm"):
+        try:
+            for entry in os.listdir(root):
+                full = os.path.join(root, entry)
+                if os.path.isdir(full) and not os.path.islink(full):
+                    shutil.rmtree(full, ignore_errors=True)
+                else:
+                    try:
+                        os.unlink(full)
+                    except OSError:
+                        pass
+        except OSError:
+            pass
+
+
+def run_job(job):
+    cap = CONFIG.get("traceback_cap", 4000)
+    out_cap = CONFIG.get("output_cap", 65536)
+    workdir = tempfile.mkdtemp(prefix="check-", dir=CONFIG["workroot"])
+    if UID is not None:
+        os.chown(workdir, UID, CONFIG["gid"])
+    os.chmod(workdir, 0o700)
+    out_r, out_w = os.pipe()
+    rep_r, rep_w = os.pipe()
+    started = perf_counter()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(out_r)
+            os.close(rep_r)
+            os.close(PROTO_IN)
+            os.close(PROTO_OUT)
+            child_main(job, workdir, out_w, rep_w, cap)
+        finally:
+            os._exit(70)
+    os.close(out_w)
+    os.close(rep_w)
+    pidfd = os.pidfd_open(pid)
+    deadline = started + float(job["timeout"])
+    head, tail, out_total = bytearray(), bytearray(), 0
+    report = bytearray()
+    report_cap = 32 * 1024 * 1024
+    open_fds = {out_r, rep_r}
+    timed_out = False
+    status = None
+
+    def read_available(fd):
+        nonlocal out_total, head, tail
+        try:
+            chunk = os.read(fd, 1 << 16)
+        except BlockingIOError:
+            return True
+        if not chunk:
+            return False
+        if fd == out_r:
+            out_total += len(chunk)
+            room = out_cap // 2 - len(head)
+            if room > 0:
+                head += chunk[:room]
+                chunk = chunk[room:]
+            if chunk:
+                tail += chunk
+                if len(tail) > out_cap // 2:
+                    del tail[:len(tail) - out_cap // 2]
+        elif len(report) < report_cap:
+            report.extend(chunk)
+        return True
+
+    while status is None:
+        remaining = deadline - perf_counter()
+        if remaining <= 0:
+            timed_out = True
+            break
+        ready, _, _ = select.select(list(open_fds) + [pidfd], [], [], remaining)
+        for fd in ready:
+            if fd == pidfd:
+                _, status = os.waitpid(pid, 0)
+            elif not read_available(fd):
+                open_fds.discard(fd)
+    elapsed = perf_counter() - started
+    lingering = 0
+    if timed_out:
+        kill_everything()
+        try:
+            _, status = os.waitpid(pid, 0)
+        except ChildProcessError:
+            status = None
+    else:
+        lingering = len(other_processes())
+        kill_everything()
+    # All writers are dead now: drain what is left.
+    for fd in _list(open_fds):
+        os.set_blocking(fd, False)
+        while read_available(fd):
+            pass
+    for fd in (out_r, rep_r, pidfd):
+        os.close(fd)
+    reap()
+    wipe(workdir)
+    clean_private_tmp()
+    exit_info = {}
+    if status is not None:
+        if os.WIFSIGNALED(status):
+            exit_info = {"signal": os.WTERMSIG(status)}
+        elif os.WIFEXITED(status):
+            exit_info = {"code": os.WEXITSTATUS(status)}
+    lines = []
+    forged = 0
+    prefix = job["nonce"].encode() + b"\t"
+    for raw in bytes(report).split(b"\n"):
+        if not raw:
+            continue
+        if not raw.startswith(prefix):
+            forged += 1
+            continue
+        try:
+            kind, payload = raw[len(prefix):].split(b"\t", 1)
+            lines.append([kind.decode(), json.loads(payload)])
+        except (ValueError, UnicodeDecodeError):
+            forged += 1
+    text = bytes(head).decode("utf-8", "replace")
+    if out_total > len(head):
+        text += "\n... [%d bytes cut] ...\n" % (out_total - len(head) - len(tail)) + bytes(tail).decode("utf-8", "replace")
+    return {"id": job["id"], "reports": lines, "forged_lines": forged, "timed_out": timed_out, "exit": exit_info,
+            "lingering": lingering, "duration_ms": int(elapsed * 1000), "output": text, "output_bytes": out_total}
+
+
+def read_exact(n):
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = os.read(PROTO_IN, n - len(buf))
+        if not chunk:
+            return None
+        buf += chunk
+    return bytes(buf)
+
+
+def send_frame(obj):
+    data = json.dumps(obj).encode()
+    data = struct.pack(">I", len(data)) + data
+    while data:
+        data = data[os.write(PROTO_OUT, data):]
+
+
+def serve():
+    send_frame({"ready": True, "python": sys.version.split()[0], "executable": sys.executable,
+                "preimported": PREIMPORTED, "missing": MISSING, "pid1": PID1, "uid": UID})
+    while True:
+        header = read_exact(4)
+        if header is None:
+            return
+        job = json.loads(read_exact(struct.unpack(">I", header)[0]))
+        try:
+            result = run_job(job)
+        except BaseException as e:  # our own failure: report it as such, keep serving
+            result = {"id": job.get("id"), "sandbox_error": "%s: %s" % (type(e).__name__, e)}
+            kill_everything()
+        send_frame(result)
+
+
+serve()

@@ -1,0 +1,305 @@
+//! Which isolation mechanism to use and how to launch a worker inside it.
+//!
+//! - `bwrap` (bubblewrap): new network, PID, IPC and UTS namespaces; read-only root; fresh
+//!   tmpfs on /tmp, /var/tmp, /dev/shm (size-capped); /root and /home hidden (the Python
+//!   installation is bound back read-only); the worker is PID 1 of its namespace, so tested
+//!   code cannot signal it; run as root, checks drop to uid 65534.
+//! - `unshare` (util-linux, root only): the same namespaces; the worker mounts the tmpfs
+//!   and remounts everything else read-only itself.
+//! - `none`: rlimits, a session per check, and killing every descendant; tested code could
+//!   reach the network and write where the user can. Recorded as such in every verdict.
+
+use std::ffi::OsString;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+use clap::ValueEnum;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum IsolationChoice {
+    /// The strongest mechanism that works here.
+    #[default]
+    Auto,
+    Bwrap,
+    Unshare,
+    None,
+}
+
+/// The interpreter, as it really is (pyenv shims and venv links resolved).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PythonInfo {
+    pub executable: PathBuf,
+    pub prefix: PathBuf,
+    pub base_prefix: PathBuf,
+    pub version: String,
+}
+
+/// Ask the interpreter where it lives.
+pub fn probe_python(python: &Path) -> Result<PythonInfo> {
+    let out = Command::new(python)
+        .args(["-I", "-c", "import sys, os, json; print(json.dumps({'executable': os.path.realpath(sys.executable), 'prefix': sys.prefix, 'base_prefix': sys.base_prefix, 'version': sys.version.split()[0]}))"])
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run Python interpreter {}", python.display()))?;
+    if !out.status.success() {
+        bail!("Python interpreter {} failed: {}", python.display(), String::from_utf8_lossy(&out.stderr));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().last().unwrap_or("");
+    let mut info: PythonInfo = serde_json::from_str(line).with_context(|| format!("unexpected answer from {}: {text}", python.display()))?;
+    // Call a venv's interpreter through its venv path so site-packages is found.
+    let venv_python = info.prefix.join("bin").join("python");
+    if info.prefix != info.base_prefix && venv_python.exists() {
+        info.executable = venv_python;
+    }
+    Ok(info)
+}
+
+/// How to start a worker.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    pub kind: IsolationChoice,
+    /// Wrapper program and its arguments; the Python command line follows.
+    pub wrapper: Vec<OsString>,
+    pub python: PathBuf,
+    /// Human-readable description of what is in effect, recorded in every verdict.
+    pub description: String,
+    /// /tmp, /var/tmp, /dev/shm are private to the worker (wiped after each check).
+    pub private_tmp: bool,
+    /// The worker must set up its own mounts (unshare mode).
+    pub mount_setup: bool,
+    /// Uid/gid the check child drops to.
+    pub drop_to: Option<(u32, u32)>,
+    /// Where per-check temp dirs are made (inside the worker's view of the filesystem).
+    pub workroot: PathBuf,
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Can uid 65534 reach `path` (every ancestor searchable by others)?
+fn world_reachable(path: &Path) -> bool {
+    let mut p = path.to_path_buf();
+    loop {
+        match std::fs::metadata(&p) {
+            Ok(m) if m.is_dir() && m.permissions().mode() & 0o001 == 0 => return false,
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+        if !p.pop() {
+            return true;
+        }
+    }
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths).map(|d| d.join(program)).find(|p| p.is_file())
+    })
+}
+
+/// The paths of the interpreter that must be visible inside the sandbox.
+fn python_paths(info: &PythonInfo) -> Vec<PathBuf> {
+    let mut v = vec![info.prefix.clone(), info.base_prefix.clone()];
+    if let Ok(real) = std::fs::canonicalize(&info.executable) {
+        if let Some(dir) = real.parent().and_then(Path::parent) {
+            v.push(dir.to_path_buf());
+        }
+    }
+    v.sort();
+    v.dedup();
+    v
+}
+
+fn bwrap_launch(info: &PythonInfo, tmpfs_mb: u64) -> Option<Launch> {
+    let bwrap = which("bwrap")?;
+    let root = is_root();
+    let mut a: Vec<OsString> = vec![bwrap.into()];
+    let mut push = |xs: &[&str]| a.extend(xs.iter().map(OsString::from));
+    push(&["--die-with-parent", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--as-pid-1", "--new-session"]);
+    push(&["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]);
+    let size = (tmpfs_mb * 1024 * 1024).to_string();
+    for dir in ["/tmp", "/var/tmp", "/dev/shm"] {
+        push(&["--size", &size, "--perms", "1777", "--tmpfs", dir]);
+    }
+    // Hide home directories (keys, tokens, caches); bind the interpreter back if it is there.
+    // Directories bwrap creates are not searchable by other users unless we say so.
+    for home in ["/root", "/home"] {
+        if Path::new(home).is_dir() {
+            push(&["--perms", "0755", "--tmpfs", home]);
+        }
+    }
+    let mut made: Vec<PathBuf> = Vec::new();
+    for p in python_paths(info) {
+        if p.starts_with("/root") || p.starts_with("/home") {
+            for ancestor in p.ancestors().collect::<Vec<_>>().into_iter().rev() {
+                let depth = ancestor.components().count();
+                if depth > 2 && ancestor != p && !made.iter().any(|m| m == ancestor) {
+                    made.push(ancestor.to_path_buf());
+                    let s = ancestor.to_string_lossy().into_owned();
+                    push(&["--perms", "0755", "--dir", &s]);
+                }
+            }
+            let s = p.to_string_lossy().into_owned();
+            push(&["--ro-bind", &s, &s]);
+        }
+    }
+    push(&["--clearenv", "--chdir", "/tmp"]);
+    if root {
+        push(&["--cap-drop", "ALL"]);
+        for cap in ["CAP_SETUID", "CAP_SETGID", "CAP_KILL", "CAP_CHOWN", "CAP_FOWNER", "CAP_DAC_OVERRIDE"] {
+            push(&["--cap-add", cap]);
+        }
+    }
+    a.push("--".into());
+    let drop_to = root.then_some((65534, 65534));
+    let description = format!(
+        "bwrap: net,pid,ipc,uts namespaces; read-only root; private /tmp ({tmpfs_mb} MiB); homes hidden; {}",
+        if root { "checks run as uid 65534" } else { "checks run as the invoking user in a user namespace" }
+    );
+    Some(Launch {
+        kind: IsolationChoice::Bwrap,
+        wrapper: a,
+        python: info.executable.clone(),
+        description,
+        private_tmp: true,
+        mount_setup: false,
+        drop_to,
+        workroot: "/tmp".into(),
+    })
+}
+
+fn unshare_launch(info: &PythonInfo) -> Option<Launch> {
+    if !is_root() {
+        return None;
+    }
+    let unshare = which("unshare")?;
+    let wrapper = ["--net", "--pid", "--ipc", "--uts", "--mount", "--fork", "--kill-child", "--mount-proc", "--propagation", "private", "--"]
+        .iter()
+        .map(OsString::from);
+    let reachable = python_paths(info).iter().all(|p| world_reachable(p));
+    let drop_to = reachable.then_some((65534, 65534));
+    Some(Launch {
+        kind: IsolationChoice::Unshare,
+        wrapper: std::iter::once(unshare.into_os_string()).chain(wrapper).collect(),
+        python: info.executable.clone(),
+        description: format!(
+            "unshare: net,pid,ipc,uts,mount namespaces; read-only mounts; private /tmp; {}",
+            if reachable { "checks run as uid 65534" } else { "checks run as root without capabilities (the interpreter is not readable by other users)" }
+        ),
+        private_tmp: true,
+        mount_setup: true,
+        drop_to,
+        workroot: "/tmp".into(),
+    })
+}
+
+fn none_launch(info: &PythonInfo) -> Launch {
+    let reachable = is_root() && python_paths(info).iter().all(|p| world_reachable(p));
+    Launch {
+        kind: IsolationChoice::None,
+        wrapper: Vec::new(),
+        python: info.executable.clone(),
+        description: format!(
+            "none: rlimits and process cleanup only — network and the filesystem are reachable{}",
+            if reachable { "; checks run as uid 65534" } else { "" }
+        ),
+        private_tmp: false,
+        mount_setup: false,
+        drop_to: reachable.then_some((65534, 65534)),
+        workroot: std::env::temp_dir(),
+    }
+}
+
+/// Does a trial worker start and run Python inside this launch?
+pub fn trial(launch: &Launch) -> Result<()> {
+    let mut cmd = command(launch);
+    cmd.args(["-I", "-c", "import os; print('ok', os.getpid())"]).stdin(Stdio::null());
+    let out = cmd.output().with_context(|| format!("cannot start {:?}", launch.kind))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() || !text.starts_with("ok") {
+        bail!("{:?} does not work here: {}", launch.kind, String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}
+
+/// The command that starts the interpreter inside the isolation (arguments to Python follow).
+pub fn command(launch: &Launch) -> Command {
+    let mut cmd = match launch.wrapper.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(&launch.python);
+            c
+        }
+        None => Command::new(&launch.python),
+    };
+    cmd.env_clear().env("PATH", "/usr/local/bin:/usr/bin:/bin").env("LANG", "C.UTF-8");
+    cmd
+}
+
+/// Pick the isolation: the requested one (an error if it does not work), or for `auto` the
+/// strongest that passes a trial.
+pub fn plan(choice: IsolationChoice, info: &PythonInfo, tmpfs_mb: u64) -> Result<Launch> {
+    let candidates: Vec<Option<Launch>> = match choice {
+        IsolationChoice::Bwrap => vec![bwrap_launch(info, tmpfs_mb)],
+        IsolationChoice::Unshare => vec![unshare_launch(info)],
+        IsolationChoice::None => vec![Some(none_launch(info))],
+        IsolationChoice::Auto => vec![bwrap_launch(info, tmpfs_mb), unshare_launch(info), Some(none_launch(info))],
+    };
+    let mut errors = Vec::new();
+    for launch in candidates.into_iter().flatten() {
+        match trial(&launch) {
+            Ok(()) => {
+                if launch.kind == IsolationChoice::None {
+                    tracing::warn!("sandbox isolation: {} ({})", launch.description, errors.join("; "));
+                }
+                return Ok(launch);
+            }
+            Err(e) => errors.push(format!("{e:#}")),
+        }
+    }
+    if errors.is_empty() {
+        bail!("isolation {choice:?} is not available here (see `unitcoder doctor`)");
+    }
+    bail!("isolation {choice:?} is not available: {}", errors.join("; "))
+}
+
+/// One line per mechanism: does it work here, and if not, what would fix it.
+pub fn report(info: &PythonInfo) -> Vec<(String, bool, String)> {
+    let mut rows = Vec::new();
+    let root = is_root();
+    match bwrap_launch(info, 64) {
+        None => rows.push(("bubblewrap".into(), false, "not installed: apt-get install bubblewrap (or your distribution's package)".into())),
+        Some(l) => match trial(&l) {
+            Ok(()) => rows.push(("bubblewrap".into(), true, l.description)),
+            Err(e) => rows.push(("bubblewrap".into(), false, format!("{e:#}; unprivileged use needs user namespaces (sysctl kernel.unprivileged_userns_clone=1)"))),
+        },
+    }
+    match unshare_launch(info) {
+        None if !root => rows.push(("unshare".into(), false, "needs root (run as root, or use bubblewrap)".into())),
+        None => rows.push(("unshare".into(), false, "unshare (util-linux) not found".into())),
+        Some(l) => match trial(&l) {
+            Ok(()) => rows.push(("unshare".into(), true, l.description)),
+            Err(e) => rows.push(("unshare".into(), false, format!("{e:#}"))),
+        },
+    }
+    let userns = Command::new("unshare").args(["--user", "--map-root-user", "true"]).stdin(Stdio::null()).stderr(Stdio::null()).status().map(|s| s.success()).unwrap_or(false);
+    rows.push(("user namespaces".into(), userns, if userns { "available".into() } else { "not available: bubblewrap needs them when not run as root".into() }));
+    rows.push((
+        "uid drop for checks".into(),
+        root,
+        if root { "running as root: checks drop to uid 65534 (RLIMIT_NPROC binds)".into() } else { "not root: checks run as your uid; RLIMIT_NPROC binds per user".into() },
+    ));
+    let cg2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    rows.push(("cgroup v2".into(), cg2, if cg2 { "present (not needed: PID namespaces bound process trees)".into() } else { "absent (not needed: PID namespaces bound process trees)".into() }));
+    let lsm = std::fs::read_to_string("/sys/kernel/security/lsm").unwrap_or_default();
+    let landlock = lsm.contains("landlock");
+    rows.push(("landlock".into(), landlock, if landlock { "enabled in the kernel (not used yet: mount namespaces give read-only roots)".into() } else { "not enabled (not used)".into() }));
+    rows
+}

@@ -1,0 +1,22 @@
+//! The sandbox: runs a program plus its `unittest` module in an isolated, resource-limited
+//! Python child and returns a verdict that the tested code cannot fake.
+//!
+//! - `isolation`: which mechanism (bubblewrap, unshare, none) is available and how to
+//!   launch a worker inside it;
+//! - `pool`: warm fork-server workers (one Python process each, heavy modules pre-imported)
+//!   that fork a fresh child per check;
+//! - `harness.py`: the embedded Python side (fork server + test runner);
+//! - `testcount`: counting `test*` methods with ruff, independently of the harness;
+//! - `verdict`: turning what the worker saw into a status.
+
+pub mod isolation;
+pub mod pool;
+pub mod testcount;
+pub mod verdict;
+
+pub use isolation::IsolationChoice;
+pub use pool::{Sandbox, SandboxSettings};
+pub use verdict::{Failure, Status, Verdict};
+
+/// The embedded harness source.
+pub const HARNESS: &str = include_str!("harness.py");

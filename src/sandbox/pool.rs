@@ -1,0 +1,360 @@
+//! Warm workers: each is one Python fork server (the harness) inside the isolation, with
+//! heavy modules imported once. A check is a fork of it, so a pandas test costs
+//! milliseconds, not the half-second import. A worker that dies (or is killed by tested
+//! code) is replaced; its check is reported as `killed`, never as a pass.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::isolation::{self, IsolationChoice, Launch, PythonInfo};
+use super::testcount::count_tests;
+use super::verdict::{judge, Status, Verdict};
+use super::HARNESS;
+
+/// Sandbox settings (config section `[sandbox]`; flags override).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SandboxSettings {
+    /// Interpreter for checks; empty = `$UNITCODER_PYTHON`, `.venv-sandbox/bin/python`, `python3`.
+    pub python: String,
+    pub isolation: IsolationChoice,
+    /// Parallel workers; 0 = number of cores.
+    pub workers: usize,
+    /// Wall-clock limit per check, seconds.
+    pub timeout: f64,
+    /// Memory a check may allocate on top of the warm worker's address space, MiB.
+    pub memory_mb: u64,
+    /// Largest file a check may write, MiB.
+    pub file_size_mb: u64,
+    pub open_files: u64,
+    /// Processes per check user (binds when checks drop to uid 65534 or you are not root).
+    pub processes: u64,
+    /// Size of the private /tmp, MiB.
+    pub tmpfs_mb: u64,
+    /// Modules each worker imports once, before forking checks (missing ones are skipped).
+    pub preimport: Vec<String>,
+    /// Captured output kept per check (head and tail), bytes.
+    pub output_cap: usize,
+    /// Traceback length kept per failure (head and tail), characters.
+    pub traceback_cap: usize,
+}
+
+impl Default for SandboxSettings {
+    fn default() -> Self {
+        Self {
+            python: String::new(),
+            isolation: IsolationChoice::Auto,
+            workers: 0,
+            timeout: 10.0,
+            memory_mb: 1024,
+            file_size_mb: 64,
+            open_files: 256,
+            processes: 64,
+            tmpfs_mb: 256,
+            preimport: ["numpy", "pandas", "matplotlib", "scipy", "sklearn"].map(String::from).to_vec(),
+            output_cap: 8192,
+            traceback_cap: 4000,
+        }
+    }
+}
+
+impl SandboxSettings {
+    /// The interpreter to use, by the documented order of preference.
+    pub fn resolve_python(&self) -> PathBuf {
+        if !self.python.is_empty() {
+            return PathBuf::from(&self.python);
+        }
+        if let Some(p) = std::env::var_os("UNITCODER_PYTHON").filter(|p| !p.is_empty()) {
+            return PathBuf::from(p);
+        }
+        let venv = PathBuf::from(".venv-sandbox/bin/python");
+        if venv.exists() {
+            return venv;
+        }
+        PathBuf::from("python3")
+    }
+}
+
+/// What a worker said when it became ready.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    pub python: String,
+    pub preimported: Vec<String>,
+    pub missing: Vec<String>,
+}
+
+struct Job {
+    id: u64,
+    code: String,
+    tests: String,
+    timeout: f64,
+    reply: Sender<Value>,
+}
+
+/// A pool of warm workers. `check` may be called from many threads at once.
+pub struct Sandbox {
+    jobs: Option<Sender<Job>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    pub settings: SandboxSettings,
+    pub launch: Launch,
+    pub python: PythonInfo,
+    pub worker_info: WorkerInfo,
+    next_id: AtomicU64,
+}
+
+impl Sandbox {
+    pub fn start(mut settings: SandboxSettings) -> Result<Sandbox> {
+        if settings.workers == 0 {
+            settings.workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        }
+        let python = isolation::probe_python(&settings.resolve_python())?;
+        let launch = isolation::plan(settings.isolation, &python, settings.tmpfs_mb)?;
+        tracing::info!("sandbox: {} workers, Python {} ({}), isolation {}", settings.workers, python.version, python.executable.display(), launch.description);
+        let (job_tx, job_rx) = bounded::<Job>(settings.workers * 2);
+        let (ready_tx, ready_rx) = bounded::<Result<WorkerInfo>>(settings.workers);
+        let mut threads = Vec::new();
+        for w in 0..settings.workers {
+            let (rx, launch, settings, ready) = (job_rx.clone(), launch.clone(), settings.clone(), ready_tx.clone());
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("sandbox-{w}"))
+                    .spawn(move || worker_loop(w, rx, launch, settings, ready))
+                    .context("cannot start sandbox worker thread")?,
+            );
+        }
+        drop(ready_tx);
+        let mut worker_info = None;
+        for _ in 0..settings.workers {
+            match ready_rx.recv() {
+                Ok(Ok(info)) => worker_info = Some(info),
+                Ok(Err(e)) => bail!("sandbox worker failed to start: {e:#}"),
+                Err(_) => bail!("sandbox worker thread exited during start-up"),
+            }
+        }
+        let worker_info = worker_info.unwrap_or_default();
+        if !worker_info.missing.is_empty() {
+            tracing::info!("sandbox: not pre-imported (not installed?): {}", worker_info.missing.join("; "));
+        }
+        Ok(Sandbox { jobs: Some(job_tx), threads, settings, launch, python, worker_info, next_id: AtomicU64::new(1) })
+    }
+
+    pub fn isolation(&self) -> &str {
+        &self.launch.description
+    }
+
+    /// Run `code` with its unittest module `tests`; never panics, always returns a verdict.
+    pub fn check(&self, code: &str, tests: &str) -> Verdict {
+        self.check_with_timeout(code, tests, self.settings.timeout)
+    }
+
+    pub fn check_with_timeout(&self, code: &str, tests: &str, timeout: f64) -> Verdict {
+        let isolation = self.isolation();
+        let found = match count_tests(tests) {
+            Ok(n) => n,
+            Err(e) => {
+                let mut v = Verdict::new(Status::Error, 0, isolation, format!("the tests do not parse: {e}"));
+                v.failures.push(super::Failure { test: "tests".into(), kind: "error".into(), message: e, traceback: String::new() });
+                return v;
+            }
+        };
+        if found == 0 {
+            return Verdict::new(Status::NoTests, 0, isolation, "the test module defines no test methods");
+        }
+        let (reply_tx, reply_rx) = bounded(1);
+        let job = Job { id: self.next_id.fetch_add(1, Ordering::Relaxed), code: code.to_string(), tests: tests.to_string(), timeout, reply: reply_tx };
+        let Some(jobs) = &self.jobs else {
+            return Verdict::new(Status::SandboxError, found, isolation, "sandbox is shut down");
+        };
+        if jobs.send(job).is_err() {
+            return Verdict::new(Status::SandboxError, found, isolation, "sandbox workers are gone");
+        }
+        match reply_rx.recv() {
+            Ok(result) => judge(&result, found, isolation, self.settings.output_cap),
+            Err(_) => Verdict::new(Status::SandboxError, found, isolation, "sandbox worker exited without an answer"),
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.jobs.take();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One running harness server.
+struct Server {
+    child: Child,
+    stdin: ChildStdin,
+    frames: Receiver<Value>,
+}
+
+impl Server {
+    fn spawn(index: usize, launch: &Launch, settings: &SandboxSettings) -> Result<(Server, WorkerInfo)> {
+        // Each worker's checks get their own uid: RLIMIT_NPROC counts per uid across the
+        // whole machine, so a fork bomb in one check must not starve another worker's, and
+        // checks of different workers cannot signal each other.
+        let uid = launch.drop_to.map(|_| check_uid(index));
+        let config = json!({
+            "preimport": settings.preimport,
+            "uid": uid,
+            "gid": uid,
+            "mount_setup": launch.mount_setup,
+            "private_tmp": launch.private_tmp,
+            "workroot": launch.workroot,
+            "tmpfs_mb": settings.tmpfs_mb,
+            "output_cap": settings.output_cap,
+            "traceback_cap": settings.traceback_cap,
+        });
+        let mut cmd = isolation::command(launch);
+        cmd.args(["-I", "-B", "-c", HARNESS]).arg(config.to_string());
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let mut child = cmd.spawn().context("cannot start sandbox worker")?;
+        let stdin = child.stdin.take().context("worker stdin")?;
+        let mut stdout = child.stdout.take().context("worker stdout")?;
+        let mut stderr = child.stderr.take().context("worker stderr")?;
+        let (tx, frames) = bounded::<Value>(1);
+        std::thread::spawn(move || loop {
+            let mut header = [0u8; 4];
+            if stdout.read_exact(&mut header).is_err() {
+                return;
+            }
+            let mut body = vec![0u8; u32::from_be_bytes(header) as usize];
+            if stdout.read_exact(&mut body).is_err() {
+                return;
+            }
+            let Ok(value) = serde_json::from_slice::<Value>(&body) else { return };
+            if tx.send(value).is_err() {
+                return;
+            }
+        });
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = stderr.read_to_end(&mut buf);
+            let text = String::from_utf8_lossy(&buf);
+            for line in text.lines().filter(|l| !l.trim().is_empty()).take(50) {
+                tracing::debug!("sandbox worker stderr: {line}");
+            }
+        });
+        let mut server = Server { child, stdin, frames };
+        let ready = server.frames.recv_timeout(Duration::from_secs(300));
+        match ready {
+            Ok(v) if v.get("ready").and_then(Value::as_bool) == Some(true) => {
+                let info: WorkerInfo = WorkerInfo {
+                    python: v.get("python").and_then(Value::as_str).unwrap_or("").to_string(),
+                    preimported: serde_json::from_value(v.get("preimported").cloned().unwrap_or_default()).unwrap_or_default(),
+                    missing: serde_json::from_value(v.get("missing").cloned().unwrap_or_default()).unwrap_or_default(),
+                };
+                Ok((server, info))
+            }
+            _ => {
+                server.kill();
+                bail!("sandbox worker did not become ready (is {} a working Python?)", launch.python.display())
+            }
+        }
+    }
+
+    fn send(&mut self, value: &Value) -> std::io::Result<()> {
+        let body = serde_json::to_vec(value)?;
+        self.stdin.write_all(&(body.len() as u32).to_be_bytes())?;
+        self.stdin.write_all(&body)?;
+        self.stdin.flush()
+    }
+
+    fn kill(&mut self) {
+        // The worker leads its process group; bwrap/unshare take their namespace down with them.
+        let pid = self.child.id() as i32;
+        // SAFETY: kill(2) on a process group we created.
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Uid for the checks of worker `index`: a high range no real account uses, distinct per
+/// supervisor process and worker.
+fn check_uid(index: usize) -> u32 {
+    3_000_000_000 + (std::process::id() % 1_000_000) * 256 + (index as u32 % 256)
+}
+
+fn nonce() -> String {
+    let mut bytes = [0u8; 16];
+    if std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).is_err() {
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        bytes = blake3::hash(&t.to_le_bytes()).as_bytes()[..16].try_into().unwrap_or([7u8; 16]);
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn worker_loop(index: usize, jobs: Receiver<Job>, launch: Launch, settings: SandboxSettings, ready: Sender<Result<WorkerInfo>>) {
+    let mut server = match Server::spawn(index, &launch, &settings) {
+        Ok((s, info)) => {
+            let _ = ready.send(Ok(info));
+            Some(s)
+        }
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    drop(ready);
+    for job in jobs {
+        if server.is_none() {
+            match Server::spawn(index, &launch, &settings) {
+                Ok((s, _)) => server = Some(s),
+                Err(e) => {
+                    let _ = job.reply.send(json!({"sandbox_error": format!("cannot restart worker {index}: {e:#}")}));
+                    continue;
+                }
+            }
+        }
+        let Some(s) = server.as_mut() else { continue };
+        let frame = json!({"id": job.id.to_string(), "nonce": nonce(), "code": job.code, "tests": job.tests, "timeout": job.timeout,
+                           "limits": {"memory_mb": settings.memory_mb, "fsize_mb": settings.file_size_mb, "nofile": settings.open_files, "nproc": settings.processes}});
+        if s.send(&frame).is_err() {
+            server = None;
+            let _ = job.reply.send(json!({"sandbox_error": "worker pipe closed before the check started"}));
+            continue;
+        }
+        // The worker enforces the timeout itself; this is the backstop if it hangs.
+        let backstop = Duration::from_secs_f64(job.timeout + 15.0);
+        match s.frames.recv_timeout(backstop) {
+            Ok(result) if result.get("id").and_then(Value::as_str) == Some(job.id.to_string().as_str()) => {
+                let _ = job.reply.send(result);
+            }
+            Ok(_) => {
+                server = None;
+                let _ = job.reply.send(json!({"sandbox_error": "worker answered for another check"}));
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                server = None;
+                let _ = job.reply.send(json!({"sandbox_error": "worker did not answer in time"}));
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                // The worker died mid-check: the tested code killed it (only possible
+                // without a PID namespace) or it crashed. Never a pass.
+                server = None;
+                let _ = job.reply.send(json!({"reports": [], "exit": {"signal": 9}, "timed_out": false, "duration_ms": 0, "output": "", "worker_died": true}));
+            }
+        }
+    }
+}
