@@ -69,6 +69,14 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Extract self-contained, package-using top-level functions from Python sources.
     Extract(stages::extract::ExtractArgs),
+    /// Run each record's program against its unittest module in the sandbox; add `verdict`.
+    SandboxRun(stages::sandbox_run::SandboxRunArgs),
+    /// Show the Python, packages and isolation mechanisms the sandbox would use here.
+    Doctor {
+        /// Interpreter to inspect [default: as sandbox-run would pick].
+        #[arg(long, value_name = "PATH")]
+        python: Option<PathBuf>,
+    },
 }
 
 /// Everything a stage needs from the command line and config, resolved.
@@ -147,5 +155,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let ctx = Context { global: cli.global, config, config_dir, jobs };
     match cli.command {
         Command::Extract(args) => stages::extract::run(&ctx, &args),
+        Command::SandboxRun(args) => stages::sandbox_run::run(&ctx, &args),
+        Command::Doctor { python } => stages::sandbox_run::doctor(&ctx, python),
     }
 }

@@ -16,6 +16,7 @@ pub struct Config {
     pub input: InputConfig,
     pub output: OutputConfig,
     pub extract: ExtractSettings,
+    pub sandbox: crate::sandbox::SandboxSettings,
     /// Sections for stages this version does not know yet are kept, not rejected.
     #[serde(flatten)]
     pub other: toml::Table,
@@ -75,5 +76,6 @@ mod tests {
         assert_eq!(toml::to_string(&shipped.extract).unwrap(), toml::to_string(&built_in.extract).unwrap());
         assert_eq!(toml::to_string(&shipped.input).unwrap(), toml::to_string(&built_in.input).unwrap());
         assert_eq!(toml::to_string(&shipped.output).unwrap(), toml::to_string(&built_in.output).unwrap());
+        assert_eq!(toml::to_string(&shipped.sandbox).unwrap(), toml::to_string(&built_in.sandbox).unwrap());
     }
 }

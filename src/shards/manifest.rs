@@ -77,3 +77,20 @@ pub fn fingerprint(inputs: &[std::path::PathBuf], settings: &Value) -> String {
 pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
+
+/// Start a stage's output: `Ok(true)` when `dir` already holds this stage's complete
+/// output for the same fingerprint (nothing to do); otherwise clears our previous files
+/// from `dir` and returns `Ok(false)`.
+pub fn prepare_output(dir: &Path, stage: &str, fingerprint: &str, force: bool) -> Result<bool> {
+    if !force {
+        if let Some(m) = Manifest::read(dir)? {
+            if m.stage == stage && m.fingerprint == fingerprint && m.shards_present(dir) {
+                tracing::info!("{}: up to date (same inputs and settings); --force to redo", dir.display());
+                return Ok(true);
+            }
+        }
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create output directory {}", dir.display()))?;
+    super::writer::clear_previous_output(dir, "shard")?;
+    Ok(false)
+}

@@ -2,6 +2,7 @@
 //! trees of `.py` files), writing output shards atomically, and the per-stage manifest.
 
 pub mod manifest;
+pub mod ordered;
 pub mod reader;
 pub mod writer;
 

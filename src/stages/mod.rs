@@ -1,3 +1,4 @@
 //! One module per pipeline stage. Each reads like the corresponding step of the method.
 
 pub mod extract;
+pub mod sandbox_run;

@@ -1,0 +1,74 @@
+//! Integration tests: `unitcoder sandbox-run` and `doctor` as a binary.
+
+mod common;
+
+use common::{bin, fixtures, manifest, python, read_records};
+use serde_json::Value;
+
+fn pandas_available() -> bool {
+    std::process::Command::new(python()).args(["-c", "import pandas"]).status().map(|s| s.success()).unwrap_or(false)
+}
+
+#[test]
+fn every_record_gets_a_verdict_or_an_error_in_input_order() {
+    let out = tempfile::tempdir().unwrap();
+    bin()
+        .args(["-i", fixtures().join("sandbox/records.jsonl").to_str().unwrap(), "-o", out.path().to_str().unwrap()])
+        .args(["sandbox-run", "--timeout", "2", "--workers", "2", "--preimport", "pandas", "--python", &python()])
+        .assert()
+        .success();
+    let records = read_records(out.path(), "shard");
+    let ids: Vec<&str> = records.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["pass", "fail", "import-error", "missing-tests", "pandas", "no-tests", "timeout"]);
+    let status = |i: usize| records[i]["verdict"]["status"].as_str().unwrap_or("<none>").to_string();
+    assert_eq!(status(0), "pass");
+    assert_eq!(records[0]["verdict"]["tests_run"], 2);
+    assert_eq!(records[0]["keep"]["nested"][1], 2, "unknown fields pass through");
+    assert_eq!(status(1), "fail");
+    assert!(records[1]["verdict"]["failures"][0]["message"].as_str().unwrap().contains("6 != 5"));
+    assert_eq!(status(2), "error");
+    assert!(records[3].get("verdict").is_none());
+    assert_eq!(records[3]["error"]["kind"], "missing_field");
+    if pandas_available() {
+        assert_eq!(status(4), "pass", "{}", records[4]["verdict"]);
+    } else {
+        assert_eq!(status(4), "error");
+        assert!(records[4]["verdict"]["message"].as_str().unwrap().contains("No module named 'pandas'"));
+    }
+    assert_eq!(status(5), "no_tests");
+    assert_eq!(status(6), "timeout");
+    for r in records.iter().filter(|r| r.get("verdict").is_some()) {
+        assert!(!r["verdict"]["isolation"].as_str().unwrap().is_empty());
+    }
+    let m = manifest(out.path());
+    assert_eq!(m["counts"]["records"], 7);
+    assert_eq!(m["counts"]["bad_lines"]["bad_json"], 1);
+    assert_eq!(m["counts"]["record_errors"]["missing_field"], 1);
+    assert!(m["timings"]["isolation"].as_str().unwrap().len() > 4);
+}
+
+#[test]
+fn field_flags_run_bigcodebench_shaped_records() {
+    let out = tempfile::tempdir().unwrap();
+    bin()
+        .args(["-i", fixtures().join("sandbox/bcb_shape.jsonl").to_str().unwrap(), "-o", out.path().to_str().unwrap()])
+        .args(["sandbox-run", "--code-field", "canonical_solution", "--tests-field", "test", "--preimport", "", "--python", &python()])
+        .assert()
+        .success();
+    let records = read_records(out.path(), "shard");
+    assert_eq!(records[0]["verdict"]["status"], "pass", "{}", records[0]["verdict"]);
+    assert_eq!(records[0]["verdict"]["tests_found"], 2);
+}
+
+#[test]
+fn doctor_reports_python_and_isolation() {
+    let assert = bin().args(["doctor", "--python", &python()]).assert().success();
+    let text = String::from_utf8_lossy(&assert.get_output().stdout).into_owned();
+    assert!(text.contains("python: "), "{text}");
+    assert!(text.contains("isolation mechanisms:"));
+    assert!(text.contains("bubblewrap"));
+    assert!(text.contains("would use: "));
+    let bad = bin().args(["doctor", "--python", "/nonexistent/python"]).assert().code(1);
+    assert!(String::from_utf8_lossy(&bad.get_output().stdout).contains("NOT USABLE"));
+    let _ = Value::Null;
+}
