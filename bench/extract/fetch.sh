@@ -10,7 +10,7 @@ mkdir -p "$DIR"
 fetch() {
   local pkg=$1
   if ls "$DIR" | grep -qi "^${pkg//-/[-_]}-[0-9]"; then return 0; fi
-  timeout 180 python3 -m pip download -q --no-deps --no-binary :all: -d "$DIR" "$pkg" \
+  timeout 180 python3 -m pip download -q --no-deps --no-binary "$pkg" -d "$DIR" "$pkg" \
     || echo "skipped $pkg (could not download its sdist)" >&2
 }
 export -f fetch

@@ -1,0 +1,80 @@
+//! The fallback isolation modes: where a mode works on this machine, the essentials hold;
+//! where it does not, asking for it fails with a reason (never a silent downgrade).
+
+mod common;
+
+use unitcoder::sandbox::{IsolationChoice, Sandbox, SandboxSettings, Status};
+
+const TESTS: &str = "import unittest\nclass TestCases(unittest.TestCase):\n    def test_add(self):\n        self.assertEqual(add(2, 3), 5)\n";
+
+fn start(mode: IsolationChoice) -> Option<Sandbox> {
+    let settings = SandboxSettings { python: common::python(), isolation: mode, workers: 1, preimport: vec![], ..Default::default() };
+    match Sandbox::start(settings) {
+        Ok(sb) => Some(sb),
+        Err(e) => {
+            let msg = format!("{e:#}");
+            assert!(msg.contains("not available") || msg.contains("does not work"), "unhelpful error: {msg}");
+            eprintln!("{mode:?} not available here: {msg}");
+            None
+        }
+    }
+}
+
+fn leftover(marker: &str) -> bool {
+    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+        std::fs::read(e.path().join("cmdline")).map(|c| String::from_utf8_lossy(&c).contains(marker)).unwrap_or(false)
+    })
+}
+
+fn essentials(sb: &Sandbox, strict_fs: bool) {
+    assert_eq!(sb.check("def add(a, b):\n    return a + b\n", TESTS).status, Status::Pass);
+    assert_eq!(sb.check("def add(a, b):\n    return a - b\n", TESTS).status, Status::Fail);
+    let marker = format!("ucmode{}{:?}", std::process::id(), sb.launch.kind);
+    // Daemons are killed whatever the mode.
+    let code = format!("import subprocess\ndef add(a, b):\n    subprocess.Popen(['sh', '-c', 'sleep 300 # {marker}'], start_new_session=True)\n    return a + b\n");
+    let v = sb.check(&code, TESTS);
+    assert_eq!(v.status, Status::Fail, "{v:?}");
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert!(!leftover(&marker), "daemon survived in {:?}", sb.launch.kind);
+    // Timeouts are precise and kill the tree.
+    let t0 = std::time::Instant::now();
+    let v = sb.check_with_timeout("def add(a, b):\n    while True:\n        pass\n", TESTS, 1.0);
+    assert_eq!(v.status, Status::Timeout);
+    assert!(t0.elapsed().as_secs_f64() < 1.5);
+    // Killing the worker is never a pass, and the pool recovers.
+    let v = sb.check("import os, signal\ndef add(a, b):\n    os.kill(os.getppid(), signal.SIGKILL)\n    return 0\n", TESTS);
+    assert_ne!(v.status, Status::Pass);
+    assert_eq!(sb.check("def add(a, b):\n    return a + b\n", TESTS).status, Status::Pass);
+    if strict_fs {
+        let path = format!("/tmp/{marker}");
+        let v = sb.check(&format!("def add(a, b):\n    open('{path}', 'w').write('x')\n    return a + b\n"), TESTS);
+        assert_eq!(v.status, Status::Pass, "{v:?}");
+        assert!(!std::path::Path::new(&path).exists(), "write escaped in {:?}", sb.launch.kind);
+        let v = sb.check("import socket\ndef add(a, b):\n    socket.create_connection(('1.1.1.1', 53), timeout=1)\n    return a + b\n", TESTS);
+        assert_eq!(v.status, Status::Fail, "network reachable in {:?}", sb.launch.kind);
+    }
+}
+
+#[test]
+fn unshare_mode() {
+    if let Some(sb) = start(IsolationChoice::Unshare) {
+        assert!(sb.isolation().starts_with("unshare:"));
+        essentials(&sb, true);
+    }
+}
+
+#[test]
+fn bwrap_mode() {
+    if let Some(sb) = start(IsolationChoice::Bwrap) {
+        assert!(sb.isolation().starts_with("bwrap:"));
+        essentials(&sb, true);
+    }
+}
+
+#[test]
+fn none_mode_is_labelled_honestly() {
+    let sb = start(IsolationChoice::None).expect("`none` always works");
+    assert!(sb.isolation().starts_with("none:"));
+    assert!(sb.isolation().contains("network and the filesystem are reachable"));
+    essentials(&sb, false);
+}
