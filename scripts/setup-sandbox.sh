@@ -16,7 +16,7 @@ if [ "$MODE" = "--full" ]; then
   REQ=requirements/sandbox-bcb-py310.txt
   if [ -z "${PYTHON:-}" ]; then
     for c in python3.10 "$HOME/.pyenv/versions/3.10.13/bin/python3.10" $(ls -d "$HOME"/.pyenv/versions/3.10*/bin/python3.10 2>/dev/null); do
-      if command -v "$c" >/dev/null 2>&1; then PYTHON=$c; break; fi
+      if "$c" -c "import sys; assert sys.version_info[:2] == (3, 10)" >/dev/null 2>&1; then PYTHON=$c; break; fi
     done
   fi
   [ -n "${PYTHON:-}" ] || { echo "the BigCodeBench set is pinned for Python 3.10; set PYTHON=/path/to/python3.10" >&2; exit 1; }

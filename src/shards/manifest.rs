@@ -30,6 +30,34 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// A finished stage's manifest.
+    #[allow(clippy::too_many_arguments)]
+    pub fn finished(
+        stage: &str,
+        inputs: &[super::InputFile],
+        fingerprint: String,
+        settings: Value,
+        counts: Value,
+        shards: Vec<ShardInfo>,
+        started_at: String,
+        started: std::time::Instant,
+        timings: Value,
+    ) -> Manifest {
+        Manifest {
+            stage: stage.to_string(),
+            unitcoder_version: env!("CARGO_PKG_VERSION").into(),
+            inputs: inputs.iter().map(|i| i.display()).collect(),
+            fingerprint,
+            settings,
+            counts,
+            shards,
+            started_at,
+            finished_at: now_rfc3339(),
+            elapsed_seconds: started.elapsed().as_secs_f64(),
+            timings,
+        }
+    }
+
     pub fn path(dir: &Path) -> std::path::PathBuf {
         dir.join("manifest.json")
     }

@@ -17,7 +17,6 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context as _, Result};
@@ -33,7 +32,8 @@ use crate::python::imports::{collect_literal_constants, collect_module_imports, 
 use crate::python::names::{analyze_function, parameter_count};
 use crate::python::{self, LineIndex, BUILTINS};
 use crate::record::{content_id, FunctionRecord, RejectRecord, SourceRef};
-use crate::shards::manifest::{fingerprint, now_rfc3339};
+use crate::shards::manifest::{fingerprint, now_rfc3339, prepare_output};
+use crate::shards::ordered::ordered_map;
 use crate::shards::reader::{read_source_docs, BadInput, SourceDoc, SourceFields};
 use crate::shards::writer::clear_previous_output;
 use crate::shards::{expand_inputs, Manifest, ShardWriter, ShardWriterOptions};
@@ -501,7 +501,7 @@ pub fn run(ctx: &Context, args: &ExtractArgs) -> Result<ExitCode> {
     let started_at = now_rfc3339();
     let settings = ExtractSettings::resolve(ctx, args);
     let allow = PackageAllowList::load(&settings.packages_file)?;
-    let extractor = Arc::new(Extractor::new(settings.clone(), allow)?);
+    let extractor = Extractor::new(settings.clone(), allow)?;
     let input_cfg = ctx.input_config();
     let output_cfg = ctx.output_config();
     let out_dir = ctx.output_dir()?;
@@ -511,16 +511,12 @@ pub fn run(ctx: &Context, args: &ExtractArgs) -> Result<ExitCode> {
     let settings_json = json!({ "extract": settings, "input": input_cfg, "output": output_cfg });
     let input_paths: Vec<PathBuf> = inputs.iter().map(|i| i.path.clone()).collect();
     let fp = fingerprint(&input_paths, &settings_json);
-    if !ctx.global.force && args.rejects.is_none() {
-        if let Some(m) = Manifest::read(&out_dir)? {
-            if m.stage == "extract" && m.fingerprint == fp && m.shards_present(&out_dir) {
-                tracing::info!("{}: up to date (same inputs and settings); --force to redo", out_dir.display());
-                return Ok(ExitCode::SUCCESS);
-            }
-        }
+    if args.rejects.is_none() && prepare_output(&out_dir, "extract", &fp, ctx.global.force)? {
+        return Ok(ExitCode::SUCCESS);
     }
-    std::fs::create_dir_all(&out_dir).with_context(|| format!("cannot create output directory {}", out_dir.display()))?;
-    clear_previous_output(&out_dir, "shard")?;
+    if args.rejects.is_some() {
+        prepare_output(&out_dir, "extract", &fp, true)?;
+    }
     let shard_options = ShardWriterOptions {
         records_per_shard: output_cfg.records_per_shard,
         compress: output_cfg.compress,
@@ -542,119 +538,49 @@ pub fn run(ctx: &Context, args: &ExtractArgs) -> Result<ExitCode> {
         id: input_cfg.id_field.clone(),
         path: input_cfg.path_field.clone(),
     };
-
-    // Reader → workers → ordered writer. `window` bounds the documents in flight (queued,
-    // being parsed, or waiting in the reorder buffer), so memory stays bounded.
-    let window = ctx.jobs * 16;
-    let (doc_tx, doc_rx) = crossbeam_channel::bounded::<(u64, SourceDoc)>(window);
-    let (out_tx, out_rx) = crossbeam_channel::bounded::<(u64, DocOutcome)>(window);
-    let (token_tx, token_rx) = crossbeam_channel::bounded::<()>(window);
-    for _ in 0..window {
-        token_tx.send(()).context("token channel")?;
-    }
-
     let mut counts = ExtractCounts::default();
     let mut seen: HashSet<[u8; 16]> = HashSet::new();
     let mut progress = crate::logging::Progress::new("extract", ctx.global.quiet);
+    let mut read_summary = Default::default();
 
-    let read_summary = std::thread::scope(|scope| -> Result<_> {
-        let max_doc_bytes = input_cfg.max_doc_bytes;
-        let reader = std::thread::Builder::new().name("reader".into()).spawn_scoped(scope, {
-            let inputs = &inputs;
-            let fields = &fields;
-            move || {
-                let mut seq = 0u64;
-                read_source_docs(inputs, fields, max_doc_bytes, |doc| {
-                    if token_rx.recv().is_err() {
-                        return false;
-                    }
-                    let ok = doc_tx.send((seq, doc)).is_ok();
-                    seq += 1;
-                    ok
-                })
-            }
-        })?;
-        for w in 0..ctx.jobs {
-            let doc_rx = doc_rx.clone();
-            let out_tx = out_tx.clone();
-            let extractor = extractor.clone();
-            std::thread::Builder::new()
-                .name(format!("parse-{w}"))
-                .stack_size(python::PARSE_STACK_BYTES)
-                .spawn_scoped(scope, move || {
-                    for (seq, mut doc) in doc_rx {
-                        let outcome = match std::mem::replace(&mut doc.content, Ok(String::new())) {
-                            Err(bad) => DocOutcome::Bad { doc, bad },
-                            Ok(text) => match extractor.extract(&text, &doc.id, doc.path.as_deref()) {
-                                Ok(candidates) => DocOutcome::Parsed { doc, candidates },
-                                Err(bad) => DocOutcome::Bad { doc, bad },
-                            },
-                        };
-                        if out_tx.send((seq, outcome)).is_err() {
-                            return;
-                        }
-                    }
-                })?;
-        }
-        drop(out_tx);
-        drop(doc_rx);
-
-        let mut pending: BTreeMap<u64, DocOutcome> = BTreeMap::new();
-        let mut next = 0u64;
-        for (seq, outcome) in out_rx.iter() {
-            pending.insert(seq, outcome);
-            while let Some(outcome) = pending.remove(&next) {
-                next += 1;
-                let _ = token_tx.send(());
-                emit(outcome, &mut counts, &mut seen, &settings, &mut writer, rejects.as_mut())?;
-                progress.update(counts.documents, || format!("{} kept", counts.kept));
-            }
-        }
-        drop(token_tx);
-        let summary = reader.join().map_err(|_| anyhow::anyhow!("reader thread panicked"))?;
-        anyhow::ensure!(pending.is_empty(), "internal error: {} documents never emitted", pending.len());
-        Ok(summary)
-    })?;
+    // Reader → parse workers (big stacks) → dedup and write in input order.
+    ordered_map(
+        ctx.jobs,
+        ctx.jobs * 16,
+        python::PARSE_STACK_BYTES,
+        |emit| {
+            read_summary = read_source_docs(&inputs, &fields, input_cfg.max_doc_bytes, |doc| emit(doc));
+            Ok(())
+        },
+        |mut doc: SourceDoc| match std::mem::replace(&mut doc.content, Ok(String::new())) {
+            Err(bad) => DocOutcome::Bad { doc, bad },
+            Ok(text) => match extractor.extract(&text, &doc.id, doc.path.as_deref()) {
+                Ok(candidates) => DocOutcome::Parsed { doc, candidates },
+                Err(bad) => DocOutcome::Bad { doc, bad },
+            },
+        },
+        |outcome| {
+            emit(outcome, &mut counts, &mut seen, &settings, &mut writer, rejects.as_mut())?;
+            progress.update(counts.documents, || format!("{} kept", counts.kept));
+            Ok(())
+        },
+    )?;
     progress.finish();
+    let read_summary: crate::shards::reader::ReadSummary = read_summary;
     counts.unreadable_files = read_summary.unreadable_files;
 
     let shards = writer.finish()?;
-    if let Some(r) = rejects {
-        let reject_shards = r.finish()?;
-        let dir = args.rejects.as_ref().context("rejects dir")?;
-        let m = Manifest {
-            stage: "extract-rejects".into(),
-            unitcoder_version: env!("CARGO_PKG_VERSION").into(),
-            inputs: inputs.iter().map(|i| i.display()).collect(),
-            fingerprint: fp.clone(),
-            settings: settings_json.clone(),
-            counts: json!({ "dropped": counts.dropped, "bad_input": counts.bad_input }),
-            shards: reject_shards,
-            started_at: started_at.clone(),
-            finished_at: now_rfc3339(),
-            elapsed_seconds: started.elapsed().as_secs_f64(),
-            timings: json!({}),
-        };
-        m.write(dir)?;
+    if let (Some(r), Some(dir)) = (rejects, &args.rejects) {
+        let counts_json = json!({ "dropped": counts.dropped, "bad_input": counts.bad_input });
+        Manifest::finished("extract-rejects", &inputs, fp.clone(), settings_json.clone(), counts_json, r.finish()?, started_at.clone(), started, json!({}))
+            .write(dir)?;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let manifest = Manifest {
-        stage: "extract".into(),
-        unitcoder_version: env!("CARGO_PKG_VERSION").into(),
-        inputs: inputs.iter().map(|i| i.display()).collect(),
-        fingerprint: fp,
-        settings: settings_json,
-        counts: serde_json::to_value(&counts)?,
-        shards,
-        started_at,
-        finished_at: now_rfc3339(),
-        elapsed_seconds: elapsed,
-        timings: json!({
-            "documents_per_second": counts.documents as f64 / elapsed.max(1e-9),
-            "megabytes_per_second": counts.bytes as f64 / 1e6 / elapsed.max(1e-9),
-        }),
-    };
-    manifest.write(&out_dir)?;
+    let timings = json!({
+        "documents_per_second": counts.documents as f64 / elapsed.max(1e-9),
+        "megabytes_per_second": counts.bytes as f64 / 1e6 / elapsed.max(1e-9),
+    });
+    Manifest::finished("extract", &inputs, fp, settings_json, serde_json::to_value(&counts)?, shards, started_at, started, timings).write(&out_dir)?;
     let dropped: u64 = counts.dropped.values().sum();
     let bad: u64 = counts.bad_input.values().sum();
     tracing::info!(

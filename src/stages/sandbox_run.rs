@@ -196,26 +196,15 @@ pub fn run(ctx: &Context, args: &SandboxRunArgs) -> Result<ExitCode> {
     progress.finish();
     let shards = writer.finish()?;
     let elapsed = started.elapsed().as_secs_f64();
-    let manifest = Manifest {
-        stage: "sandbox-run".into(),
-        unitcoder_version: env!("CARGO_PKG_VERSION").into(),
-        inputs: inputs.iter().map(|i| i.display()).collect(),
-        fingerprint: fp,
-        settings: settings_json,
-        counts: serde_json::to_value(&counts)?,
-        shards,
-        started_at,
-        finished_at: now_rfc3339(),
-        elapsed_seconds: elapsed,
-        timings: json!({
-            "checks_per_second": counts.records as f64 / elapsed.max(1e-9),
-            "isolation": sandbox.isolation(),
-            "python": sandbox.python.version,
-            "python_executable": sandbox.python.executable,
-            "preimported": sandbox.worker_info.preimported,
-            "not_preimported": sandbox.worker_info.missing,
-        }),
-    };
+    let timings = json!({
+        "checks_per_second": counts.records as f64 / elapsed.max(1e-9),
+        "isolation": sandbox.isolation(),
+        "python": sandbox.python.version,
+        "python_executable": sandbox.python.executable,
+        "preimported": sandbox.worker_info.preimported,
+        "not_preimported": sandbox.worker_info.missing,
+    });
+    let manifest = Manifest::finished("sandbox-run", &inputs, fp, settings_json, serde_json::to_value(&counts)?, shards, started_at, started, timings);
     manifest.write(&out_dir)?;
     tracing::info!(
         "sandbox-run: {} records in {:.1}s ({:.1}/s): {:?}{}",
