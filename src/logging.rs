@@ -54,7 +54,7 @@ impl Progress {
     pub fn update(&mut self, done: u64, message: impl FnOnce() -> String) {
         if let Some(bar) = &self.bar {
             bar.set_position(done);
-            if done % 64 == 0 {
+            if done.is_multiple_of(64) {
                 bar.set_message(message());
             }
         } else if self.last_log.elapsed() >= self.every {

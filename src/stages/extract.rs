@@ -465,7 +465,7 @@ fn normalized_hash(source: &str, tokens: &[ruff_python_ast::token::Token]) -> [u
             TokenKind::Dedent => h.update(b"\x02"),
             _ => {
                 let r: TextRange = token.range();
-                h.update(source[r.start().to_usize()..r.end().to_usize()].as_bytes());
+                h.update(&source.as_bytes()[r.start().to_usize()..r.end().to_usize()]);
                 h.update(b" ")
             }
         };
@@ -549,7 +549,7 @@ pub fn run(ctx: &Context, args: &ExtractArgs) -> Result<ExitCode> {
         ctx.jobs * 16,
         python::PARSE_STACK_BYTES,
         |emit| {
-            read_summary = read_source_docs(&inputs, &fields, input_cfg.max_doc_bytes, |doc| emit(doc));
+            read_summary = read_source_docs(&inputs, &fields, input_cfg.max_doc_bytes, emit);
             Ok(())
         },
         |mut doc: SourceDoc| match std::mem::replace(&mut doc.content, Ok(String::new())) {
@@ -840,7 +840,7 @@ mod tests {
         assert_eq!(ex.extract("import os\nprint 'hi'\n", "d", None).err().map(|e| e.reason), Some("python2"));
         let deep = format!("x = {}1{}\n", "(".repeat(100_000), ")".repeat(100_000));
         assert_eq!(ex.extract(&deep, "d", None).err().map(|e| e.reason), Some("too_deeply_nested"));
-        let err = ex.extract("import os\n\n\nx = (\n", "d", None).err().expect("error");
+        let err = ex.extract("import os\n\n\nx = (\n", "d", None).expect_err("error");
         assert!(err.detail.starts_with("line "), "{}", err.detail);
     }
 

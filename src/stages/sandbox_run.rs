@@ -5,6 +5,7 @@
 //!   1. take the program (`--code-field`) and the test module (`--tests-field`);
 //!   2. run them in a fresh fork of a warm, isolated worker (see `sandbox`);
 //!   3. write the record back unchanged plus `verdict`.
+//!
 //! A record missing a field is written with an `error` instead; nothing is dropped.
 
 use std::collections::BTreeMap;
