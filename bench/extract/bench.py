@@ -38,7 +38,8 @@ def measure(cmd):
 
 def median(xs):
     xs = sorted(xs)
-    return xs[len(xs) // 2]
+    mid = len(xs) // 2
+    return xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2
 
 
 def main():

@@ -272,13 +272,13 @@ impl Extractor {
         if source.trim().is_empty() {
             return Err(BadInput::new("empty_file", "no code"));
         }
-        // Step 1: parse. CPython rejects >200 nested brackets, so such files can never run.
-        let depth = python::max_bracket_depth(source);
-        if depth > python::MAX_BRACKET_DEPTH {
+        // Step 1: parse (pathologically nested files are rejected first: CPython refuses more
+        // than 200 nested brackets, so they can never run anyway).
+        if let Some(depth) = python::too_deep_to_parse(source) {
             return Err(BadInput::new("too_deeply_nested", format!("{depth} nested brackets")));
         }
         let parsed = python::parse_module(source, self.target);
-        let lines = LineIndex::new(source);
+        let mut lines = LineIndex::new(source);
         if let Some(err) = parsed.errors().first() {
             let line = lines.line_of(err.location.start().to_usize());
             let reason = if python::py2::looks_like_python2(source) { "python2" } else { "syntax_error" };
