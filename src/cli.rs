@@ -69,6 +69,8 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Extract self-contained, package-using top-level functions from Python sources.
     Extract(stages::extract::ExtractArgs),
+    /// Have an LLM write a unittest `TestCases` class for each function; add `tests`.
+    GenTests(stages::gen_tests::GenTestsArgs),
     /// Run each record's program against its unittest module in the sandbox; add `verdict`.
     SandboxRun(stages::sandbox_run::SandboxRunArgs),
     /// Show the Python, packages and isolation mechanisms the sandbox would use here.
@@ -156,6 +158,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Extract(args) => stages::extract::run(&ctx, &args),
         Command::SandboxRun(args) => stages::sandbox_run::run(&ctx, &args),
+        Command::GenTests(args) => stages::gen_tests::run(&ctx, &args),
         Command::Doctor { python } => stages::sandbox_run::doctor(&ctx, python),
     }
 }

@@ -17,6 +17,7 @@ pub struct Config {
     pub output: OutputConfig,
     pub extract: ExtractSettings,
     pub sandbox: crate::sandbox::SandboxSettings,
+    pub llm: crate::llm::LlmSettings,
     /// Sections for stages this version does not know yet are kept, not rejected.
     #[serde(flatten)]
     pub other: toml::Table,
@@ -77,5 +78,6 @@ mod tests {
         assert_eq!(toml::to_string(&shipped.input).unwrap(), toml::to_string(&built_in.input).unwrap());
         assert_eq!(toml::to_string(&shipped.output).unwrap(), toml::to_string(&built_in.output).unwrap());
         assert_eq!(toml::to_string(&shipped.sandbox).unwrap(), toml::to_string(&built_in.sandbox).unwrap());
+        assert_eq!(toml::to_string(&shipped.llm).unwrap(), toml::to_string(&built_in.llm).unwrap());
     }
 }

@@ -385,3 +385,21 @@ fn subtests_and_class_fixtures_work() {
     assert_eq!(v.tests_passed, 1);
     assert_eq!(v.failures[0].test, "TestCases.test_sub_bad");
 }
+
+#[test]
+fn ordinary_introspection_still_works() {
+    // namedtuple and typing.NamedTuple set function defaults; dataclasses build code.
+    let code = "import collections, dataclasses, typing, functools, inspect, logging\nP = collections.namedtuple('P', 'x y', defaults=(0,))\nclass Q(typing.NamedTuple):\n    a: int = 1\n@dataclasses.dataclass\nclass R:\n    b: int = 2\ndef f(x):\n    f.__defaults__ = None\n    logging.getLogger('x').info('hi')\n    return P(x).x + Q().a + R().b + len(inspect.stack()) * 0\n";
+    let tests = "import unittest\nclass TestCases(unittest.TestCase):\n    def test_f(self):\n        self.assertEqual(f(1), 4)\n";
+    let v = sandbox().check(code, tests);
+    assert_eq!(v.status, Status::Pass, "{v:?}");
+}
+
+#[test]
+fn swapping_the_harness_code_is_blocked() {
+    let m = marker();
+    let code = "import __main__\ndef add(a, b):\n    for name in ('describe', 'run_one', 'exec_phase', 'in_thread'):\n        fn = getattr(__main__, name, None)\n        if fn is not None:\n            fn.__code__ = (lambda *x, **k: None).__code__\n    return 0\n";
+    let v = hostile(code, ADD_TESTS, &m);
+    assert_eq!(v.status, Status::Fail, "{v:?}");
+    assert!(v.failures.iter().any(|f| f.message.contains("blocked by the unitcoder sandbox")), "{v:?}");
+}

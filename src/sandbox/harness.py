@@ -179,13 +179,15 @@ BLOCKED_EVENTS = {"gc.get_objects", "gc.get_referrers", "gc.get_referents", "sys
 
 
 def audit(event, args, _blocked=frozenset(BLOCKED_EVENTS), _len=len, _type=type, _fn=types.FunctionType,
-          _error=RuntimeError, _attrs=("__code__", "__defaults__", "__kwdefaults__")):
+          _error=RuntimeError, _attrs=("__code__", "__defaults__", "__kwdefaults__"), _harness=globals()):
     """Installed in the check child before tested code runs; audit hooks cannot be removed.
-    Blocks walking the heap to find the harness and swapping function code."""
+    Blocks walking the heap to find the harness, and swapping the code or defaults of the
+    harness's own functions (other functions are left alone: namedtuple sets defaults)."""
     if event in _blocked:
         raise _error("blocked by the unitcoder sandbox: " + event)
-    if event == "object.__setattr__" and _len(args) >= 2 and args[1] in _attrs and _type(args[0]) is _fn:
-        raise _error("blocked by the unitcoder sandbox: setting a function's " + args[1])
+    if event == "object.__setattr__" and _len(args) >= 2 and args[1] in _attrs and _type(args[0]) is _fn \
+            and args[0].__globals__ is _harness:
+        raise _error("blocked by the unitcoder sandbox: changing the harness's " + args[1])
 
 
 class Result:

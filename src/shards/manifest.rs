@@ -27,6 +27,13 @@ pub struct Manifest {
     pub elapsed_seconds: f64,
     #[serde(default)]
     pub timings: Value,
+    /// False when the stage stopped early (e.g. an LLM budget): a rerun must redo it.
+    #[serde(default = "yes")]
+    pub complete: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Manifest {
@@ -55,6 +62,7 @@ impl Manifest {
             finished_at: now_rfc3339(),
             elapsed_seconds: started.elapsed().as_secs_f64(),
             timings,
+            complete: true,
         }
     }
 
@@ -112,7 +120,7 @@ pub fn now_rfc3339() -> String {
 pub fn prepare_output(dir: &Path, stage: &str, fingerprint: &str, force: bool) -> Result<bool> {
     if !force {
         if let Some(m) = Manifest::read(dir)? {
-            if m.stage == stage && m.fingerprint == fingerprint && m.shards_present(dir) {
+            if m.stage == stage && m.complete && m.fingerprint == fingerprint && m.shards_present(dir) {
                 tracing::info!("{}: up to date (same inputs and settings); --force to redo", dir.display());
                 return Ok(true);
             }

@@ -2,3 +2,4 @@
 
 pub mod extract;
 pub mod sandbox_run;
+pub mod gen_tests;

@@ -1,0 +1,170 @@
+//! The LLM engine shared by every generating stage: an OpenAI-compatible chat client with
+//! endpoint balancing, retries, a crash-safe response cache, budgets and accounting
+//! (`client`, `cache`, `stats`), prompt templates (`prompts`) and reply parsing (`reply`).
+
+pub mod cache;
+pub mod client;
+pub mod pipeline;
+pub mod prompts;
+pub mod reply;
+pub mod stats;
+
+use serde::{Deserialize, Serialize};
+
+pub use client::{Choice, Generation, LlmClient, LlmError, Message};
+
+/// Settings of the `[llm]` config section (flags override).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LlmSettings {
+    /// One or more OpenAI-compatible base URLs (`.../v1`); requests go to the least busy.
+    pub base_urls: Vec<String>,
+    pub model: String,
+    /// Environment variable holding the API key (never logged or written anywhere).
+    pub api_key_env: String,
+    pub temperature: f64,
+    pub top_p: Option<f64>,
+    pub max_tokens: u32,
+    pub seed: Option<u64>,
+    pub stop: Vec<String>,
+    /// Passed through verbatim into the request body (vLLM/SGLang options).
+    pub extra_body: toml::Table,
+    /// Requests in flight at once, over all endpoints.
+    pub concurrency: usize,
+    /// Per-request timeout, seconds.
+    pub request_timeout: f64,
+    /// Retries per request on 429, 5xx, timeouts, connection errors, malformed replies.
+    pub max_retries: u32,
+    pub backoff_min_ms: u64,
+    pub backoff_max_ms: u64,
+    /// Consecutive failures that bench an endpoint, and for how long (seconds).
+    pub bench_after_failures: u32,
+    pub bench_seconds: f64,
+    /// Response cache file; empty = `llm-cache.sqlite` in the stage's output directory.
+    pub cache: String,
+    /// Treat every cache miss as an error instead of sending a request.
+    pub offline: bool,
+    /// Stop sending requests after this many (0 = no limit); the run stays resumable.
+    pub max_requests: u64,
+    /// Stop after this many prompt+completion tokens (0 = no limit).
+    pub max_total_tokens: u64,
+    /// Prices per million tokens, for the cost estimate in manifests.
+    pub price_prompt_per_million: f64,
+    pub price_completion_per_million: f64,
+    /// Directory overriding the built-in prompt templates (by file name).
+    pub prompts: String,
+}
+
+impl Default for LlmSettings {
+    fn default() -> Self {
+        Self {
+            base_urls: vec!["http://127.0.0.1:8000/v1".into()],
+            model: "default".into(),
+            api_key_env: "OPENAI_API_KEY".into(),
+            temperature: 0.2,
+            top_p: None,
+            max_tokens: 2048,
+            seed: None,
+            stop: Vec::new(),
+            extra_body: toml::Table::new(),
+            concurrency: 64,
+            request_timeout: 300.0,
+            max_retries: 8,
+            backoff_min_ms: 500,
+            backoff_max_ms: 60_000,
+            bench_after_failures: 5,
+            bench_seconds: 30.0,
+            cache: String::new(),
+            offline: false,
+            max_requests: 0,
+            max_total_tokens: 0,
+            price_prompt_per_million: 0.0,
+            price_completion_per_million: 0.0,
+            prompts: String::new(),
+        }
+    }
+}
+
+/// Flags shared by every LLM stage.
+#[derive(Debug, Clone, clap::Args, Default)]
+pub struct LlmArgs {
+    /// Model name sent to the endpoint.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// OpenAI-compatible base URL (e.g. http://host:8000/v1); repeatable.
+    #[arg(long = "base-url", value_name = "URL")]
+    pub base_urls: Vec<String>,
+    /// Environment variable with the API key [default: OPENAI_API_KEY].
+    #[arg(long, value_name = "NAME")]
+    pub api_key_env: Option<String>,
+    #[arg(long)]
+    pub temperature: Option<f64>,
+    #[arg(long)]
+    pub max_tokens: Option<u32>,
+    /// Requests in flight at once [default: 64].
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// Per-request timeout in seconds [default: 300].
+    #[arg(long)]
+    pub request_timeout: Option<f64>,
+    /// Retries per request [default: 8].
+    #[arg(long)]
+    pub max_retries: Option<u32>,
+    /// Response cache file [default: <output>/llm-cache.sqlite].
+    #[arg(long, value_name = "FILE")]
+    pub cache: Option<String>,
+    /// Never send a request: cache misses become error records.
+    #[arg(long)]
+    pub offline: bool,
+    /// Stop after this many requests (the output stays resumable).
+    #[arg(long)]
+    pub max_requests: Option<u64>,
+    /// Stop after this many prompt+completion tokens.
+    #[arg(long = "max-total-tokens")]
+    pub max_total_tokens: Option<u64>,
+    /// Directory with prompt templates overriding the built-in ones.
+    #[arg(long, value_name = "DIR")]
+    pub prompts: Option<String>,
+}
+
+impl LlmSettings {
+    pub fn apply(&mut self, a: &LlmArgs) {
+        if let Some(v) = &a.model {
+            self.model = v.clone();
+        }
+        if !a.base_urls.is_empty() {
+            self.base_urls = a.base_urls.clone();
+        }
+        if let Some(v) = &a.api_key_env {
+            self.api_key_env = v.clone();
+        }
+        if let Some(v) = a.temperature {
+            self.temperature = v;
+        }
+        if let Some(v) = a.max_tokens {
+            self.max_tokens = v;
+        }
+        if let Some(v) = a.concurrency {
+            self.concurrency = v.max(1);
+        }
+        if let Some(v) = a.request_timeout {
+            self.request_timeout = v;
+        }
+        if let Some(v) = a.max_retries {
+            self.max_retries = v;
+        }
+        if let Some(v) = &a.cache {
+            self.cache = v.clone();
+        }
+        self.offline |= a.offline;
+        if let Some(v) = a.max_requests {
+            self.max_requests = v;
+        }
+        if let Some(v) = a.max_total_tokens {
+            self.max_total_tokens = v;
+        }
+        if let Some(v) = &a.prompts {
+            self.prompts = v.clone();
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! Reading code out of model replies: fenced ```python blocks (or the bare reply when the
+//! model forgot the fences), choosing the block that defines what was asked for.
+
+use ruff_python_ast::Stmt;
+use ruff_text_size::Ranged;
+
+use crate::python::{parse_module, too_deep_to_parse};
+
+/// Why no usable code was found in a reply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplyError {
+    #[error("the reply contains no code")]
+    NoCode,
+    #[error("no code block parses as Python: {0}")]
+    Syntax(String),
+    #[error("no code block defines {0}")]
+    Missing(String),
+}
+
+impl ReplyError {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ReplyError::NoCode => "no_code_block",
+            ReplyError::Syntax(_) => "syntax_error",
+            ReplyError::Missing(_) => "missing_definition",
+        }
+    }
+}
+
+/// Code blocks of a reply, in order: fenced blocks (```python, ```py, ```), an unterminated
+/// last fence (a truncated reply) included; the whole reply when there are no fences.
+pub fn code_blocks(reply: &str) -> Vec<String> {
+    enum State {
+        Outside,
+        Python(String),
+        OtherLanguage,
+    }
+    let mut blocks = Vec::new();
+    let mut state = State::Outside;
+    let mut saw_fence = false;
+    for line in reply.lines() {
+        if let Some(info) = line.trim_start().strip_prefix("```") {
+            saw_fence = true;
+            state = match state {
+                State::Python(block) => {
+                    blocks.push(block);
+                    State::Outside
+                }
+                State::OtherLanguage => State::Outside,
+                State::Outside => {
+                    let lang = info.trim().to_ascii_lowercase();
+                    if lang.is_empty() || lang.starts_with("py") {
+                        State::Python(String::new())
+                    } else {
+                        State::OtherLanguage
+                    }
+                }
+            };
+        } else if let State::Python(block) = &mut state {
+            block.push_str(line);
+            block.push('\n');
+        }
+    }
+    if let State::Python(block) = state {
+        blocks.push(block);
+    }
+    if !saw_fence && !reply.trim().is_empty() {
+        blocks.push(reply.to_string());
+    }
+    blocks.retain(|b| !b.trim().is_empty());
+    blocks
+}
+
+/// The first block that parses and satisfies `wanted` (which names what was missing).
+pub fn pick_block(reply: &str, what: &str, wanted: impl Fn(&[Stmt]) -> bool) -> Result<String, ReplyError> {
+    let blocks = code_blocks(reply);
+    if blocks.is_empty() {
+        return Err(ReplyError::NoCode);
+    }
+    let mut syntax = None;
+    for block in &blocks {
+        if too_deep_to_parse(block).is_some() {
+            syntax.get_or_insert_with(|| "too deeply nested".to_string());
+            continue;
+        }
+        let parsed = parse_module(block, ruff_python_ast::PythonVersion::PY314);
+        if let Some(e) = parsed.errors().first() {
+            syntax.get_or_insert_with(|| e.error.to_string());
+            continue;
+        }
+        if wanted(parsed.suite()) {
+            return Ok(block.clone());
+        }
+    }
+    match syntax {
+        Some(e) if blocks.len() == 1 => Err(ReplyError::Syntax(e)),
+        _ => Err(ReplyError::Missing(what.to_string())),
+    }
+}
+
+/// Does a module define `class TestCases` with at least one `test*` method?
+pub fn defines_test_cases(suite: &[Stmt]) -> bool {
+    suite.iter().any(|s| match s {
+        Stmt::ClassDef(c) if c.name.as_str() == "TestCases" => {
+            c.body.iter().any(|m| matches!(m, Stmt::FunctionDef(f) if f.name.as_str().starts_with("test")))
+        }
+        _ => false,
+    })
+}
+
+/// Remove what would make tests test something other than the real function: top-level
+/// definitions of `entry_point` (a copy of the function) and imports of it from a module
+/// (`from solution import f`). Returns the cleaned module and what was removed.
+pub fn clean_tests(tests: &str, entry_point: &str) -> (String, Vec<String>) {
+    let parsed = parse_module(tests, ruff_python_ast::PythonVersion::PY314);
+    if !parsed.errors().is_empty() {
+        return (tests.to_string(), Vec::new());
+    }
+    let mut cut: Vec<(usize, usize, String)> = Vec::new();
+    for stmt in parsed.suite() {
+        let removed = match stmt {
+            Stmt::FunctionDef(f) if f.name.as_str() == entry_point => Some(format!("def {entry_point}")),
+            Stmt::ClassDef(c) if c.name.as_str() == entry_point => Some(format!("class {entry_point}")),
+            Stmt::ImportFrom(i) if i.names.iter().any(|a| a.asname.as_ref().unwrap_or(&a.name).as_str() == entry_point) => {
+                Some(format!("import of {entry_point} from {}", i.module.as_ref().map(|m| m.as_str()).unwrap_or(".")))
+            }
+            _ => None,
+        };
+        if let Some(what) = removed {
+            let r = stmt.range();
+            cut.push((r.start().to_usize(), r.end().to_usize(), what));
+        }
+    }
+    if cut.is_empty() {
+        return (tests.to_string(), Vec::new());
+    }
+    let mut out = String::with_capacity(tests.len());
+    let mut pos = 0;
+    for (start, end, _) in &cut {
+        out.push_str(&tests[pos..*start]);
+        out.push_str("pass  # removed by unitcoder: tests must call the real function\n");
+        pos = *end;
+        if tests[pos..].starts_with('\n') {
+            pos += 1;
+        }
+    }
+    out.push_str(&tests[pos..]);
+    (out, cut.into_iter().map(|c| c.2).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fenced_blocks_and_prose() {
+        let reply = "Sure! Here:\n```python\nx = 1\n```\nand\n```\ny = 2\n```\n```bash\nrm -rf /\n```\n";
+        assert_eq!(code_blocks(reply), ["x = 1\n", "y = 2\n"]);
+        assert_eq!(code_blocks("def f():\n    return 1\n"), ["def f():\n    return 1\n"]);
+        assert_eq!(code_blocks("```python\nx = 1\n"), ["x = 1\n"], "unterminated fence keeps its text");
+        assert!(code_blocks("I cannot help with that.").len() == 1);
+        assert!(code_blocks("```text\nhello\n```").is_empty());
+    }
+
+    #[test]
+    fn picks_the_block_defining_testcases() {
+        let reply = "```python\ndef helper():\n    pass\n```\n```python\nimport unittest\nclass TestCases(unittest.TestCase):\n    def test_a(self):\n        pass\n```";
+        let got = pick_block(reply, "TestCases", defines_test_cases).unwrap();
+        assert!(got.contains("class TestCases"));
+        assert_eq!(pick_block("no code here at all, sorry", "TestCases", defines_test_cases).unwrap_err().kind(), "syntax_error");
+        assert_eq!(pick_block("```python\nclass TestCases:\n    pass\n```", "TestCases", defines_test_cases).unwrap_err().kind(), "missing_definition");
+        assert_eq!(pick_block("```python\ndef (:\n```", "TestCases", defines_test_cases).unwrap_err().kind(), "syntax_error");
+        assert_eq!(pick_block("", "TestCases", defines_test_cases).unwrap_err().kind(), "no_code_block");
+    }
+
+    #[test]
+    fn copies_and_imports_of_the_function_are_removed() {
+        let tests = "import unittest\nfrom solution import add\n\ndef add(a, b):\n    return a + b\n\nclass TestCases(unittest.TestCase):\n    def test_a(self):\n        self.assertEqual(add(1, 2), 3)\n";
+        let (clean, removed) = clean_tests(tests, "add");
+        assert_eq!(removed, ["import of add from solution", "def add"]);
+        assert!(!clean.contains("return a + b"));
+        assert!(clean.contains("class TestCases"));
+        let parsed = parse_module(&clean, ruff_python_ast::PythonVersion::PY311);
+        assert!(parsed.errors().is_empty());
+    }
+}

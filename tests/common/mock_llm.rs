@@ -1,0 +1,201 @@
+//! A mock OpenAI-compatible server for tests: plain HTTP/1.1 on loopback, answering
+//! `POST /v1/chat/completions` with a `TestCases` module for the function named in the
+//! prompt, and injecting faults at chosen rates (deterministic per request number):
+//! latency, 429 with Retry-After, 500/503, dropped connections, timeouts, malformed JSON,
+//! empty choices, truncation.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    pub latency_ms: u64,
+    pub rate_429: f64,
+    pub retry_after_s: f64,
+    pub rate_500: f64,
+    pub rate_503: f64,
+    pub rate_drop: f64,
+    /// Sleep this long before answering (longer than the client's timeout).
+    pub rate_timeout: f64,
+    pub timeout_sleep_ms: u64,
+    pub rate_malformed: f64,
+    pub rate_empty: f64,
+    pub rate_truncated: f64,
+    /// Answer 400 to prompts containing this text.
+    pub reject_containing: Option<String>,
+    /// The first N requests get 429 with Retry-After.
+    pub first_429: u64,
+}
+
+#[derive(Default)]
+pub struct Seen {
+    pub requests: AtomicU64,
+    pub authorization: Mutex<Vec<String>>,
+    pub bodies: Mutex<Vec<Value>>,
+    pub arrivals_ms: Mutex<Vec<(u64, u64)>>,
+}
+
+pub struct MockServer {
+    pub base_url: String,
+    pub seen: Arc<Seen>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+fn unit(n: u64, salt: u64) -> f64 {
+    let h = blake3::hash(&[n.to_le_bytes(), salt.to_le_bytes()].concat());
+    u64::from_le_bytes(h.as_bytes()[..8].try_into().unwrap()) as f64 / u64::MAX as f64
+}
+
+impl MockServer {
+    pub fn start(faults: Faults) -> MockServer {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let seen = Arc::new(Seen::default());
+        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (faults, seen2) = (Arc::new(faults), seen.clone());
+        let started = std::time::Instant::now();
+        runtime.spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else { continue };
+                let (faults, seen) = (faults.clone(), seen2.clone());
+                tokio::spawn(async move {
+                    loop {
+                        // Read one request (headers, then Content-Length bytes).
+                        let mut buf = Vec::new();
+                        let header_end = loop {
+                            let mut chunk = [0u8; 8192];
+                            let n = match sock.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => n,
+                            };
+                            buf.extend_from_slice(&chunk[..n]);
+                            if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                                break p + 4;
+                            }
+                        };
+                        let head = String::from_utf8_lossy(&buf[..header_end]).to_string();
+                        let length: usize = head
+                            .lines()
+                            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+                            .unwrap_or(0);
+                        while buf.len() < header_end + length {
+                            let mut chunk = [0u8; 65536];
+                            match sock.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        let body: Value = serde_json::from_slice(&buf[header_end..header_end + length]).unwrap_or(Value::Null);
+                        let n = seen.requests.fetch_add(1, Ordering::Relaxed);
+                        let auth = head.lines().find_map(|l| l.strip_prefix("authorization: ").or_else(|| l.strip_prefix("Authorization: ")).map(str::to_string)).unwrap_or_default();
+                        seen.authorization.lock().unwrap().push(auth);
+                        seen.bodies.lock().unwrap().push(body.clone());
+                        seen.arrivals_ms.lock().unwrap().push((n, started.elapsed().as_millis() as u64));
+                        if faults.latency_ms > 0 {
+                            tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
+                        }
+                        let (status, extra_header, payload) = respond(&faults, n, &body);
+                        if status == 0 {
+                            return; // dropped connection
+                        }
+                        if status == 1 {
+                            tokio::time::sleep(Duration::from_millis(faults.timeout_sleep_ms.max(1))).await;
+                            return;
+                        }
+                        let reason = match status { 200 => "OK", 400 => "Bad Request", 429 => "Too Many Requests", 503 => "Service Unavailable", _ => "Internal Server Error" };
+                        let response = format!(
+                            "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{extra_header}\r\n{payload}",
+                            payload.len()
+                        );
+                        if sock.write_all(response.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        MockServer { base_url: format!("http://127.0.0.1:{port}/v1"), seen, _runtime: runtime }
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.seen.requests.load(Ordering::Relaxed)
+    }
+}
+
+/// The function name the prompt asks about (`Function name: X`).
+fn entry_point(body: &Value) -> String {
+    let messages = body.get("messages").and_then(Value::as_array).cloned().unwrap_or_default();
+    for m in messages {
+        let text = m.get("content").and_then(Value::as_str).unwrap_or("");
+        if let Some(line) = text.lines().find_map(|l| l.strip_prefix("Function name: ")) {
+            return line.trim().to_string();
+        }
+    }
+    "f".into()
+}
+
+/// A plausible answer: prose, then a fenced module with a TestCases class.
+pub fn answer_for(name: &str, variant: u64) -> String {
+    format!(
+        "Here are the tests.\n\n```python\nimport unittest\n\nclass TestCases(unittest.TestCase):\n    def test_callable(self):\n        self.assertTrue(callable({name}))\n\n    def test_variant_{variant}(self):\n        self.assertEqual({variant}, {variant})\n```\n"
+    )
+}
+
+/// (status, extra header line, body); status 0 = drop the connection, 1 = hang.
+fn respond(f: &Faults, n: u64, body: &Value) -> (u16, String, String) {
+    let prompt = body.to_string();
+    if let Some(bad) = &f.reject_containing {
+        if prompt.contains(bad.as_str()) {
+            return (400, String::new(), json!({"error": {"message": "prompt rejected by policy"}}).to_string());
+        }
+    }
+    if n < f.first_429 {
+        return (429, format!("retry-after: {}\r\n", f.retry_after_s), json!({"error": {"message": "slow down"}}).to_string());
+    }
+    let r = unit(n, 1);
+    let mut acc = 0.0;
+    let mut hit = |rate: f64| {
+        acc += rate;
+        r < acc
+    };
+    if hit(f.rate_429) {
+        return (429, format!("retry-after: {}\r\n", f.retry_after_s), json!({"error": {"message": "slow down"}}).to_string());
+    }
+    if hit(f.rate_500) {
+        return (500, String::new(), json!({"error": {"message": "boom"}}).to_string());
+    }
+    if hit(f.rate_503) {
+        return (503, String::new(), "upstream unavailable".into());
+    }
+    if hit(f.rate_drop) {
+        return (0, String::new(), String::new());
+    }
+    if hit(f.rate_timeout) {
+        return (1, String::new(), String::new());
+    }
+    if hit(f.rate_malformed) {
+        return (200, String::new(), "{\"choices\": [{\"message\": ".into());
+    }
+    if hit(f.rate_empty) {
+        return (200, String::new(), json!({"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 0}}).to_string());
+    }
+    let name = entry_point(body);
+    let k = body.get("n").and_then(Value::as_u64).unwrap_or(1);
+    let truncated = hit(f.rate_truncated);
+    let choices: Vec<Value> = (0..k)
+        .map(|i| {
+            let mut text = answer_for(&name, i);
+            if truncated {
+                text.truncate(text.len() / 2);
+            }
+            json!({"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": if truncated { "length" } else { "stop" }})
+        })
+        .collect();
+    let usage = json!({"prompt_tokens": prompt.len() / 4, "completion_tokens": 60 * k});
+    (200, String::new(), json!({"id": format!("cmpl-{n}"), "object": "chat.completion", "choices": choices, "usage": usage}).to_string())
+}
