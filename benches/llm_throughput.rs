@@ -27,7 +27,7 @@ fn cpu_seconds() -> f64 {
 
 fn main() {
     if std::env::var("UNITCODER_BENCH_SERVE").is_ok() {
-        let server = mock_llm::MockServer::start(mock_llm::Faults { latency_ms: LATENCY_MS, ..Default::default() });
+        let server = mock_llm::MockServer::start(mock_llm::Faults { latency_ms: LATENCY_MS, quiet: true, ..Default::default() });
         println!("{}", server.base_url);
         loop {
             std::thread::sleep(std::time::Duration::from_secs(3600));

@@ -178,7 +178,7 @@ impl LlmClient {
     /// `n` samples for `messages`: cached ones from the cache, the rest in one request.
     pub async fn generate(&self, messages: &[Message], n: u32) -> Result<Generation, LlmError> {
         let n = n.max(1);
-        let keys: Vec<String> = (0..n).map(|i| self.cache_key(messages, i)).collect();
+        let keys: Vec<String> = if self.cache.is_some() { (0..n).map(|i| self.cache_key(messages, i)).collect() } else { Vec::new() };
         let mut slots: Vec<Option<Choice>> = vec![None; n as usize];
         if let Some(cache) = &self.cache {
             for (i, key) in keys.iter().enumerate() {

@@ -97,6 +97,11 @@ import unittest.mock  # noqa: E402,F401  (tests use it; import once, warm)
 import unittest.case  # noqa: E402
 import unittest.result  # noqa: E402
 
+# Everything imported so far is permanent: children never collect (and so never touch,
+# and copy) these objects' pages. This keeps a fork of a pandas/sklearn worker cheap.
+gc.collect()
+gc.freeze()
+
 # Taken before any tested code runs: later patches of these names do not reach us.
 TestCase = unittest.TestCase
 AsyncTestCase = getattr(unittest, "IsolatedAsyncioTestCase", None)
@@ -508,7 +513,6 @@ def run_child(job, workdir, report_fd, cap):
 
     job_fields = {"code": job["code"], "tests": job["tests"]}
     del job
-    gc.collect()
     try:
         sys.stdout = open(1, "w", encoding="utf-8", errors="replace", closefd=False, buffering=1)
         sys.stderr = open(2, "w", encoding="utf-8", errors="replace", closefd=False, buffering=1)
@@ -536,9 +540,10 @@ if not PID1:
         pass
 
 
-def other_processes():
+def other_processes(include_zombies=True):
     """Processes left from a check: everything in our PID namespace but us (pid-1 mode), or
-    every descendant of ours (subreaper mode)."""
+    every descendant of ours (subreaper mode). Zombies (exited, not yet reaped) are left out
+    when `include_zombies` is false: they run nothing."""
     me = os.getpid()
     parents = {}
     for entry in os.listdir("/proc"):
@@ -547,8 +552,11 @@ def other_processes():
         try:
             with open("/proc/%s/stat" % entry, "rb") as fh:
                 stat = fh.read()
-            parents[int(entry)] = int(stat[stat.rindex(b")") + 2:].split()[1])
-        except (OSError, ValueError):
+            fields = stat[stat.rindex(b")") + 2:].split()
+            if not include_zombies and fields[0] in (b"Z", b"X"):
+                continue
+            parents[int(entry)] = int(fields[1])
+        except (OSError, ValueError, IndexError):
             continue
     if PID1:
         return [p for p in parents if p != me]
@@ -686,7 +694,16 @@ def run_job(job):
         except ChildProcessError:
             status = None
     else:
-        lingering = len(other_processes())
+        # Give processes the check started a moment to finish on their own (a child that
+        # is exiting, or one the check did not wait for); zombies do not count.
+        reap()
+        grace_end = perf_counter() + 0.2
+        while True:
+            lingering = len(other_processes(include_zombies=False))
+            if lingering == 0 or perf_counter() >= grace_end:
+                break
+            time.sleep(0.01)
+            reap()
         kill_everything()
     # All writers are dead now: drain what is left.
     for fd in _list(open_fds):

@@ -30,6 +30,8 @@ pub struct Faults {
     pub reject_containing: Option<String>,
     /// The first N requests get 429 with Retry-After.
     pub first_429: u64,
+    /// Record nothing per request (for the throughput benchmark: the mock must be cheap).
+    pub quiet: bool,
 }
 
 #[derive(Default)]
@@ -92,6 +94,17 @@ impl MockServer {
                         }
                         let body: Value = serde_json::from_slice(&buf[header_end..header_end + length]).unwrap_or(Value::Null);
                         let n = seen.requests.fetch_add(1, Ordering::Relaxed);
+                        if faults.quiet {
+                            if faults.latency_ms > 0 {
+                                tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
+                            }
+                            let payload = quick_answer(n);
+                            let response = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{payload}", payload.len());
+                            if sock.write_all(response.as_bytes()).await.is_err() {
+                                return;
+                            }
+                            continue;
+                        }
                         let auth = head.lines().find_map(|l| l.strip_prefix("authorization: ").or_else(|| l.strip_prefix("Authorization: ")).map(str::to_string)).unwrap_or_default();
                         seen.authorization.lock().unwrap().push(auth);
                         seen.bodies.lock().unwrap().push(body.clone());
@@ -125,6 +138,12 @@ impl MockServer {
     pub fn requests(&self) -> u64 {
         self.seen.requests.load(Ordering::Relaxed)
     }
+}
+
+/// A fixed answer without parsing the request (throughput benchmark).
+fn quick_answer(n: u64) -> String {
+    let text = answer_for("f", 0).replace('\n', "\\n").replace('"', "\\\"");
+    format!("{{\"id\":\"cmpl-{n}\",\"object\":\"chat.completion\",\"choices\":[{{\"index\":0,\"message\":{{\"role\":\"assistant\",\"content\":\"{text}\"}},\"finish_reason\":\"stop\"}}],\"usage\":{{\"prompt_tokens\":20,\"completion_tokens\":60}}}}")
 }
 
 /// The function name the prompt asks about (`Function name: X`).
