@@ -209,3 +209,24 @@ fn budget_stops_cleanly_and_a_rerun_continues() {
     assert_eq!(server.requests(), 20, "requests already paid for were repeated");
     assert_eq!(manifest(&out)["complete"], true);
 }
+
+#[test]
+fn a_failing_endpoint_is_benched_and_the_healthy_one_serves() {
+    let broken = MockServer::start(Faults { rate_500: 1.0, ..Default::default() });
+    let healthy = MockServer::start(Faults { latency_ms: 5, ..Default::default() });
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_functions(dir.path(), 40);
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "[llm]\nbackoff_min_ms = 1\nbackoff_max_ms = 5\nbench_after_failures = 3\nbench_seconds = 60.0\n").unwrap();
+    let out = dir.path().join("out");
+    bin()
+        .args(["--config", cfg.to_str().unwrap(), "-i", &input, "-o", out.to_str().unwrap(), "gen-tests"])
+        .args(["--base-url", &broken.base_url, "--base-url", &healthy.base_url, "--concurrency", "4", "--max-retries", "6"])
+        .assert()
+        .success();
+    let records = read_records(&out, "shard");
+    assert!(records.iter().all(|r| r.get("tests").is_some()), "every record served by the healthy endpoint");
+    // Benched after a few consecutive failures: the broken endpoint saw only a handful.
+    assert!(broken.requests() <= 8, "broken endpoint got {} requests", broken.requests());
+    assert!(healthy.requests() >= 40);
+}

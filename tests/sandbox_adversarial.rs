@@ -403,3 +403,13 @@ fn swapping_the_harness_code_is_blocked() {
     assert_eq!(v.status, Status::Fail, "{v:?}");
     assert!(v.failures.iter().any(|f| f.message.contains("blocked by the unitcoder sandbox")), "{v:?}");
 }
+
+#[test]
+fn warnings_and_pandas_copy_checks_are_not_tampering() {
+    // pandas' SettingWithCopy check uses gc.get_referents; a DeprecationWarning raised from
+    // unittest adds __warningregistry__ to unittest.case's globals.
+    let code = "import warnings\ndef f(x):\n    warnings.warn('old', DeprecationWarning)\n    return x\n";
+    let tests = "import unittest, gc\nclass TestCases(unittest.TestCase):\n    def test_f(self):\n        self.assertEqual(f(2), 2)\n        self.assertTrue(isinstance(gc.get_referents([1]), list))\n    def test_alias(self):\n        self.assertEquals(f(3), 3)\n";
+    let v = sandbox().check(code, tests);
+    assert_eq!(v.status, Status::Pass, "{v:?}");
+}

@@ -180,7 +180,9 @@ def describe(exc_info, cap):
 
 
 # ---------------------------------------------------------------- the check child
-BLOCKED_EVENTS = {"gc.get_objects", "gc.get_referrers", "gc.get_referents", "sys._current_frames"}
+# get_objects and get_referrers can find anything, the harness's frames included;
+# get_referents only walks down from objects the caller already holds (pandas uses it).
+BLOCKED_EVENTS = {"gc.get_objects", "gc.get_referrers", "sys._current_frames"}
 
 
 def audit(event, args, _blocked=frozenset(BLOCKED_EVENTS), _len=len, _type=type, _fn=types.FunctionType,
@@ -282,13 +284,19 @@ def make_judge(watched, cap, _dict=dict, _any=any, _len=len, _list=list, _type=t
     """Closures that decide outcomes, built before tested code runs. They use only their
     default arguments and methods of built-in types, so nothing tested code can rebind
     (module globals, builtins) changes what they conclude."""
-    snapshot = [(name, ns, _dict(ns)) for name, ns in watched.items()]
+    snapshot = [(name, ns, {k: v for k, v in _dict(ns).items() if k != "__warningregistry__"}) for name, ns in watched.items()]
     ranks = (("error", 0), ("fail", 1), ("tamper", 1), ("unexpected_success", 2), ("expected_failure", 3), ("skip", 4), ("pass", 5))
+
+    # `warnings` adds `__warningregistry__` to the globals of the module a warning is
+    # attributed to; that is bookkeeping, not tampering.
+    ignored = ("__warningregistry__",)
 
     def tampered():
         changed = []
         for name, ns, before in snapshot:
             now = _dict(ns)
+            for k in ignored:
+                now.pop(k, None)
             if now.keys() != before.keys() or _any(now[k] is not before[k] for k in before):
                 changed.append(name)
         return changed
@@ -487,7 +495,9 @@ def setup_child(job, workdir, out_w, rep_w):
     os.chdir(workdir)
     os.environ.clear()
     os.environ.update({
-        "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8",
+        # The interpreter's own directory first, as in an activated venv: tests that run
+        # `python` or a package's console script find this environment's.
+        "PATH": os.path.dirname(sys.executable) + ":/usr/local/bin:/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8",
         "LC_ALL": "C.UTF-8", "MPLBACKEND": "Agg", "MPLCONFIGDIR": workdir, "OMP_NUM_THREADS": "1",
         "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NUMEXPR_NUM_THREADS": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
@@ -624,7 +634,8 @@ def clean_private_tmp():
 def run_job(job):
     cap = CONFIG.get("traceback_cap", 4000)
     out_cap = CONFIG.get("output_cap", 65536)
-    workdir = tempfile.mkdtemp(prefix="check-", dir=CONFIG["workroot"])
+    # No "-" in the name: tests split temp paths on "-" (BigCodeBench/1127 does).
+    workdir = tempfile.mkdtemp(prefix="check_", dir=CONFIG["workroot"])
     if UID is not None:
         os.chown(workdir, UID, CONFIG["gid"])
     os.chmod(workdir, 0o700)
