@@ -157,7 +157,7 @@ def main():
     lines += [
         "",
         f"**Throughput ratio: {base_wall / uc_wall:.1f}×** with 2 workers each (target ≥ 10×)"
-        + (f"; {base_wall / extra[0]:.1f}× with unitcoder on {args.extra_workers} workers" if extra else "") + ". **Verdict agreement: {agree}/{n} = "
+        + (f"; {base_wall / extra[0]:.1f}× with unitcoder on {args.extra_workers} workers" if extra else "") + f". **Verdict agreement: {agree}/{n} = "
         f"{100 * agree / n:.1f}%** (pass vs not pass; target ≥ 99%). unitcoder statuses: "
         + ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())) + ".",
         "",
