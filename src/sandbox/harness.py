@@ -503,6 +503,14 @@ def setup_child(job, workdir, out_w, rep_w):
         "PYTHONDONTWRITEBYTECODE": "1",
     })
     tempfile.tempdir = workdir
+    # Every check is a fork of the same worker: `random` reseeds itself after fork, numpy's
+    # global generator does not. Fresh entropy per check, as in a fresh process.
+    np_random = sys.modules.get("numpy.random")
+    if np_random is not None:
+        try:
+            np_random.seed()
+        except BaseException:
+            pass
     if CONFIG.get("uid") is not None:
         os.setgroups([])
         os.setgid(CONFIG["gid"])
