@@ -78,3 +78,33 @@ fn none_mode_is_labelled_honestly() {
     assert!(sb.isolation().contains("network and the filesystem are reachable"));
     essentials(&sb, false);
 }
+
+#[test]
+fn an_interpreter_under_tmp_stays_visible() {
+    // A checkout (and its venv) under /tmp must not vanish behind the private /tmp.
+    let dir = tempfile::Builder::new().prefix("ucvenv").tempdir_in("/tmp").unwrap();
+    let venv = dir.path().join("venv");
+    let ok = std::process::Command::new(common::python())
+        .args(["-m", "venv", "--without-pip", venv.to_str().unwrap()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "cannot create a venv");
+    let site = std::process::Command::new(venv.join("bin/python"))
+        .args(["-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"])
+        .output()
+        .unwrap();
+    let site = String::from_utf8_lossy(&site.stdout).trim().to_string();
+    std::fs::write(std::path::Path::new(&site).join("ucmark_module.py"), "VALUE = 42\n").unwrap();
+    for mode in [IsolationChoice::Bwrap, IsolationChoice::Unshare] {
+        // Only where the mode works with the ordinary interpreter; there it must also work
+        // with the one under /tmp.
+        if start(mode).is_none() {
+            continue;
+        }
+        let settings = SandboxSettings { python: venv.join("bin/python").display().to_string(), isolation: mode, workers: 1, preimport: vec![], ..Default::default() };
+        let sb = Sandbox::start(settings).unwrap_or_else(|e| panic!("{mode:?} fails with an interpreter under /tmp: {e:#}"));
+        let v = sb.check("import ucmark_module\ndef add(a, b):\n    return a + b + ucmark_module.VALUE - 42\n", TESTS);
+        assert_eq!(v.status, Status::Pass, "{mode:?}: {v:?}");
+    }
+}

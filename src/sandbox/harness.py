@@ -63,8 +63,24 @@ def setup_mounts():
             continue
         subprocess.run(["mount", "-o", "remount,bind,ro", point], stderr=subprocess.DEVNULL)
     for point in ("/tmp", "/var/tmp", "/dev/shm"):
-        if os.path.isdir(point):
-            subprocess.run(["mount", "-t", "tmpfs", "-o", size + ",mode=1777", "tmpfs", point], check=True)
+        if not os.path.isdir(point):
+            continue
+        # The interpreter may live under this directory: keep a handle on it, and bind it
+        # back (read-only) on top of the fresh tmpfs.
+        keep = [p for p in CONFIG.get("keep_paths", []) if p == point or p.startswith(point.rstrip("/") + "/")]
+        handles = [(p, os.open(p, os.O_RDONLY | os.O_DIRECTORY)) for p in keep if os.path.isdir(p)]
+        subprocess.run(["mount", "-t", "tmpfs", "-o", size + ",mode=1777", "tmpfs", point], check=True)
+        for path, fd in handles:
+            os.makedirs(path, exist_ok=True)
+            for parent in [path] + [os.path.dirname(path)]:
+                try:
+                    os.chmod(parent, 0o755)
+                except OSError:
+                    pass
+            # --no-canonicalize: the fd link must not be resolved back to the (now hidden) name.
+            subprocess.run(["mount", "--no-canonicalize", "--bind", "/proc/%d/fd/%d" % (os.getpid(), fd), path], check=True)
+            subprocess.run(["mount", "-o", "remount,bind,ro", path], check=True)
+            os.close(fd)
 
 
 if CONFIG.get("mount_setup"):

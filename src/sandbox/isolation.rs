@@ -76,6 +76,8 @@ pub struct Launch {
     pub drop_to: Option<(u32, u32)>,
     /// Where per-check temp dirs are made (inside the worker's view of the filesystem).
     pub workroot: PathBuf,
+    /// Interpreter paths that must stay visible when the worker mounts its own tmpfs.
+    pub keep_paths: Vec<PathBuf>,
 }
 
 fn is_root() -> bool {
@@ -117,6 +119,10 @@ fn python_paths(info: &PythonInfo) -> Vec<PathBuf> {
     v
 }
 
+/// Directories the sandbox replaces with empty tmpfs; an interpreter living under one of
+/// them is bound back read-only.
+const MASKED: [&str; 5] = ["/tmp", "/var/tmp", "/dev/shm", "/root", "/home"];
+
 fn bwrap_launch(info: &PythonInfo, tmpfs_mb: u64) -> Option<Launch> {
     let bwrap = which("bwrap")?;
     let root = is_root();
@@ -137,7 +143,7 @@ fn bwrap_launch(info: &PythonInfo, tmpfs_mb: u64) -> Option<Launch> {
     }
     let mut made: Vec<PathBuf> = Vec::new();
     for p in python_paths(info) {
-        if p.starts_with("/root") || p.starts_with("/home") {
+        if MASKED.iter().any(|m| p.starts_with(m)) {
             for ancestor in p.ancestors().collect::<Vec<_>>().into_iter().rev() {
                 let depth = ancestor.components().count();
                 if depth > 2 && ancestor != p && !made.iter().any(|m| m == ancestor) {
@@ -172,6 +178,7 @@ fn bwrap_launch(info: &PythonInfo, tmpfs_mb: u64) -> Option<Launch> {
         mount_setup: false,
         drop_to,
         workroot: "/tmp".into(),
+        keep_paths: Vec::new(),
     })
 }
 
@@ -197,6 +204,7 @@ fn unshare_launch(info: &PythonInfo) -> Option<Launch> {
         mount_setup: true,
         drop_to,
         workroot: "/tmp".into(),
+        keep_paths: python_paths(info),
     })
 }
 
@@ -214,6 +222,7 @@ fn none_launch(info: &PythonInfo) -> Launch {
         mount_setup: false,
         drop_to: reachable.then_some((65534, 65534)),
         workroot: std::env::temp_dir(),
+        keep_paths: Vec::new(),
     }
 }
 

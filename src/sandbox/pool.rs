@@ -210,6 +210,7 @@ impl Server {
             "uid": uid,
             "gid": uid,
             "mount_setup": launch.mount_setup,
+            "keep_paths": launch.keep_paths,
             "private_tmp": launch.private_tmp,
             "workroot": launch.workroot,
             "tmpfs_mb": settings.tmpfs_mb,
