@@ -72,6 +72,7 @@ fn main() {
     let wall = t0.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu0;
     let _ = child.kill();
+    let _ = child.wait();
     assert_eq!(ok, REQUESTS, "all requests must succeed");
     let ideal = CONCURRENCY as f64 / (LATENCY_MS as f64 / 1000.0);
     let rate = REQUESTS as f64 / wall;
