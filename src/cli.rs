@@ -114,6 +114,11 @@ impl Context {
         c
     }
 
+    /// Longest JSONL line a record stage reads (records carry code, tests and history).
+    pub fn record_line_limit(&self) -> usize {
+        self.input_config().max_doc_bytes.saturating_mul(4).max(64 << 20)
+    }
+
     pub fn output_config(&self) -> crate::config::OutputConfig {
         let mut c = self.config.output.clone();
         if let Some(n) = self.global.records_per_shard {

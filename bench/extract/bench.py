@@ -7,9 +7,11 @@ import argparse
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from results import update_section  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 WORK = os.path.join(ROOT, "bench", "work", "extract")
@@ -102,13 +104,7 @@ def main():
               "sdists: " + ", ".join(sdists) + ".", "<!-- extract:end -->"]
     section = "\n".join(lines) + "\n"
 
-    path = os.path.join(ROOT, "bench", "RESULTS.md")
-    text = open(path).read() if os.path.exists(path) else "# Benchmark results\n\nMeasured by the scripts in `bench/`; each compares against a baseline in the same run.\n\n"
-    if "<!-- extract:begin -->" in text:
-        text = re.sub(r"<!-- extract:begin -->.*?<!-- extract:end -->\n", lambda _: section, text, flags=re.S)
-    else:
-        text += section
-    open(path, "w").write(text)
+    update_section("extract", section)
     print(section)
 
 

@@ -13,6 +13,9 @@ import re
 import shutil
 import subprocess
 import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from results import update_section  # noqa: E402
 import tempfile
 import time
 
@@ -184,13 +187,7 @@ def main():
         lines.append("| " + " | ".join(str(x).replace("|", "\\|").replace("\n", " ") for x in d) + " |")
     lines.append("<!-- sandbox:end -->")
     section = "\n".join(lines) + "\n"
-    path = os.path.join(ROOT, "bench", "RESULTS.md")
-    text = open(path).read() if os.path.exists(path) else "# Benchmark results\n\n"
-    if "<!-- sandbox:begin -->" in text:
-        text = re.sub(r"<!-- sandbox:begin -->.*?<!-- sandbox:end -->\n", lambda _: section, text, flags=re.S)
-    else:
-        text += "\n" + section
-    open(path, "w").write(text)
+    update_section("sandbox", section)
     json.dump({"disagreements": disagreements}, open(os.path.join(WORK, "disagreements.json"), "w"), indent=1)
     print(section)
 

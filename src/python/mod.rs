@@ -44,11 +44,17 @@ pub fn parse_version(text: &str) -> Option<PythonVersion> {
 pub fn max_bracket_depth(source: &str) -> usize {
     // Fast path: the nesting can be no deeper than the number of opening brackets (this
     // count vectorises; the string-aware scan below does not).
-    let opening = source.as_bytes().iter().map(|&b| usize::from(b == b'(' || b == b'[' || b == b'{')).sum::<usize>();
+    let opening = opening_brackets(source);
     if opening <= MAX_BRACKET_DEPTH {
         return opening;
     }
     precise_depth(source)
+}
+
+/// Number of opening brackets: a bound on the nesting depth, counted branch-free so it
+/// vectorises.
+fn opening_brackets(source: &str) -> usize {
+    source.as_bytes().iter().map(|&b| usize::from(b == b'(' || b == b'[' || b == b'{')).sum()
 }
 
 /// Files with more opening brackets than this get the precise nesting scan before parsing.
@@ -59,7 +65,7 @@ pub const SCAN_ABOVE_BRACKETS: usize = 20_000;
 
 /// True when `source` must be rejected before parsing as too deeply nested.
 pub fn too_deep_to_parse(source: &str) -> Option<usize> {
-    let opening = source.as_bytes().iter().map(|&b| usize::from(b == b'(' || b == b'[' || b == b'{')).sum::<usize>();
+    let opening = opening_brackets(source);
     if opening <= SCAN_ABOVE_BRACKETS {
         return None;
     }

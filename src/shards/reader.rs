@@ -474,6 +474,22 @@ fn cell_text(array: &dyn arrow_array::Array, i: usize) -> Option<String> {
     }
 }
 
+/// A record read by a stage after `extract`, or a line that is not one (with its place).
+pub enum RecordItem {
+    Record(serde_json::Map<String, Value>),
+    Bad { file: String, line: u64, bad: BadInput },
+}
+
+/// `read_records`, as `RecordItem`s.
+pub fn read_record_items(inputs: &[InputFile], max_line_bytes: usize, mut sink: impl FnMut(RecordItem) -> bool) -> Result<()> {
+    read_records(inputs, max_line_bytes, |file, line, item| {
+        sink(match item {
+            Ok(record) => RecordItem::Record(record),
+            Err(bad) => RecordItem::Bad { file: file.to_string(), line, bad },
+        })
+    })
+}
+
 /// Read JSON records (for stages after `extract`): each item is a parsed object or a bad
 /// line with its reason, with file and line for messages.
 pub fn read_records(

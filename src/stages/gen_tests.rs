@@ -26,7 +26,7 @@ use crate::llm::reply::{clean_tests, defines_test_cases, pick_block};
 use crate::llm::{LlmArgs, LlmClient, LlmSettings};
 use crate::sandbox::testcount::count_tests;
 use crate::shards::manifest::{fingerprint, now_rfc3339, prepare_output};
-use crate::shards::reader::{read_records, BadInput};
+use crate::shards::reader::{read_record_items, RecordItem};
 use crate::shards::{expand_inputs, Manifest, ShardWriter, ShardWriterOptions};
 
 /// Exit status when a budget stopped the run (rerun with a larger budget to continue).
@@ -41,10 +41,6 @@ pub struct GenTestsArgs {
     pub samples: Option<u32>,
 }
 
-enum Item {
-    Record(Map<String, Value>),
-    Bad { file: String, line: u64, bad: BadInput },
-}
 
 /// The stage's LLM settings: config `[llm]`, flags on top.
 pub fn llm_settings(ctx: &Context, args: &LlmArgs) -> LlmSettings {
@@ -168,17 +164,11 @@ pub fn run(ctx: &Context, args: &GenTestsArgs) -> Result<ExitCode> {
     tracing::info!("gen-tests: {} input files → {} (model {}, {} endpoint(s), concurrency {})", inputs.len(), out_dir.display(), settings.model, settings.base_urls.len(), settings.concurrency);
 
     let window = (settings.concurrency * 8).max(256);
-    let (tx, rx) = tokio::sync::mpsc::channel::<Item>(window);
-    let max_line = ctx.input_config().max_doc_bytes.saturating_mul(4).max(64 << 20);
+    let (tx, rx) = tokio::sync::mpsc::channel::<RecordItem>(window);
+    let max_line = ctx.record_line_limit();
     let reader_inputs = inputs.clone();
     let reader = std::thread::spawn(move || {
-        read_records(&reader_inputs, max_line, |file, line, item| {
-            let item = match item {
-                Ok(r) => Item::Record(r),
-                Err(bad) => Item::Bad { file: file.to_string(), line, bad },
-            };
-            tx.blocking_send(item).is_ok()
-        })
+        read_record_items(&reader_inputs, max_line, |item| tx.blocking_send(item).is_ok())
     });
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().context("tokio runtime")?;
     let (mut records, mut ok, mut bad_lines) = (0u64, 0u64, 0u64);
@@ -191,18 +181,18 @@ pub fn run(ctx: &Context, args: &GenTestsArgs) -> Result<ExitCode> {
             let (client, prompts) = (client.clone(), prompts.clone());
             async move {
                 match item {
-                    Item::Record(r) => Item::Record(generate_tests(client, prompts, samples, r).await),
+                    RecordItem::Record(r) => RecordItem::Record(generate_tests(client, prompts, samples, r).await),
                     bad => bad,
                 }
             }
         },
         |item| {
             match item {
-                Item::Bad { file, line, bad } => {
+                RecordItem::Bad { file, line, bad } => {
                     bad_lines += 1;
                     tracing::warn!("{file}:{line}: skipped line: {} ({})", bad.reason, bad.detail);
                 }
-                Item::Record(r) => {
+                RecordItem::Record(r) => {
                     records += 1;
                     match r.get("error").and_then(|e| e.get("kind")).and_then(Value::as_str) {
                         Some(kind) => *errors.entry(kind.to_string()).or_default() += 1,

@@ -16,14 +16,14 @@ use std::time::Instant;
 use anyhow::{Context as _, Result};
 use clap::Args;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::cli::Context;
 use crate::python::PARSE_STACK_BYTES;
 use crate::sandbox::{IsolationChoice, Sandbox, SandboxSettings, Status};
 use crate::shards::manifest::{fingerprint, now_rfc3339, prepare_output};
 use crate::shards::ordered::ordered_map;
-use crate::shards::reader::{read_records, BadInput};
+use crate::shards::reader::{read_record_items, RecordItem};
 use crate::shards::{expand_inputs, Manifest, ShardWriter, ShardWriterOptions};
 
 #[derive(Debug, Clone, Args, Default)]
@@ -97,10 +97,6 @@ pub fn resolve_settings(ctx: &Context, args: &SandboxRunArgs) -> SandboxSettings
     s
 }
 
-enum Item {
-    Record(Map<String, Value>),
-    Bad { file: String, line: u64, bad: BadInput },
-}
 
 #[derive(Debug, Default, Serialize)]
 struct Counts {
@@ -132,23 +128,18 @@ pub fn run(ctx: &Context, args: &SandboxRunArgs) -> Result<ExitCode> {
     )?;
     let mut counts = Counts::default();
     let mut progress = crate::logging::Progress::new("sandbox-run", ctx.global.quiet);
-    let max_line = ctx.input_config().max_doc_bytes.saturating_mul(4).max(64 << 20);
+    let max_line = ctx.record_line_limit();
 
     ordered_map(
         sandbox.settings.workers,
         sandbox.settings.workers * 4,
         PARSE_STACK_BYTES,
         |emit| {
-            read_records(&inputs, max_line, |file, line, item| {
-                emit(match item {
-                    Ok(record) => Item::Record(record),
-                    Err(bad) => Item::Bad { file: file.to_string(), line, bad },
-                })
-            })
+            read_record_items(&inputs, max_line, emit)
         },
         |item| match item {
-            Item::Bad { .. } => item,
-            Item::Record(mut record) => {
+            RecordItem::Bad { .. } => item,
+            RecordItem::Record(mut record) => {
                 let code = record.get(&fields.code_field).and_then(Value::as_str);
                 let tests = record.get(&fields.tests_field).and_then(Value::as_str);
                 match (code, tests) {
@@ -168,16 +159,16 @@ pub fn run(ctx: &Context, args: &SandboxRunArgs) -> Result<ExitCode> {
                         );
                     }
                 }
-                Item::Record(record)
+                RecordItem::Record(record)
             }
         },
         |item| {
             match item {
-                Item::Bad { file, line, bad } => {
+                RecordItem::Bad { file, line, bad } => {
                     tracing::warn!("{file}:{line}: skipped line: {} ({})", bad.reason, bad.detail);
                     *counts.bad_lines.entry(bad.reason.to_string()).or_default() += 1;
                 }
-                Item::Record(record) => {
+                RecordItem::Record(record) => {
                     counts.records += 1;
                     if let Some(v) = record.get("verdict") {
                         let status = v.get("status").and_then(Value::as_str).unwrap_or("?").to_string();
