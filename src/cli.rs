@@ -1,7 +1,9 @@
 //! Command-line interface: clap definitions and dispatch to the stages.
 //!
 //! Exit codes: 0 success; 1 a fatal error (unreadable input, unwritable output, bad
-//! config); 2 unusable arguments (clap's usage errors).
+//! config); 2 unusable arguments (clap's usage errors); 3 an LLM budget stopped the run
+//! (rerun to continue); 4 finished, but some records ended in a transient error (rerun with
+//! `--retry-errors`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -63,6 +65,17 @@ pub struct GlobalArgs {
     /// Redo the stage even if its output is up to date.
     #[arg(long, global = true)]
     pub force: bool,
+    /// Redo only the records of an existing output that ended in a transient error
+    /// (endpoint down, budget, offline cache miss, sandbox_error); keep the rest.
+    #[arg(long, global = true)]
+    pub retry_errors: bool,
+    /// This process's share of the input shards: it takes every `--world-size`-th input
+    /// file starting at `--rank` and writes under `<output>/rank-RRRRR-of-NNNNN/`.
+    #[arg(long, global = true, value_name = "I", default_value_t = 0, env = "UNITCODER_RANK")]
+    pub rank: usize,
+    /// Number of independent processes splitting the inputs (e.g. a Slurm array size).
+    #[arg(long, global = true, value_name = "N", default_value_t = 1, env = "UNITCODER_WORLD_SIZE")]
+    pub world_size: usize,
 }
 
 #[derive(Debug, Subcommand)]
@@ -73,6 +86,16 @@ pub enum Command {
     GenTests(stages::gen_tests::GenTestsArgs),
     /// Run each record's program against its unittest module in the sandbox; add `verdict`.
     SandboxRun(stages::sandbox_run::SandboxRunArgs),
+    /// Repair functions that fail their tests: LLM candidates, verified in the sandbox, over rounds.
+    Fix(stages::fix::FixArgs),
+    /// Document verified functions (docstring, comments, style); re-verified, rolled back on failure.
+    Refine(stages::refine::RefineArgs),
+    /// Turn verified records into training data (completion/chat/raw; JSONL/Parquet), decontaminated and deduplicated.
+    Export(stages::export::ExportArgs),
+    /// Run every stage: extract → gen-tests → sandbox-run → fix → refine → export.
+    Run(stages::run::RunArgs),
+    /// Show a work directory's funnel: per stage, pass rate by fix round, packages, tokens.
+    Stats(stages::stats::StatsArgs),
     /// Show the Python, packages and isolation mechanisms the sandbox would use here.
     Doctor {
         /// Interpreter to inspect [default: as sandbox-run would pick].
@@ -91,8 +114,29 @@ pub struct Context {
 }
 
 impl Context {
+    /// The output directory; with `--world-size N > 1`, this rank's subdirectory of it.
     pub fn output_dir(&self) -> anyhow::Result<PathBuf> {
-        self.global.output.clone().ok_or_else(|| anyhow::anyhow!("--output DIR is required"))
+        let dir = self.global.output.clone().ok_or_else(|| anyhow::anyhow!("--output DIR is required"))?;
+        Ok(self.rank_dir(dir))
+    }
+
+    /// `dir`, or `dir/rank-RRRRR-of-NNNNN` when the inputs are split between processes.
+    pub fn rank_dir(&self, dir: PathBuf) -> PathBuf {
+        if self.global.world_size > 1 {
+            dir.join(format!("rank-{:05}-of-{:05}", self.global.rank, self.global.world_size))
+        } else {
+            dir
+        }
+    }
+
+    /// The input files this process handles, each with its index in the full input list
+    /// (so output shard names stay unique across ranks).
+    pub fn inputs(&self) -> anyhow::Result<Vec<(usize, crate::shards::InputFile)>> {
+        anyhow::ensure!(!self.global.input.is_empty(), "--input is required");
+        let (rank, world) = (self.global.rank, self.global.world_size);
+        anyhow::ensure!(world >= 1 && rank < world, "--rank {rank} must be less than --world-size {world}");
+        let all = crate::shards::expand_inputs(&self.global.input)?;
+        Ok(all.into_iter().enumerate().filter(|(i, _)| i % world == rank).collect())
     }
 
     /// Resolved input-field settings (flags over config over defaults).
@@ -164,6 +208,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Extract(args) => stages::extract::run(&ctx, &args),
         Command::SandboxRun(args) => stages::sandbox_run::run(&ctx, &args),
         Command::GenTests(args) => stages::gen_tests::run(&ctx, &args),
+        Command::Fix(args) => stages::fix::run(&ctx, &args),
+        Command::Refine(args) => stages::refine::run(&ctx, &args),
+        Command::Export(args) => stages::export::run(&ctx, &args),
+        Command::Run(args) => stages::run::run(&ctx, &args),
+        Command::Stats(args) => stages::stats::run(&ctx, &args),
         Command::Doctor { python } => stages::sandbox_run::doctor(&ctx, python),
     }
 }

@@ -18,6 +18,10 @@ pub struct Config {
     pub extract: ExtractSettings,
     pub sandbox: crate::sandbox::SandboxSettings,
     pub llm: crate::llm::LlmSettings,
+    pub fix: crate::stages::fix::FixSettings,
+    pub refine: crate::stages::refine::RefineSettings,
+    pub export: crate::stages::export::ExportSettings,
+    pub run: crate::stages::run::RunSettings,
     /// Sections for stages this version does not know yet are kept, not rejected.
     #[serde(flatten)]
     pub other: toml::Table,
@@ -79,5 +83,9 @@ mod tests {
         assert_eq!(toml::to_string(&shipped.output).unwrap(), toml::to_string(&built_in.output).unwrap());
         assert_eq!(toml::to_string(&shipped.sandbox).unwrap(), toml::to_string(&built_in.sandbox).unwrap());
         assert_eq!(toml::to_string(&shipped.llm).unwrap(), toml::to_string(&built_in.llm).unwrap());
+        assert_eq!(toml::to_string(&shipped.fix).unwrap(), toml::to_string(&built_in.fix).unwrap());
+        assert_eq!(toml::to_string(&shipped.refine).unwrap(), toml::to_string(&built_in.refine).unwrap());
+        assert_eq!(toml::to_string(&shipped.export).unwrap(), toml::to_string(&built_in.export).unwrap());
+        assert_eq!(toml::to_string(&shipped.run).unwrap(), toml::to_string(&built_in.run).unwrap());
     }
 }

@@ -6,6 +6,8 @@
 
 pub mod cli;
 pub mod config;
+pub mod dedup;
+pub mod executor;
 pub mod llm;
 pub mod logging;
 pub mod python;

@@ -74,7 +74,7 @@ fn every_record_ends_in_exactly_one_output_under_all_faults() {
     assert_eq!(r13["error"]["kind"], "rejected");
     assert!(r13["error"]["message"].as_str().unwrap().contains("prompt rejected by policy"));
     let m = manifest(&out);
-    let llm = &m["counts"]["llm"];
+    let llm = &m["timings"]["llm"];
     assert!(llm["retries"].as_u64().unwrap() > 10, "{llm}");
     for kind in ["rate_limited", "server_error", "connection", "timeout", "malformed_response", "empty_choices"] {
         assert!(llm["errors_by_kind"][kind].as_u64().unwrap_or(0) > 0, "no {kind} seen: {llm}");
@@ -118,7 +118,7 @@ fn rerun_hits_the_cache_and_offline_needs_no_server() {
     let first = read_records(&out, "shard");
     gen(&input, &out, &server.base_url, &["--cache", cache.to_str().unwrap(), "--force"]).success();
     assert_eq!(server.requests(), 12, "a rerun made requests it had already paid for");
-    assert_eq!(manifest(&out)["counts"]["llm"]["cache_hits"], 12);
+    assert_eq!(manifest(&out)["timings"]["llm"]["cache_hits"], 12);
     let second = read_records(&out, "shard");
     let strip = |rs: &Vec<Value>| rs.iter().map(|r| (r["id"].clone(), r["tests"].clone())).collect::<Vec<_>>();
     assert_eq!(strip(&first), strip(&second));
@@ -130,11 +130,24 @@ fn rerun_hits_the_cache_and_offline_needs_no_server() {
     // ... and a function not in the cache becomes an error record, not a request.
     let more = write_functions(&dir.path().join("more").tap_mkdir(), 14);
     let out3 = dir.path().join("out3");
-    gen(&more, &out3, "http://127.0.0.1:9/v1", &["--cache", cache.to_str().unwrap(), "--offline"]).success();
+    // Exit 4: finished, but transient errors remain.
+    gen(&more, &out3, "http://127.0.0.1:9/v1", &["--cache", cache.to_str().unwrap(), "--offline"]).code(4);
     let recs = read_records(&out3, "shard");
     assert_eq!(recs.len(), 14);
     assert_eq!(recs.iter().filter(|r| r.get("tests").is_some()).count(), 12);
-    assert!(recs[12..].iter().all(|r| r["error"]["kind"] == "offline_cache_miss"));
+    assert!(recs[12..].iter().all(|r| r["error"]["kind"] == "offline_cache_miss" && r["error"]["transient"] == true));
+    // --retry-errors with the server up redoes exactly those two and keeps the rest.
+    let before = server.requests();
+    gen(&more, &out3, &server.base_url, &["--cache", cache.to_str().unwrap(), "--retry-errors"]).success();
+    assert_eq!(server.requests() - before, 2, "only the two failed records were redone");
+    let after = read_records(&out3, "shard");
+    assert_eq!(after.len(), 14);
+    assert!(after.iter().all(|r| r.get("tests").is_some() && r.get("error").is_none()));
+    assert_eq!(after[..12].iter().map(|r| r["tests"].clone()).collect::<Vec<_>>(), recs[..12].iter().map(|r| r["tests"].clone()).collect::<Vec<_>>());
+    assert_eq!(manifest(&out3)["counts"]["retryable"], 0);
+    // Nothing left to retry: a second --retry-errors run changes nothing and makes no request.
+    gen(&more, &out3, &server.base_url, &["--cache", cache.to_str().unwrap(), "--retry-errors"]).success();
+    assert_eq!(server.requests() - before, 2);
 }
 
 trait TapMkdir {

@@ -10,16 +10,23 @@ use serde::Serialize;
 use super::client::Message;
 
 /// Built-in templates by name.
-const BUILT_IN: &[(&str, &str)] = &[("gen_tests", include_str!("../../prompts/gen_tests.j2"))];
+const BUILT_IN: &[(&str, &str)] = &[
+    ("gen_tests", include_str!("../../prompts/gen_tests.j2")),
+    ("fix", include_str!("../../prompts/fix.j2")),
+    ("refine", include_str!("../../prompts/refine.j2")),
+];
 
 pub struct Prompts {
     env: minijinja::Environment<'static>,
+    /// Content hash of each template's text (part of a stage's fingerprint).
+    hashes: std::collections::BTreeMap<String, String>,
 }
 
 impl Prompts {
     /// Load the built-in templates, then any `<name>.j2` in `override_dir`.
     pub fn load(override_dir: &str) -> Result<Prompts> {
         let mut env = minijinja::Environment::new();
+        let mut hashes = std::collections::BTreeMap::new();
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
         env.set_keep_trailing_newline(true);
         for (name, source) in BUILT_IN {
@@ -29,9 +36,15 @@ impl Prompts {
             } else {
                 source.to_string()
             };
+            hashes.insert(name.to_string(), crate::record::content_id(&text));
             env.add_template_owned(name.to_string(), text).with_context(|| format!("prompt template {name} does not parse"))?;
         }
-        Ok(Prompts { env })
+        Ok(Prompts { env, hashes })
+    }
+
+    /// Content hash of template `name` (changes when the template text changes).
+    pub fn source(&self, name: &str) -> String {
+        self.hashes.get(name).cloned().unwrap_or_default()
     }
 
     /// Render template `name` with `context` into chat messages.

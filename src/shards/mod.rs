@@ -4,6 +4,7 @@
 pub mod manifest;
 pub mod ordered;
 pub mod reader;
+pub mod resume;
 pub mod writer;
 
 pub use manifest::Manifest;

@@ -36,7 +36,7 @@ use crate::shards::manifest::{fingerprint, now_rfc3339, prepare_output};
 use crate::shards::ordered::ordered_map;
 use crate::shards::reader::{read_source_docs, BadInput, SourceDoc, SourceFields};
 use crate::shards::writer::clear_previous_output;
-use crate::shards::{expand_inputs, Manifest, ShardWriter, ShardWriterOptions};
+use crate::shards::{Manifest, ShardWriter, ShardWriterOptions};
 
 /// The built-in package allow-list (`configs/packages.toml`).
 pub const DEFAULT_PACKAGES_TOML: &str = include_str!("../../configs/packages.toml");
@@ -505,8 +505,7 @@ pub fn run(ctx: &Context, args: &ExtractArgs) -> Result<ExitCode> {
     let input_cfg = ctx.input_config();
     let output_cfg = ctx.output_config();
     let out_dir = ctx.output_dir()?;
-    anyhow::ensure!(!ctx.global.input.is_empty(), "--input is required");
-    let inputs = expand_inputs(&ctx.global.input)?;
+    let inputs: Vec<_> = ctx.inputs()?.into_iter().map(|(_, f)| f).collect();
 
     let settings_json = json!({ "extract": settings, "input": input_cfg, "output": output_cfg });
     let input_paths: Vec<PathBuf> = inputs.iter().map(|i| i.path.clone()).collect();

@@ -13,24 +13,19 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Instant;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use clap::Args;
 use serde_json::{json, Map, Value};
 
 use crate::cli::Context;
-use crate::llm::pipeline::run_ordered;
+use crate::executor::{error_value, run_stage, BoxFuture, Counts, Record, Step};
 use crate::llm::prompts::Prompts;
 use crate::llm::reply::{clean_tests, defines_test_cases, pick_block};
 use crate::llm::{LlmArgs, LlmClient, LlmSettings};
 use crate::sandbox::testcount::count_tests;
-use crate::shards::manifest::{fingerprint, now_rfc3339, prepare_output};
-use crate::shards::reader::{read_record_items, RecordItem};
-use crate::shards::{expand_inputs, Manifest, ShardWriter, ShardWriterOptions};
 
-/// Exit status when a budget stopped the run (rerun with a larger budget to continue).
-pub const EXIT_BUDGET: u8 = 3;
+pub use crate::executor::EXIT_BUDGET;
 
 #[derive(Debug, Clone, Args, Default)]
 pub struct GenTestsArgs {
@@ -59,7 +54,7 @@ pub fn cache_path(settings: &LlmSettings, out_dir: &std::path::Path) -> PathBuf 
 }
 
 fn error_field(kind: &str, message: impl Into<String>) -> Value {
-    json!({"stage": "gen-tests", "kind": kind, "message": message.into()})
+    error_value("gen-tests", kind, message, false)
 }
 
 /// Steps 1–4 for one record.
@@ -84,7 +79,7 @@ async fn generate_tests(client: Arc<LlmClient>, prompts: Arc<Prompts>, samples: 
     let generation = match client.generate(&messages, samples).await {
         Ok(g) => g,
         Err(e) => {
-            record.insert("error".into(), error_field(e.kind(), e.to_string()));
+            record.insert("error".into(), error_value("gen-tests", e.kind(), e.to_string(), e.transient()));
             return record;
         }
     };
@@ -134,91 +129,54 @@ async fn generate_tests(client: Arc<LlmClient>, prompts: Arc<Prompts>, samples: 
     record
 }
 
-pub fn run(ctx: &Context, args: &GenTestsArgs) -> Result<ExitCode> {
-    let started = Instant::now();
-    let started_at = now_rfc3339();
-    let settings = llm_settings(ctx, &args.llm);
-    let samples = args.samples.unwrap_or(1).max(1);
-    let out_dir = ctx.output_dir()?;
-    anyhow::ensure!(!ctx.global.input.is_empty(), "--input is required");
-    let inputs = expand_inputs(&ctx.global.input)?;
-    let output_cfg = ctx.output_config();
-    let prompts = Arc::new(Prompts::load(&settings.prompts)?);
-    // The fingerprint covers everything that changes answers (not endpoints or the key).
-    let mut fp_settings = serde_json::to_value(&settings)?;
-    if let Some(o) = fp_settings.as_object_mut() {
-        for k in ["base_urls", "concurrency", "request_timeout", "max_retries", "backoff_min_ms", "backoff_max_ms", "bench_after_failures", "bench_seconds", "cache", "offline", "max_requests", "max_total_tokens"] {
-            o.remove(k);
+/// The gen-tests step: one record in, the record with `tests` (or an `error`) out.
+pub struct GenTestsStep {
+    pub client: Arc<LlmClient>,
+    pub prompts: Arc<Prompts>,
+    pub samples: u32,
+}
+
+impl GenTestsStep {
+    pub fn new(ctx: &Context, llm: &LlmArgs, samples: Option<u32>, out_dir: &std::path::Path) -> Result<GenTestsStep> {
+        let settings = llm_settings(ctx, llm);
+        let prompts = Arc::new(Prompts::load(&settings.prompts)?);
+        let client = LlmClient::new(settings.clone(), Some(&cache_path(&settings, out_dir)))?;
+        Ok(GenTestsStep { client, prompts, samples: samples.unwrap_or(1).max(1) })
+    }
+}
+
+impl Step for GenTestsStep {
+    fn name(&self) -> &'static str {
+        "gen-tests"
+    }
+
+    fn process(self: Arc<Self>, record: Record) -> BoxFuture {
+        Box::pin(async move { generate_tests(self.client.clone(), self.prompts.clone(), self.samples, record).await })
+    }
+
+    fn settings(&self) -> Value {
+        json!({"llm": self.client.settings.answer_settings(), "samples": self.samples, "prompt": self.prompts.source("gen_tests")})
+    }
+
+    fn tally(&self, out: &Record, counts: &mut Counts) {
+        if let Some(n) = out.get("generation").and_then(|g| g.get("samples_valid")).and_then(Value::as_u64) {
+            *counts.outcomes.entry("valid_test_modules".into()).or_default() += n;
         }
     }
-    let settings_json = json!({ "llm": fp_settings, "samples": samples, "output": output_cfg });
-    let fp = fingerprint(&inputs.iter().map(|i| i.path.clone()).collect::<Vec<_>>(), &settings_json);
-    if prepare_output(&out_dir, "gen-tests", &fp, ctx.global.force)? {
-        return Ok(ExitCode::SUCCESS);
-    }
-    let client = LlmClient::new(settings.clone(), Some(&cache_path(&settings, &out_dir)))?;
-    let mut writer = ShardWriter::new(
-        &out_dir,
-        ShardWriterOptions { records_per_shard: output_cfg.records_per_shard, compress: output_cfg.compress, ..Default::default() },
-    )?;
-    tracing::info!("gen-tests: {} input files → {} (model {}, {} endpoint(s), concurrency {})", inputs.len(), out_dir.display(), settings.model, settings.base_urls.len(), settings.concurrency);
 
-    let window = (settings.concurrency * 8).max(256);
-    let (tx, rx) = tokio::sync::mpsc::channel::<RecordItem>(window);
-    let max_line = ctx.record_line_limit();
-    let reader_inputs = inputs.clone();
-    let reader = std::thread::spawn(move || {
-        read_record_items(&reader_inputs, max_line, |item| tx.blocking_send(item).is_ok())
-    });
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().context("tokio runtime")?;
-    let (mut records, mut ok, mut bad_lines) = (0u64, 0u64, 0u64);
-    let mut errors: std::collections::BTreeMap<String, u64> = Default::default();
-    let mut progress = crate::logging::Progress::new("gen-tests", ctx.global.quiet);
-    runtime.block_on(run_ordered(
-        rx,
-        window,
-        |item| {
-            let (client, prompts) = (client.clone(), prompts.clone());
-            async move {
-                match item {
-                    RecordItem::Record(r) => RecordItem::Record(generate_tests(client, prompts, samples, r).await),
-                    bad => bad,
-                }
-            }
-        },
-        |item| {
-            match item {
-                RecordItem::Bad { file, line, bad } => {
-                    bad_lines += 1;
-                    tracing::warn!("{file}:{line}: skipped line: {} ({})", bad.reason, bad.detail);
-                }
-                RecordItem::Record(r) => {
-                    records += 1;
-                    match r.get("error").and_then(|e| e.get("kind")).and_then(Value::as_str) {
-                        Some(kind) => *errors.entry(kind.to_string()).or_default() += 1,
-                        None => ok += 1,
-                    }
-                    writer.write(&r)?;
-                }
-            }
-            progress.update(records, || format!("{ok} ok"));
-            Ok(())
-        },
-    ))?;
-    progress.finish();
-    reader.join().map_err(|_| anyhow::anyhow!("reader thread panicked"))??;
-    let shards = writer.finish()?;
-    let budget_stopped = client.stats.budget_stopped.load(std::sync::atomic::Ordering::Relaxed);
-    let llm = client.stats.summary(settings.price_prompt_per_million, settings.price_completion_per_million);
-    let counts = json!({"records": records, "ok": ok, "errors_by_kind": errors, "bad_lines": bad_lines, "llm": llm});
-    let elapsed = started.elapsed().as_secs_f64();
-    let mut manifest = Manifest::finished("gen-tests", &inputs, fp, settings_json, counts, shards, started_at, started, json!({"records_per_second": records as f64 / elapsed.max(1e-9)}));
-    manifest.complete = !budget_stopped;
-    manifest.write(&out_dir)?;
-    tracing::info!("gen-tests: {records} records, {ok} with tests, errors {errors:?}; LLM {llm}");
-    if budget_stopped {
-        tracing::warn!("gen-tests: stopped by the budget; rerun with a larger budget to continue (answers already paid for come from the cache)");
-        return Ok(ExitCode::from(EXIT_BUDGET));
+    fn report(&self) -> Value {
+        let s = &self.client.settings;
+        json!({"llm": self.client.stats.summary(s.price_prompt_per_million, s.price_completion_per_million)})
     }
-    Ok(ExitCode::SUCCESS)
+
+    fn budget_stopped(&self) -> bool {
+        self.client.stats.budget_stopped.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+pub fn run(ctx: &Context, args: &GenTestsArgs) -> Result<ExitCode> {
+    let out_dir = ctx.output_dir()?;
+    let step = Arc::new(GenTestsStep::new(ctx, &args.llm, args.samples, &out_dir)?);
+    let window = (step.client.settings.concurrency * 4).max(64);
+    run_stage(ctx, step, window)
 }

@@ -1,5 +1,11 @@
 //! One module per pipeline stage. Each reads like the corresponding step of the method.
 
+pub mod export;
 pub mod extract;
-pub mod sandbox_run;
+pub mod fix;
 pub mod gen_tests;
+pub mod refine;
+pub mod revise;
+pub mod run;
+pub mod sandbox_run;
+pub mod stats;

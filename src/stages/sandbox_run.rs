@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use clap::Args;
@@ -19,12 +19,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::cli::Context;
-use crate::python::PARSE_STACK_BYTES;
+use crate::executor::{error_value, run_stage, BoxFuture, Counts, Record, Step};
 use crate::sandbox::{IsolationChoice, Sandbox, SandboxSettings, Status};
-use crate::shards::manifest::{fingerprint, now_rfc3339, prepare_output};
-use crate::shards::ordered::ordered_map;
-use crate::shards::reader::{read_record_items, RecordItem};
-use crate::shards::{expand_inputs, Manifest, ShardWriter, ShardWriterOptions};
 
 #[derive(Debug, Clone, Args, Default)]
 pub struct SandboxRunArgs {
@@ -98,120 +94,93 @@ pub fn resolve_settings(ctx: &Context, args: &SandboxRunArgs) -> SandboxSettings
 }
 
 
-#[derive(Debug, Default, Serialize)]
-struct Counts {
-    records: u64,
-    by_status: BTreeMap<String, u64>,
-    record_errors: BTreeMap<String, u64>,
-    bad_lines: BTreeMap<String, u64>,
-    check_ms_total: u64,
+/// The sandbox-run step: the record plus `verdict` (or an `error` when a field is missing).
+pub struct SandboxStep {
+    pub sandbox: Arc<Sandbox>,
+    pub fields: RecordFields,
 }
 
-pub fn run(ctx: &Context, args: &SandboxRunArgs) -> Result<ExitCode> {
-    let started = Instant::now();
-    let started_at = now_rfc3339();
-    let settings = resolve_settings(ctx, args);
-    let fields = args.fields.clone();
-    let out_dir = ctx.output_dir()?;
-    anyhow::ensure!(!ctx.global.input.is_empty(), "--input is required");
-    let inputs = expand_inputs(&ctx.global.input)?;
-    let output_cfg = ctx.output_config();
-    let settings_json = json!({ "sandbox": settings, "fields": fields, "output": output_cfg });
-    let fp = fingerprint(&inputs.iter().map(|i| i.path.clone()).collect::<Vec<_>>(), &settings_json);
-    if prepare_output(&out_dir, "sandbox-run", &fp, ctx.global.force)? {
-        return Ok(ExitCode::SUCCESS);
+impl SandboxStep {
+    pub fn verify(&self, mut record: Record) -> Record {
+        let fields = &self.fields;
+        let code = record.get(&fields.code_field).and_then(Value::as_str);
+        let tests = record.get(&fields.tests_field).and_then(Value::as_str);
+        match (code, tests) {
+            (Some(code), Some(tests)) => {
+                let verdict = self.sandbox.check(code, tests);
+                record.insert("verdict".into(), serde_json::to_value(&verdict).unwrap_or(Value::Null));
+            }
+            _ => {
+                let missing: Vec<&str> = [(&fields.code_field, code.is_none()), (&fields.tests_field, tests.is_none())]
+                    .into_iter()
+                    .filter(|(_, m)| *m)
+                    .map(|(f, _)| f.as_str())
+                    .collect();
+                record.insert("error".into(), error_value("sandbox-run", "missing_field", format!("no string field {}", missing.join(", ")), false));
+            }
+        }
+        record
     }
-    let sandbox = Sandbox::start(settings.clone())?;
-    let mut writer = ShardWriter::new(
-        &out_dir,
-        ShardWriterOptions { records_per_shard: output_cfg.records_per_shard, compress: output_cfg.compress, ..Default::default() },
-    )?;
-    let mut counts = Counts::default();
-    let mut progress = crate::logging::Progress::new("sandbox-run", ctx.global.quiet);
-    let max_line = ctx.record_line_limit();
+}
 
-    ordered_map(
-        sandbox.settings.workers,
-        sandbox.settings.workers * 4,
-        PARSE_STACK_BYTES,
-        |emit| {
-            read_record_items(&inputs, max_line, emit)
-        },
-        |item| match item {
-            RecordItem::Bad { .. } => item,
-            RecordItem::Record(mut record) => {
-                let code = record.get(&fields.code_field).and_then(Value::as_str);
-                let tests = record.get(&fields.tests_field).and_then(Value::as_str);
-                match (code, tests) {
-                    (Some(code), Some(tests)) => {
-                        let verdict = sandbox.check(code, tests);
-                        record.insert("verdict".into(), serde_json::to_value(&verdict).unwrap_or(Value::Null));
-                    }
-                    _ => {
-                        let missing: Vec<&str> = [(&fields.code_field, code.is_none()), (&fields.tests_field, tests.is_none())]
-                            .into_iter()
-                            .filter(|(_, m)| *m)
-                            .map(|(f, _)| f.as_str())
-                            .collect();
-                        record.insert(
-                            "error".into(),
-                            json!({"stage": "sandbox-run", "kind": "missing_field", "message": format!("no string field {}", missing.join(", "))}),
-                        );
-                    }
-                }
-                RecordItem::Record(record)
-            }
-        },
-        |item| {
-            match item {
-                RecordItem::Bad { file, line, bad } => {
-                    tracing::warn!("{file}:{line}: skipped line: {} ({})", bad.reason, bad.detail);
-                    *counts.bad_lines.entry(bad.reason.to_string()).or_default() += 1;
-                }
-                RecordItem::Record(record) => {
-                    counts.records += 1;
-                    if let Some(v) = record.get("verdict") {
-                        let status = v.get("status").and_then(Value::as_str).unwrap_or("?").to_string();
-                        counts.check_ms_total += v.get("duration_ms").and_then(Value::as_u64).unwrap_or(0);
-                        *counts.by_status.entry(status).or_default() += 1;
-                    } else if let Some(e) = record.get("error") {
-                        let kind = e.get("kind").and_then(Value::as_str).unwrap_or("?").to_string();
-                        *counts.record_errors.entry(kind).or_default() += 1;
-                    }
-                    writer.write(&record)?;
-                }
-            }
-            progress.update(counts.records, || format!("{:?}", counts.by_status));
-            Ok(())
-        },
-    )?;
-    progress.finish();
-    let shards = writer.finish()?;
-    let elapsed = started.elapsed().as_secs_f64();
-    let timings = json!({
-        "checks_per_second": counts.records as f64 / elapsed.max(1e-9),
+/// Run blocking sandbox work off the async threads.
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(v) => v,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+pub fn verdict_status(record: &Record) -> Option<&str> {
+    record.get("verdict").and_then(|v| v.get("status")).and_then(Value::as_str)
+}
+
+impl Step for SandboxStep {
+    fn name(&self) -> &'static str {
+        "sandbox-run"
+    }
+
+    fn process(self: Arc<Self>, record: Record) -> BoxFuture {
+        Box::pin(blocking(move || self.verify(record)))
+    }
+
+    fn settings(&self) -> Value {
+        json!({"sandbox": self.sandbox.settings, "fields": self.fields})
+    }
+
+    fn needs_retry(&self, out: &Record) -> bool {
+        verdict_status(out) == Some(Status::SandboxError.as_str())
+    }
+
+    fn tally(&self, out: &Record, counts: &mut Counts) {
+        if let Some(status) = verdict_status(out) {
+            counts.bump(format!("verdict_{status}"));
+        }
+    }
+
+    fn report(&self) -> Value {
+        sandbox_report(&self.sandbox)
+    }
+}
+
+/// What the sandbox really used, for manifests.
+pub fn sandbox_report(sandbox: &Sandbox) -> Value {
+    json!({
         "isolation": sandbox.isolation(),
         "python": sandbox.python.version,
         "python_executable": sandbox.python.executable,
         "preimported": sandbox.worker_info.preimported,
         "not_preimported": sandbox.worker_info.missing,
-    });
-    let manifest = Manifest::finished("sandbox-run", &inputs, fp, settings_json, serde_json::to_value(&counts)?, shards, started_at, started, timings);
-    manifest.write(&out_dir)?;
-    tracing::info!(
-        "sandbox-run: {} records in {:.1}s ({:.1}/s): {:?}{}",
-        counts.records,
-        elapsed,
-        counts.records as f64 / elapsed.max(1e-9),
-        counts.by_status,
-        if counts.record_errors.is_empty() { String::new() } else { format!(", record errors {:?}", counts.record_errors) }
-    );
-    let sandbox_errors = counts.by_status.get(Status::SandboxError.as_str()).copied().unwrap_or(0);
-    if sandbox_errors > 0 {
-        tracing::warn!("{sandbox_errors} checks ended in sandbox_error (our failure, not the code's): rerun them");
-    }
-    drop(sandbox);
-    Ok(ExitCode::SUCCESS)
+    })
+}
+
+pub fn run(ctx: &Context, args: &SandboxRunArgs) -> Result<ExitCode> {
+    let settings = resolve_settings(ctx, args);
+    let sandbox = Arc::new(Sandbox::start(settings)?);
+    let workers = sandbox.settings.workers;
+    let step = Arc::new(SandboxStep { sandbox, fields: args.fields.clone() });
+    let code = run_stage(ctx, step.clone(), workers * 4)?;
+    Ok(code)
 }
 
 /// `unitcoder doctor`: what the sandbox would use here, and what is missing.

@@ -1,0 +1,607 @@
+//! `unitcoder export`: verified records become training data (UnitCoder §3.3).
+//!
+//! For each record, in input order:
+//!   1. keep only records without an error whose verdict is `pass`;
+//!   2. split the program into prompt (imports + signature + docstring) and completion (the
+//!      body) — the paper's prefix/completion pairs; records without a docstring are
+//!      dropped unless `require_docstring = false`;
+//!   3. decontaminate: drop records whose normalised token n-grams overlap a benchmark
+//!      solution (HumanEval, MBPP, BigCodeBench copies shipped in `data/benchmarks/`, or
+//!      files from config) at or above the threshold; counted by benchmark;
+//!   4. drop exact duplicates (same normalised tokens) and near-duplicates (MinHash/LSH on
+//!      token shingles with identifiers abstracted, so renamed copies count), keeping the
+//!      first;
+//!   5. write `completion`, `chat` or `raw` rows as JSONL shards or Parquet, and a dataset
+//!      card `README.md` with the funnel, the package distribution and the settings.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result};
+use clap::{Args, ValueEnum};
+use ruff_python_ast::Stmt;
+use ruff_text_size::Ranged;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use crate::cli::Context;
+use crate::dedup::{code_tokens, ContaminationIndex, NearDuplicates};
+use crate::executor::{error_of, Record};
+use crate::python::parse_module;
+use crate::shards::manifest::{fingerprint, now_rfc3339, prepare_output};
+use crate::shards::reader::{open_decompressed, read_record_items, Compression, LineReader, RecordItem};
+use crate::shards::{Manifest, ShardInfo, ShardWriter, ShardWriterOptions};
+
+/// Built-in benchmark copies (see data/benchmarks/README.md for origin and licences).
+const BUILT_IN_BENCHMARKS: &[(&str, &[u8])] = &[
+    ("humaneval", include_bytes!("../../data/benchmarks/humaneval.jsonl.zst")),
+    ("mbpp", include_bytes!("../../data/benchmarks/mbpp.jsonl.zst")),
+    ("bigcodebench", include_bytes!("../../data/benchmarks/bigcodebench.jsonl.zst")),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// prompt (imports + signature + docstring) → completion (body)
+    Completion,
+    /// user/assistant messages
+    Chat,
+    /// every field of the record
+    Raw,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    Jsonl,
+    Parquet,
+}
+
+/// `[export]` settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExportSettings {
+    pub format: Format,
+    pub output_format: OutputFormat,
+    /// Drop verified records whose function has no docstring (their prompt would be a bare
+    /// signature).
+    pub require_docstring: bool,
+    pub decontaminate: bool,
+    /// Benchmark files (JSONL with `task_id` and `text`); empty = the built-in copies.
+    pub benchmarks: Vec<String>,
+    /// n of the token n-grams compared with benchmark solutions.
+    pub ngram: usize,
+    /// Drop when shared n-grams / min(record n-grams, task n-grams) reaches this.
+    pub contamination_threshold: f64,
+    pub exact_dedup: bool,
+    pub near_dedup: bool,
+    /// Estimated Jaccard similarity of token shingles that counts as a near-duplicate.
+    pub near_dup_threshold: f64,
+    /// Tokens per shingle for near-duplicate detection.
+    pub shingle: usize,
+}
+
+impl Default for ExportSettings {
+    fn default() -> Self {
+        Self {
+            format: Format::Completion,
+            output_format: OutputFormat::Jsonl,
+            require_docstring: true,
+            decontaminate: true,
+            benchmarks: Vec::new(),
+            ngram: 10,
+            contamination_threshold: 0.5,
+            exact_dedup: true,
+            near_dedup: true,
+            near_dup_threshold: 0.8,
+            shingle: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args, Default)]
+pub struct ExportArgs {
+    /// Row format [default: completion].
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// File format [default: jsonl].
+    #[arg(long, value_enum)]
+    pub output_format: Option<OutputFormat>,
+    /// A benchmark file to decontaminate against (JSONL with task_id and text); repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub benchmark: Vec<String>,
+    /// Skip decontamination.
+    #[arg(long)]
+    pub no_decontaminate: bool,
+    /// Keep near-duplicates (exact duplicates are still removed).
+    #[arg(long)]
+    pub no_near_dedup: bool,
+}
+
+pub fn resolve(ctx: &Context, args: &ExportArgs) -> ExportSettings {
+    let mut s = ctx.config.export.clone();
+    if let Some(f) = args.format {
+        s.format = f;
+    }
+    if let Some(f) = args.output_format {
+        s.output_format = f;
+    }
+    if !args.benchmark.is_empty() {
+        s.benchmarks = args.benchmark.clone();
+    }
+    if args.no_decontaminate {
+        s.decontaminate = false;
+    }
+    if args.no_near_dedup {
+        s.near_dedup = false;
+    }
+    s
+}
+
+/// Load the benchmark solutions into an n-gram index.
+pub fn load_benchmarks(s: &ExportSettings) -> Result<ContaminationIndex> {
+    let mut index = ContaminationIndex::new(s.ngram);
+    let mut add_lines = |name: &str, reader: Box<dyn std::io::BufRead + Send>, file: &str| -> Result<()> {
+        let mut lines = LineReader::new(reader, 64 << 20);
+        while let Some(line) = lines.next_line().with_context(|| format!("{file}: read error"))? {
+            let Ok(Value::Object(row)) = serde_json::from_slice::<Value>(&line.bytes) else {
+                tracing::warn!("{file}:{}: not a JSON object; skipped", line.number);
+                continue;
+            };
+            let id = row.get("task_id").map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).unwrap_or_else(|| format!("{name}/{}", line.number));
+            let text = ["text", "canonical_solution", "code", "solution"].iter().find_map(|k| row.get(*k).and_then(Value::as_str));
+            match text {
+                Some(t) => index.add(name, &id, t),
+                None => tracing::warn!("{file}:{}: no text/canonical_solution/code field; skipped", line.number),
+            }
+        }
+        Ok(())
+    };
+    if s.benchmarks.is_empty() {
+        for (name, bytes) in BUILT_IN_BENCHMARKS {
+            let decoder = zstd::stream::read::Decoder::new(*bytes).context("built-in benchmark copy")?;
+            add_lines(name, Box::new(std::io::BufReader::new(decoder)), name)?;
+        }
+    } else {
+        for file in &s.benchmarks {
+            let path = Path::new(file);
+            let name = path.file_name().map(|n| n.to_string_lossy().split('.').next().unwrap_or("benchmark").to_string()).unwrap_or_default();
+            let compression = if file.ends_with(".zst") {
+                Compression::Zstd
+            } else if file.ends_with(".gz") {
+                Compression::Gzip
+            } else {
+                Compression::None
+            };
+            add_lines(&name, open_decompressed(path, compression).with_context(|| format!("benchmark file {file}"))?, file)?;
+        }
+    }
+    Ok(index)
+}
+
+/// Prompt (everything through the docstring, or through the `def` line) and completion.
+pub fn split_prompt(code: &str, entry_point: &str) -> Option<(String, String, bool)> {
+    let parsed = parse_module(code, ruff_python_ast::PythonVersion::PY314);
+    if !parsed.errors().is_empty() {
+        return None;
+    }
+    let func = parsed.suite().iter().find_map(|s| match s {
+        Stmt::FunctionDef(f) if f.name.as_str() == entry_point => Some(f),
+        _ => None,
+    })?;
+    let first = func.body.first()?;
+    let has_doc = matches!(first, Stmt::Expr(e) if e.value.is_string_literal_expr());
+    let split = if has_doc {
+        let end = first.range().end().to_usize();
+        code[end..].find('\n').map(|i| end + i + 1).unwrap_or(code.len())
+    } else {
+        let start = first.range().start().to_usize();
+        code[..start].rfind('\n').map(|i| i + 1).unwrap_or(0)
+    };
+    let completion = code[split..].to_string();
+    if completion.trim().is_empty() {
+        return None;
+    }
+    Some((code[..split].to_string(), completion, has_doc))
+}
+
+/// The output row for a kept record.
+fn row(format: Format, record: &Record, prompt: &str, completion: &str) -> Map<String, Value> {
+    let get = |k: &str| record.get(k).cloned().unwrap_or(Value::Null);
+    let meta = json!({
+        "fixed_in_round": record.get("fix").and_then(|f| f.get("round")).cloned().unwrap_or(Value::Null),
+        "refined": record.get("refine").and_then(|r| r.get("refined")).cloned().unwrap_or(Value::Bool(false)),
+        "tests_passed": record.get("verdict").and_then(|v| v.get("tests_passed")).cloned().unwrap_or(Value::Null),
+    });
+    let mut out = Map::new();
+    match format {
+        Format::Completion => {
+            out.insert("id".into(), get("id"));
+            out.insert("entry_point".into(), get("entry_point"));
+            out.insert("prompt".into(), json!(prompt));
+            out.insert("completion".into(), json!(completion));
+            out.insert("packages".into(), get("packages"));
+            out.insert("source".into(), get("source"));
+            out.insert("meta".into(), meta);
+        }
+        Format::Chat => {
+            let entry = record.get("entry_point").and_then(Value::as_str).unwrap_or("the function");
+            let user = format!("Complete the Python function `{entry}` below. Keep its signature and imports, and reply with the whole function.\n\n```python\n{prompt}```");
+            let assistant = format!("```python\n{prompt}{completion}```");
+            out.insert("id".into(), get("id"));
+            out.insert("entry_point".into(), get("entry_point"));
+            out.insert("messages".into(), json!([{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]));
+            out.insert("packages".into(), get("packages"));
+            out.insert("source".into(), get("source"));
+            out.insert("meta".into(), meta);
+        }
+        Format::Raw => {
+            out = record.clone();
+        }
+    }
+    out
+}
+
+/// Where records went, for the manifest and the dataset card.
+#[derive(Debug, Default, Serialize)]
+struct Funnel {
+    records: u64,
+    errors_by_stage: BTreeMap<String, u64>,
+    not_verified: BTreeMap<String, u64>,
+    verified: u64,
+    verified_first_try: u64,
+    fixed_by_round: BTreeMap<String, u64>,
+    refined: u64,
+    not_refined: BTreeMap<String, u64>,
+    dropped: BTreeMap<String, u64>,
+    contaminated_by_benchmark: BTreeMap<String, u64>,
+    exported: u64,
+    packages: BTreeMap<String, u64>,
+    bad_lines: u64,
+}
+
+pub fn run(ctx: &Context, args: &ExportArgs) -> Result<ExitCode> {
+    let started = Instant::now();
+    let started_at = now_rfc3339();
+    let settings = resolve(ctx, args);
+    let out_dir = ctx.output_dir()?;
+    let inputs: Vec<_> = ctx.inputs()?.into_iter().map(|(_, f)| f).collect();
+    let output_cfg = ctx.output_config();
+    let settings_json = json!({"export": settings, "output": output_cfg});
+    let fp = fingerprint(&inputs.iter().map(|i| i.path.clone()).collect::<Vec<_>>(), &settings_json);
+    if prepare_output(&out_dir, "export", &fp, ctx.global.force)? {
+        return Ok(ExitCode::SUCCESS);
+    }
+    for entry in std::fs::read_dir(&out_dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if (name.starts_with("data-") && (name.ends_with(".parquet") || name.contains(".jsonl"))) || name == "README.md" {
+            std::fs::remove_file(entry.path()).with_context(|| format!("cannot remove old output {}", entry.path().display()))?;
+        }
+    }
+    let index = if settings.decontaminate { Some(load_benchmarks(&settings)?) } else { None };
+    if let Some(i) = &index {
+        tracing::info!("export: decontaminating against {} benchmark tasks ({}-grams, threshold {})", i.len(), settings.ngram, settings.contamination_threshold);
+    }
+    let mut near = settings.near_dedup.then(|| NearDuplicates::new(settings.near_dup_threshold, settings.shingle));
+    let mut exact: HashSet<[u8; 16]> = HashSet::new();
+    let mut funnel = Funnel::default();
+    let mut rows: Vec<Map<String, Value>> = Vec::new();
+    let mut sink = RowSink::new(&out_dir, settings.output_format, settings.format, output_cfg.records_per_shard, output_cfg.compress)?;
+
+    read_record_items(&inputs, ctx.record_line_limit(), |item| {
+        let record = match item {
+            RecordItem::Bad { file, line, bad } => {
+                tracing::warn!("{file}:{line}: skipped line: {} ({})", bad.reason, bad.detail);
+                funnel.bad_lines += 1;
+                return true;
+            }
+            RecordItem::Record(r) => r,
+        };
+        funnel.records += 1;
+        if let Some(reason) = classify(&record, &mut funnel) {
+            *funnel.dropped.entry(reason).or_default() += 1;
+            return true;
+        }
+        let text = |k: &str| record.get(k).and_then(Value::as_str).unwrap_or("");
+        let (code, entry_point) = (text("code"), text("entry_point"));
+        let Some((prompt, completion, has_doc)) = split_prompt(code, entry_point) else {
+            *funnel.dropped.entry("unsplittable".into()).or_default() += 1;
+            return true;
+        };
+        if settings.require_docstring && !has_doc {
+            *funnel.dropped.entry("no_docstring".into()).or_default() += 1;
+            return true;
+        }
+        if let Some(hit) = index.as_ref().and_then(|i| i.check(code, settings.contamination_threshold)) {
+            *funnel.dropped.entry("contaminated".into()).or_default() += 1;
+            *funnel.contaminated_by_benchmark.entry(hit.benchmark.clone()).or_default() += 1;
+            tracing::debug!("{}: overlaps {} ({:.2})", text("id"), hit.task_id, hit.containment);
+            return true;
+        }
+        if settings.exact_dedup {
+            let key: [u8; 16] = blake3::hash(code_tokens(code, false).join(" ").as_bytes()).as_bytes()[..16].try_into().unwrap_or([0; 16]);
+            if !exact.insert(key) {
+                *funnel.dropped.entry("exact_duplicate".into()).or_default() += 1;
+                return true;
+            }
+        }
+        if let Some(nd) = near.as_mut() {
+            if nd.check_and_insert(code).is_some() {
+                *funnel.dropped.entry("near_duplicate".into()).or_default() += 1;
+                return true;
+            }
+        }
+        funnel.exported += 1;
+        if let Some(ps) = record.get("packages").and_then(Value::as_array) {
+            for p in ps.iter().filter_map(Value::as_str) {
+                *funnel.packages.entry(p.to_string()).or_default() += 1;
+            }
+        }
+        rows.push(row(settings.format, &record, &prompt, &completion));
+        if rows.len() >= 1024 {
+            if let Err(e) = sink.write(std::mem::take(&mut rows)) {
+                tracing::error!("{e:#}");
+                return false;
+            }
+        }
+        true
+    })?;
+    sink.write(std::mem::take(&mut rows))?;
+    let shards = sink.finish()?;
+    anyhow::ensure!(shards.iter().map(|s| s.records).sum::<u64>() == funnel.exported, "internal error: rows written differ from rows exported");
+    write_card(&out_dir, &funnel, &settings, &inputs.iter().map(|i| i.display()).collect::<Vec<_>>(), &shards)?;
+    let manifest = Manifest::finished("export", &inputs, fp, settings_json, serde_json::to_value(&funnel)?, shards, started_at, started, Value::Null);
+    manifest.write(&out_dir)?;
+    tracing::info!("export: {} of {} records exported; dropped {:?}", funnel.exported, funnel.records, funnel.dropped);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Step 1 and the funnel bookkeeping: the reason a record is not exportable, if any.
+fn classify(record: &Record, f: &mut Funnel) -> Option<String> {
+    if let Some(e) = error_of(record) {
+        let stage = e.get("stage").and_then(Value::as_str).unwrap_or("unknown");
+        *f.errors_by_stage.entry(stage.to_string()).or_default() += 1;
+        return Some(format!("error_in_{stage}"));
+    }
+    let status = record.get("verdict").and_then(|v| v.get("status")).and_then(Value::as_str).unwrap_or("no_verdict");
+    let fix = record.get("fix");
+    let fix_status = fix.and_then(|x| x.get("status")).and_then(Value::as_str);
+    if status != "pass" {
+        let why = match fix_status {
+            Some("not_attempted") => format!("fix_not_attempted_{}", fix.and_then(|x| x.get("reason")).and_then(Value::as_str).unwrap_or("?")),
+            Some(s) => format!("fix_{s}"),
+            None => format!("verdict_{status}"),
+        };
+        *f.not_verified.entry(why).or_default() += 1;
+        return Some("not_verified".into());
+    }
+    f.verified += 1;
+    match fix_status {
+        Some("fixed") => {
+            let r = fix.and_then(|x| x.get("round")).and_then(Value::as_u64).unwrap_or(0);
+            *f.fixed_by_round.entry(format!("round_{r}")).or_default() += 1;
+        }
+        _ => f.verified_first_try += 1,
+    }
+    match record.get("refine") {
+        Some(r) if r.get("refined").and_then(Value::as_bool) == Some(true) => f.refined += 1,
+        Some(r) => *f.not_refined.entry(r.get("reason").and_then(Value::as_str).unwrap_or("?").to_string()).or_default() += 1,
+        None => *f.not_refined.entry("not_run".into()).or_default() += 1,
+    }
+    None
+}
+
+/// Writes rows as JSONL shards or Parquet files.
+enum RowSink {
+    Jsonl(ShardWriter),
+    Parquet { dir: PathBuf, format: Format, per_file: usize, writer: Option<(parquet::arrow::ArrowWriter<std::fs::File>, PathBuf, PathBuf, u64)>, done: Vec<ShardInfo> },
+}
+
+impl RowSink {
+    fn new(dir: &Path, output: OutputFormat, format: Format, per_file: usize, compress: bool) -> Result<RowSink> {
+        Ok(match output {
+            OutputFormat::Jsonl => RowSink::Jsonl(ShardWriter::new(dir, ShardWriterOptions { prefix: "data".into(), records_per_shard: per_file, compress, ..Default::default() })?),
+            OutputFormat::Parquet => RowSink::Parquet { dir: dir.to_path_buf(), format, per_file, writer: None, done: Vec::new() },
+        })
+    }
+
+    fn write(&mut self, rows: Vec<Map<String, Value>>) -> Result<()> {
+        match self {
+            RowSink::Jsonl(w) => {
+                for r in &rows {
+                    w.write(r)?;
+                }
+            }
+            RowSink::Parquet { dir, format, per_file, writer, done } => {
+                let schema = parquet_schema(*format);
+                for chunk in rows.chunks(1024) {
+                    if writer.is_none() {
+                        let name = format!("data-{:05}.parquet", done.len());
+                        let tmp = dir.join(format!(".{name}.tmp"));
+                        let file = std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+                        let props = parquet::file::properties::WriterProperties::builder().set_compression(parquet::basic::Compression::ZSTD(Default::default())).build();
+                        *writer = Some((parquet::arrow::ArrowWriter::try_new(file, schema.clone(), Some(props))?, tmp, dir.join(name), 0));
+                    }
+                    if let Some((w, _, _, n)) = writer.as_mut() {
+                        w.write(&to_batch(&schema, chunk)?)?;
+                        *n += chunk.len() as u64;
+                        if *n as usize >= *per_file {
+                            Self::seal(writer, done)?;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn seal(writer: &mut Option<(parquet::arrow::ArrowWriter<std::fs::File>, PathBuf, PathBuf, u64)>, done: &mut Vec<ShardInfo>) -> Result<()> {
+        if let Some((w, tmp, path, n)) = writer.take() {
+            let file = w.into_inner()?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, &path).with_context(|| format!("cannot rename into {}", path.display()))?;
+            let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            done.push(ShardInfo { file: path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(), records: n, bytes });
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<Vec<ShardInfo>> {
+        match self {
+            RowSink::Jsonl(w) => w.finish(),
+            RowSink::Parquet { mut writer, mut done, .. } => {
+                Self::seal(&mut writer, &mut done)?;
+                Ok(done)
+            }
+        }
+    }
+}
+
+/// Column layout per row format. Lists of strings stay lists; nested values are JSON text.
+fn parquet_schema(format: Format) -> Arc<arrow_schema::Schema> {
+    use arrow_schema::{DataType, Field, Schema};
+    let s = |n: &str| Field::new(n, DataType::Utf8, true);
+    let list = |n: &str| Field::new(n, DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))), true);
+    let fields = match format {
+        Format::Completion => vec![s("id"), s("entry_point"), s("prompt"), s("completion"), list("packages"), s("source"), s("meta")],
+        Format::Chat => vec![s("id"), s("entry_point"), s("messages"), list("packages"), s("source"), s("meta")],
+        Format::Raw => vec![s("id"), s("entry_point"), s("code"), s("tests"), list("packages"), s("record")],
+    };
+    Arc::new(Schema::new(fields))
+}
+
+fn to_batch(schema: &Arc<arrow_schema::Schema>, rows: &[Map<String, Value>]) -> Result<arrow_array::RecordBatch> {
+    use arrow_array::builder::{ListBuilder, StringBuilder};
+    use arrow_array::ArrayRef;
+    use arrow_schema::DataType;
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    for field in schema.fields() {
+        let name = field.name().as_str();
+        let value_of = |r: &Map<String, Value>| -> Value {
+            if name == "record" {
+                Value::Object(r.clone())
+            } else {
+                r.get(name).cloned().unwrap_or(Value::Null)
+            }
+        };
+        match field.data_type() {
+            DataType::List(_) => {
+                let mut b = ListBuilder::new(StringBuilder::new());
+                for r in rows {
+                    match value_of(r) {
+                        Value::Array(items) => {
+                            for it in items {
+                                b.values().append_value(it.as_str().map(str::to_string).unwrap_or_else(|| it.to_string()));
+                            }
+                            b.append(true);
+                        }
+                        _ => b.append(false),
+                    }
+                }
+                columns.push(Arc::new(b.finish()));
+            }
+            _ => {
+                let mut b = StringBuilder::new();
+                for r in rows {
+                    match value_of(r) {
+                        Value::Null => b.append_null(),
+                        Value::String(s) => b.append_value(s),
+                        other => b.append_value(other.to_string()),
+                    }
+                }
+                columns.push(Arc::new(b.finish()));
+            }
+        }
+    }
+    Ok(arrow_array::RecordBatch::try_new(schema.clone(), columns)?)
+}
+
+/// The dataset card: what is in the data and how it was made.
+fn write_card(dir: &Path, f: &Funnel, s: &ExportSettings, inputs: &[String], shards: &[ShardInfo]) -> Result<()> {
+    let mut md = String::new();
+    md.push_str("# unitcoder dataset\n\n");
+    md.push_str(&format!(
+        "{} training rows ({:?} format, {:?} files) made by unitcoder {} from {} input file(s).\n\n",
+        f.exported,
+        s.format,
+        s.output_format,
+        env!("CARGO_PKG_VERSION"),
+        inputs.len()
+    ));
+    md.push_str("Each row is a function that passed unit tests written for it, executed in an isolated sandbox; ");
+    md.push_str("`completion` rows pair the imports + signature + docstring (prompt) with the body (completion), as in UnitCoder (§3.3).\n\n");
+    md.push_str("## Funnel\n\n| step | records |\n|---|---:|\n");
+    md.push_str(&format!("| records read | {} |\n", f.records));
+    for (stage, n) in &f.errors_by_stage {
+        md.push_str(&format!("| − error in {stage} | {n} |\n"));
+    }
+    for (why, n) in &f.not_verified {
+        md.push_str(&format!("| − not verified: {why} | {n} |\n"));
+    }
+    md.push_str(&format!("| verified (pass) | {} |\n", f.verified));
+    md.push_str(&format!("| · passed as extracted | {} |\n", f.verified_first_try));
+    for (round, n) in &f.fixed_by_round {
+        md.push_str(&format!("| · fixed in {} | {n} |\n", round.replace('_', " ")));
+    }
+    md.push_str(&format!("| · refined (docstring re-verified) | {} |\n", f.refined));
+    for (why, n) in &f.not_refined {
+        md.push_str(&format!("| · kept unrefined: {why} | {n} |\n"));
+    }
+    for (why, n) in &f.dropped {
+        if why != "not_verified" && !why.starts_with("error_in_") {
+            md.push_str(&format!("| − dropped: {why} | {n} |\n"));
+        }
+    }
+    for (b, n) in &f.contaminated_by_benchmark {
+        md.push_str(&format!("| · overlapping {b} | {n} |\n"));
+    }
+    md.push_str(&format!("| **exported** | **{}** |\n\n", f.exported));
+    md.push_str("## Packages\n\n");
+    let mut packages: Vec<(&String, &u64)> = f.packages.iter().collect();
+    packages.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    md.push_str("| package | rows |\n|---|---:|\n");
+    for (p, n) in packages.iter().take(20) {
+        md.push_str(&format!("| {p} | {n} |\n"));
+    }
+    if packages.len() > 20 {
+        let tail: u64 = packages[20..].iter().map(|(_, n)| **n).sum();
+        md.push_str(&format!("| long tail: {} more packages | {tail} |\n", packages.len() - 20));
+    }
+    md.push_str("\n## Files\n\n");
+    for sh in shards {
+        md.push_str(&format!("- `{}`: {} rows, {} bytes\n", sh.file, sh.records, sh.bytes));
+    }
+    md.push_str("\n## Settings\n\n```toml\n[export]\n");
+    md.push_str(&toml::to_string(s).unwrap_or_default());
+    md.push_str("```\n\nDecontamination: token n-grams (comments and strings removed) against the reference solutions of ");
+    md.push_str(if s.benchmarks.is_empty() { "HumanEval (MIT), MBPP (CC-BY-4.0) and BigCodeBench (Apache-2.0)" } else { "the configured benchmark files" });
+    md.push_str("; a record is dropped when shared n-grams / min(record, task) reaches the threshold.\n");
+    crate::shards::writer::write_atomic(&dir.join("README.md"), md.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prompt_is_imports_signature_and_docstring() {
+        let code = "import numpy as np\n\n\ndef f(x):\n    \"\"\"Double.\n\n    >>> f(1)\n    2\n    \"\"\"\n    # twice\n    return np.multiply(x, 2)\n";
+        let (p, c, doc) = split_prompt(code, "f").unwrap();
+        assert!(doc);
+        assert!(p.starts_with("import numpy as np\n") && p.ends_with("\"\"\"\n"), "{p}");
+        assert_eq!(c, "    # twice\n    return np.multiply(x, 2)\n");
+        assert_eq!(format!("{p}{c}"), code);
+        let (p, c, doc) = split_prompt("def g(a):\n    return a\n", "g").unwrap();
+        assert!(!doc);
+        assert_eq!((p.as_str(), c.as_str()), ("def g(a):\n", "    return a\n"));
+    }
+
+    #[test]
+    fn built_in_benchmarks_load() {
+        let index = load_benchmarks(&ExportSettings::default()).unwrap();
+        assert!(index.len() > 2000, "{}", index.len());
+    }
+}

@@ -1,0 +1,213 @@
+//! `unitcoder stats DIR`: the funnel of a work directory, from the stages' manifests (and,
+//! for the package distribution, the export manifest or the last record stage's shards).
+//! Ranks (`rank-*` subdirectories) are added up.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Args;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::cli::Context;
+use crate::shards::Manifest;
+
+#[derive(Debug, Clone, Args)]
+pub struct StatsArgs {
+    /// A work directory (from `unitcoder run`) or any directory of stage outputs.
+    pub dir: PathBuf,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Packages listed before the long tail.
+    #[arg(long, default_value_t = 15)]
+    pub top: usize,
+}
+
+const ORDER: &[&str] = &["extract", "gen-tests", "sandbox-run", "fix", "refine", "case2code", "export"];
+
+#[derive(Debug, Default, Serialize)]
+pub struct StageStats {
+    pub stage: String,
+    pub manifests: usize,
+    pub complete: bool,
+    pub records: u64,
+    pub ok: u64,
+    pub errors_by_kind: BTreeMap<String, u64>,
+    pub retryable: u64,
+    pub outcomes: BTreeMap<String, u64>,
+    pub elapsed_seconds: f64,
+    pub llm_requests: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cost_usd: f64,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub stages: Vec<StageStats>,
+    /// Share of checked records passing: initially, then after each fix round.
+    pub pass_rate_by_round: Vec<(String, f64)>,
+    pub refine_success: Option<f64>,
+    pub packages: Vec<(String, u64)>,
+    pub total_tokens: u64,
+    pub total_cost_usd: f64,
+}
+
+fn manifests_under(dir: &Path) -> Vec<Manifest> {
+    let mut out = Vec::new();
+    for entry in walkdir::WalkDir::new(dir).max_depth(3).sort_by_file_name().into_iter().flatten() {
+        if entry.file_name() == "manifest.json" {
+            if let Ok(Some(m)) = Manifest::read(entry.path().parent().unwrap_or(dir)) {
+                out.push(m);
+            }
+        }
+    }
+    out
+}
+
+fn add_map(into: &mut BTreeMap<String, u64>, v: Option<&Value>) {
+    if let Some(obj) = v.and_then(Value::as_object) {
+        for (k, n) in obj {
+            if let Some(n) = n.as_u64() {
+                *into.entry(k.clone()).or_default() += n;
+            }
+        }
+    }
+}
+
+pub fn collect(dir: &Path) -> Result<Report> {
+    let manifests = manifests_under(dir);
+    anyhow::ensure!(!manifests.is_empty(), "{}: no manifest.json found (is it a unitcoder work directory?)", dir.display());
+    let mut by_stage: BTreeMap<String, StageStats> = BTreeMap::new();
+    let mut packages: BTreeMap<String, u64> = BTreeMap::new();
+    for m in &manifests {
+        let s = by_stage.entry(m.stage.clone()).or_insert_with(|| StageStats { stage: m.stage.clone(), complete: true, ..Default::default() });
+        s.manifests += 1;
+        s.complete &= m.complete;
+        s.elapsed_seconds = s.elapsed_seconds.max(m.elapsed_seconds);
+        let c = &m.counts;
+        let num = |k: &str| c.get(k).and_then(Value::as_u64).unwrap_or(0);
+        match m.stage.as_str() {
+            "extract" => {
+                s.records += num("candidates");
+                s.ok += num("kept");
+                add_map(&mut s.outcomes, c.get("dropped"));
+                *s.outcomes.entry("documents".into()).or_default() += num("documents");
+            }
+            "export" => {
+                s.records += num("records");
+                s.ok += num("exported");
+                add_map(&mut s.outcomes, c.get("dropped"));
+                add_map(&mut packages, c.get("packages"));
+            }
+            _ => {
+                s.records += num("records");
+                s.ok += num("ok");
+                s.retryable += num("retryable");
+                add_map(&mut s.errors_by_kind, c.get("errors_by_kind"));
+                add_map(&mut s.outcomes, c.get("outcomes"));
+                let up = num("upstream_errors");
+                if up > 0 {
+                    *s.outcomes.entry("upstream_errors".into()).or_default() += up;
+                }
+            }
+        }
+        if let Some(llm) = m.timings.get("llm") {
+            let n = |k: &str| llm.get(k).and_then(Value::as_u64).unwrap_or(0);
+            s.llm_requests += n("requests");
+            s.prompt_tokens += n("prompt_tokens");
+            s.completion_tokens += n("completion_tokens");
+            s.cost_usd += llm.get("estimated_cost_usd").and_then(Value::as_f64).unwrap_or(0.0);
+        }
+    }
+    let mut report = Report::default();
+    let get = |stage: &str, key: &str| by_stage.get(stage).and_then(|s| s.outcomes.get(key)).copied().unwrap_or(0);
+    if let Some(sr) = by_stage.get("sandbox-run") {
+        let checked: u64 = sr.outcomes.iter().filter(|(k, _)| k.starts_with("verdict_")).map(|(_, n)| n).sum();
+        if checked > 0 {
+            let mut passing = get("sandbox-run", "verdict_pass");
+            report.pass_rate_by_round.push(("initial".into(), passing as f64 / checked as f64));
+            let rounds = by_stage.get("fix").map(|f| f.outcomes.keys().filter_map(|k| k.strip_prefix("fixed_in_round_")?.parse::<u32>().ok()).max().unwrap_or(0)).unwrap_or(0);
+            for r in 1..=rounds {
+                passing += get("fix", &format!("fixed_in_round_{r}"));
+                report.pass_rate_by_round.push((format!("after round {r}"), passing as f64 / checked as f64));
+            }
+        }
+    }
+    if let Some(rf) = by_stage.get("refine") {
+        let attempted: u64 = rf.outcomes.iter().filter(|(k, _)| *k == "refined" || (k.starts_with("not_refined_") && *k != "not_refined_not_verified")).map(|(_, n)| n).sum();
+        if attempted > 0 {
+            report.refine_success = Some(get("refine", "refined") as f64 / attempted as f64);
+        }
+    }
+    let mut packages: Vec<(String, u64)> = packages.into_iter().collect();
+    packages.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    report.packages = packages;
+    let mut stages: Vec<StageStats> = by_stage.into_values().collect();
+    stages.sort_by_key(|s| ORDER.iter().position(|o| *o == s.stage).unwrap_or(ORDER.len()));
+    report.total_tokens = stages.iter().map(|s| s.prompt_tokens + s.completion_tokens).sum();
+    report.total_cost_usd = stages.iter().map(|s| s.cost_usd).sum();
+    report.stages = stages;
+    Ok(report)
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.1}%", x * 100.0)
+}
+
+pub fn render(r: &Report) -> String {
+    render_top(r, 15)
+}
+
+pub fn render_top(r: &Report, top: usize) -> String {
+    let mut out = String::new();
+    out.push_str(&format!("{:<12} {:>9} {:>9} {:>8} {:>9} {:>9} {:>11}  errors / outcomes\n", "stage", "records", "ok", "errors", "retryable", "seconds", "tokens"));
+    for s in &r.stages {
+        let errors: u64 = s.errors_by_kind.values().sum();
+        out.push_str(&format!(
+            "{:<12} {:>9} {:>9} {:>8} {:>9} {:>9.1} {:>11}  {}{}\n",
+            format!("{}{}", s.stage, if s.complete { "" } else { "*" }),
+            s.records,
+            s.ok,
+            errors,
+            s.retryable,
+            s.elapsed_seconds,
+            s.prompt_tokens + s.completion_tokens,
+            s.errors_by_kind.iter().map(|(k, n)| format!("{k}={n}")).collect::<Vec<_>>().join(" "),
+            if s.outcomes.is_empty() { String::new() } else { format!(" | {}", s.outcomes.iter().map(|(k, n)| format!("{k}={n}")).collect::<Vec<_>>().join(" ")) }
+        ));
+    }
+    if r.stages.iter().any(|s| !s.complete) {
+        out.push_str("(* stopped early: rerun the same command to continue)\n");
+    }
+    if !r.pass_rate_by_round.is_empty() {
+        out.push_str(&format!("pass rate: {}\n", r.pass_rate_by_round.iter().map(|(k, v)| format!("{k} {}", pct(*v))).collect::<Vec<_>>().join(", ")));
+    }
+    if let Some(x) = r.refine_success {
+        out.push_str(&format!("refine success: {}\n", pct(x)));
+    }
+    out.push_str(&format!("LLM tokens: {} (estimated cost ${:.4})\n", r.total_tokens, r.total_cost_usd));
+    if !r.packages.is_empty() {
+        let head: Vec<String> = r.packages.iter().take(top).map(|(p, n)| format!("{p} {n}")).collect();
+        out.push_str(&format!("packages (exported rows): {}", head.join(", ")));
+        if r.packages.len() > top {
+            let tail: u64 = r.packages[top..].iter().map(|(_, n)| n).sum();
+            out.push_str(&format!("; long tail: {} packages, {tail} rows", r.packages.len() - top));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+pub fn run(_ctx: &Context, args: &StatsArgs) -> Result<ExitCode> {
+    let report = collect(&args.dir)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&json!(report))?);
+    } else {
+        print!("{}", render_top(&report, args.top));
+    }
+    Ok(ExitCode::SUCCESS)
+}
