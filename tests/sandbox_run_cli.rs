@@ -17,7 +17,13 @@ fn every_record_gets_a_verdict_or_an_error_in_input_order() {
         .args(["sandbox-run", "--timeout", "2", "--workers", "2", "--preimport", "pandas", "--python", &python()])
         .assert()
         .success();
-    let records = read_records(out.path(), "shard");
+    let all = read_records(out.path(), "shard");
+    // The line that is not JSON becomes an error record in its place (file, line, reason).
+    let bad: Vec<&Value> = all.iter().filter(|r| r["error"]["kind"] == "bad_input").collect();
+    assert_eq!(bad.len(), 1);
+    assert!(bad[0]["error"]["message"].as_str().unwrap().starts_with("bad_json"));
+    assert!(bad[0]["error"]["file"].as_str().unwrap().ends_with("records.jsonl") && bad[0]["error"]["line"].as_u64().is_some());
+    let records: Vec<Value> = all.iter().filter(|r| r["error"]["kind"] != "bad_input").cloned().collect();
     let ids: Vec<&str> = records.iter().map(|r| r["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["pass", "fail", "import-error", "missing-tests", "pandas", "no-tests", "timeout"]);
     let status = |i: usize| records[i]["verdict"]["status"].as_str().unwrap_or("<none>").to_string();
@@ -41,9 +47,10 @@ fn every_record_gets_a_verdict_or_an_error_in_input_order() {
         assert!(!r["verdict"]["isolation"].as_str().unwrap().is_empty());
     }
     let m = manifest(out.path());
-    assert_eq!(m["counts"]["records"], 7);
-    assert_eq!(m["counts"]["bad_lines"]["bad_json"], 1);
-    assert_eq!(m["counts"]["record_errors"]["missing_field"], 1);
+    assert_eq!(m["counts"]["records"], 8);
+    assert_eq!(m["counts"]["errors_by_kind"]["bad_input"], 1);
+    assert_eq!(m["counts"]["errors_by_kind"]["missing_field"], 1);
+    assert_eq!(m["counts"]["outcomes"]["verdict_pass"].as_u64().unwrap() >= 1, true);
     assert!(m["timings"]["isolation"].as_str().unwrap().len() > 4);
 }
 

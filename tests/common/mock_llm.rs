@@ -12,8 +12,20 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// Scripted answers: given the prompt's message texts (joined) and n, the replies to send
+/// (cycled if fewer than n); `None` falls back to the default TestCases answer.
+#[derive(Clone)]
+pub struct Script(pub Arc<dyn Fn(&str, u64) -> Option<Vec<String>> + Send + Sync>);
+
+impl std::fmt::Debug for Script {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Script")
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Faults {
+    pub script: Option<Script>,
     pub latency_ms: u64,
     pub rate_429: f64,
     pub retry_after_s: f64,
@@ -37,6 +49,10 @@ pub struct Faults {
 #[derive(Default)]
 pub struct Seen {
     pub requests: AtomicU64,
+    /// Request bodies whose answer was sent completely (for "no completed request repeated").
+    pub completed: Mutex<Vec<String>>,
+    /// Requests received and not yet answered.
+    pub inflight: AtomicU64,
     pub authorization: Mutex<Vec<String>>,
     pub bodies: Mutex<Vec<Value>>,
     pub arrivals_ms: Mutex<Vec<(u64, u64)>>,
@@ -109,15 +125,18 @@ impl MockServer {
                         seen.authorization.lock().unwrap().push(auth);
                         seen.bodies.lock().unwrap().push(body.clone());
                         seen.arrivals_ms.lock().unwrap().push((n, started.elapsed().as_millis() as u64));
+                        seen.inflight.fetch_add(1, Ordering::SeqCst);
                         if faults.latency_ms > 0 {
                             tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
                         }
                         let (status, extra_header, payload) = respond(&faults, n, &body);
                         if status == 0 {
+                            seen.inflight.fetch_sub(1, Ordering::SeqCst);
                             return; // dropped connection
                         }
                         if status == 1 {
                             tokio::time::sleep(Duration::from_millis(faults.timeout_sleep_ms.max(1))).await;
+                            seen.inflight.fetch_sub(1, Ordering::SeqCst);
                             return;
                         }
                         let reason = match status { 200 => "OK", 400 => "Bad Request", 429 => "Too Many Requests", 503 => "Service Unavailable", _ => "Internal Server Error" };
@@ -125,8 +144,14 @@ impl MockServer {
                             "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{extra_header}\r\n{payload}",
                             payload.len()
                         );
-                        if sock.write_all(response.as_bytes()).await.is_err() {
+                        let written = sock.write_all(response.as_bytes()).await;
+                        seen.inflight.fetch_sub(1, Ordering::SeqCst);
+                        if written.is_err() {
                             return;
+                        }
+                        if status == 200 {
+                            let key = json!({"messages": body["messages"], "n": body["n"]}).to_string();
+                            seen.completed.lock().unwrap().push(key);
                         }
                     }
                 });
@@ -206,9 +231,16 @@ fn respond(f: &Faults, n: u64, body: &Value) -> (u16, String, String) {
     let name = entry_point(body);
     let k = body.get("n").and_then(Value::as_u64).unwrap_or(1);
     let truncated = hit(f.rate_truncated);
+    let scripted = f.script.as_ref().and_then(|s| {
+        let text: Vec<&str> = body["messages"].as_array().map(|ms| ms.iter().filter_map(|m| m["content"].as_str()).collect()).unwrap_or_default();
+        (s.0)(&text.join("\n"), k)
+    });
     let choices: Vec<Value> = (0..k)
         .map(|i| {
-            let mut text = answer_for(&name, i);
+            let mut text = match &scripted {
+                Some(answers) if !answers.is_empty() => answers[i as usize % answers.len()].clone(),
+                _ => answer_for(&name, i),
+            };
             if truncated {
                 text.truncate(text.len() / 2);
             }
