@@ -1,21 +1,11 @@
 #!/usr/bin/env bash
-# Runs unitcoder on the bundled demo corpus, offline. Output lands in ./demo-out/.
+# The bundled demo, offline: sets up the sandbox's Python (numpy + pandas), builds unitcoder
+# and runs every stage on fixtures/demo/corpus with the shipped LLM response cache.
+# Output lands in ./demo-work/ (rerunning is a no-op that prints the funnel again).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/setup-sandbox.sh
 cargo build --release --locked
-OUT=${1:-demo-out}
-./target/release/unitcoder --input fixtures/extract/py --output "$OUT/extract" --force \
-  extract --rejects "$OUT/extract-rejects"
+./target/release/unitcoder run --config configs/demo.toml --offline "$@"
 echo
-echo "kept functions: $OUT/extract/shard-*.jsonl.zst   (zstdcat to read)"
-echo "drops with reasons: $OUT/extract-rejects/"
-python3 - "$OUT/extract/manifest.json" <<'PY'
-import json, sys
-m = json.load(open(sys.argv[1]))
-c = m["counts"]
-print(f"documents {c['documents']}  candidates {c['candidates']}  kept {c['kept']}")
-for k, v in sorted(c["dropped"].items()):
-    print(f"  dropped {k:<22} {v}")
-for k, v in sorted(c["bad_input"].items()):
-    print(f"  unusable document {k:<12} {v}")
-PY
+echo "training data: demo-work/export/ (README.md is the dataset card); every stage's records: demo-work/<stage>/"

@@ -14,6 +14,7 @@
 //!      self-contained) and then verified in the sandbox, all in parallel;
 //!   5. up to `keep` passing candidates are kept and the record is `fixed`; failing ones
 //!      continue to the next round; after the last round the record is `unfixed`.
+//!
 //! Every candidate, its round and its verdict (or rejection) go into `fix.history`.
 
 use std::collections::HashSet;

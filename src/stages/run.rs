@@ -8,6 +8,7 @@
 //!      `--world-size N` run `unitcoder export -i WORK/refine -o WORK/export` once all
 //!      ranks are done, so dedup sees everything);
 //!   4. print the funnel (`unitcoder stats WORK`).
+//!
 //! Killed at any point, the same command continues where it stopped.
 
 use std::path::PathBuf;

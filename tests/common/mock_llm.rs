@@ -14,8 +14,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Scripted answers: given the prompt's message texts (joined) and n, the replies to send
 /// (cycled if fewer than n); `None` falls back to the default TestCases answer.
+pub type ScriptFn = dyn Fn(&str, u64) -> Option<Vec<String>> + Send + Sync;
+
 #[derive(Clone)]
-pub struct Script(pub Arc<dyn Fn(&str, u64) -> Option<Vec<String>> + Send + Sync>);
+pub struct Script(pub Arc<ScriptFn>);
 
 impl std::fmt::Debug for Script {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
