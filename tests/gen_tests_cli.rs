@@ -243,3 +243,37 @@ fn a_failing_endpoint_is_benched_and_the_healthy_one_serves() {
     assert!(broken.requests() <= 8, "broken endpoint got {} requests", broken.requests());
     assert!(healthy.requests() >= 40);
 }
+
+#[test]
+fn ranks_split_input_files_without_coordination() {
+    let server = MockServer::start(Faults::default());
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = dir.path().join("in");
+    std::fs::create_dir_all(&inputs).unwrap();
+    for k in 0..5 {
+        let lines: Vec<String> = (0..3)
+            .map(|i| json!({"id": format!("r{k}-{i}"), "entry_point": format!("g{k}_{i}"), "code": format!("import os\n\n\ndef g{k}_{i}(a):\n    return os.sep + a\n")}).to_string())
+            .collect();
+        std::fs::write(inputs.join(format!("part-{k}.jsonl")), lines.join("\n") + "\n").unwrap();
+    }
+    let out = dir.path().join("out");
+    for rank in 0..2 {
+        bin()
+            .args(["-i", inputs.to_str().unwrap(), "-o", out.to_str().unwrap(), "--rank", &rank.to_string(), "--world-size", "2"])
+            .args(["gen-tests", "--base-url", &server.base_url])
+            .assert()
+            .success();
+    }
+    let r0 = out.join("rank-00000-of-00002");
+    let r1 = out.join("rank-00001-of-00002");
+    // Rank 0 took input files 0, 2, 4; rank 1 took 1 and 3; shard names keep the global index.
+    let names = |d: &Path| common::shard_files(d, "shard").iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect::<Vec<_>>();
+    assert_eq!(names(&r0), ["shard-00000.jsonl.zst", "shard-00002.jsonl.zst", "shard-00004.jsonl.zst"]);
+    assert_eq!(names(&r1), ["shard-00001.jsonl.zst", "shard-00003.jsonl.zst"]);
+    assert_eq!(read_records(&r0, "shard").len() + read_records(&r1, "shard").len(), 15);
+    assert_eq!(server.requests(), 15, "each record handled by exactly one rank");
+    // A later stage reading the parent directory sees every rank's shards.
+    let all = dir.path().join("all");
+    bin().args(["-i", out.to_str().unwrap(), "-o", all.to_str().unwrap(), "gen-tests", "--base-url", &server.base_url, "--cache", out.join("none.sqlite").to_str().unwrap()]).assert().success();
+    assert_eq!(read_records(&all, "shard").len(), 15);
+}
