@@ -163,6 +163,13 @@ impl Context {
         self.input_config().max_doc_bytes.saturating_mul(4).max(64 << 20)
     }
 
+    /// A stage's LLM settings: config `[llm]`, flags on top.
+    pub fn llm_settings(&self, args: &crate::llm::LlmArgs) -> crate::llm::LlmSettings {
+        let mut s = self.config.llm.clone();
+        s.apply(args);
+        s
+    }
+
     pub fn output_config(&self) -> crate::config::OutputConfig {
         let mut c = self.config.output.clone();
         if let Some(n) = self.global.records_per_shard {

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context as _, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::llm::pipeline::run_ordered;
@@ -72,7 +72,8 @@ pub fn error_value(stage: &str, kind: &str, message: impl Into<String>, transien
 }
 
 /// What a step's output holds, for its manifest and `unitcoder stats`.
-#[derive(Debug, Default, Clone, Serialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Counts {
     pub records: u64,
     /// Records without an `error`.
@@ -177,19 +178,15 @@ pub fn drive(inputs: &[(usize, InputFile)], stages: &[StageDir], run_fp: &str, o
     let fps: Vec<String> = stages.iter().map(|s| stage_fingerprint(run_fp, s.step.as_ref())).collect();
     let n_steps = stages.len();
 
+    let previous: Vec<Option<Manifest>> = stages.iter().map(|s| Manifest::read(&s.dir)).collect::<Result<_>>()?;
+
     // Up to date already? (every step's manifest complete, same fingerprint, shards there)
     if !opts.force && !opts.retry_errors {
-        let mut all = true;
-        let mut counts = Vec::new();
-        for (s, fp) in stages.iter().zip(&fps) {
-            match Manifest::read(&s.dir)? {
-                Some(m) if m.complete && &m.fingerprint == fp && m.shards_present(&s.dir) => {
-                    counts.push(serde_json::from_value::<CountsIn>(m.counts.clone()).map(|c| c.into_counts()).unwrap_or_default())
-                }
-                _ => all = false,
-            }
-        }
-        if all {
+        let current = stages.iter().zip(&fps).zip(&previous).map(|((s, fp), m)| match m {
+            Some(m) if m.complete && &m.fingerprint == fp && m.shards_present(&s.dir) => Some(serde_json::from_value::<Counts>(m.counts.clone()).unwrap_or_default()),
+            _ => None,
+        });
+        if let Some(counts) = current.collect::<Option<Vec<Counts>>>() {
             tracing::info!("{}: up to date (same inputs and settings); --force to redo", stages.iter().map(|s| s.dir.display().to_string()).collect::<Vec<_>>().join(", "));
             return Ok(DriveReport { counts, budget_stopped: false, up_to_date: true });
         }
@@ -197,15 +194,11 @@ pub fn drive(inputs: &[(usize, InputFile)], stages: &[StageDir], run_fp: &str, o
 
     // A previous run that stopped early (budget) left transient error records behind:
     // continuing it means redoing those.
-    let mut retry_errors = opts.retry_errors;
-    for s in stages {
-        if let Some(m) = Manifest::read(&s.dir)? {
-            if !m.complete && !opts.force {
-                tracing::info!("{}: the previous run stopped early; redoing its transient errors", s.dir.display());
-                retry_errors = true;
-            }
-        }
+    let stopped_early = !opts.force && previous.iter().flatten().any(|m| !m.complete);
+    if stopped_early {
+        tracing::info!("the previous run stopped early; redoing its transient errors");
     }
+    let retry_errors = opts.retry_errors || stopped_early;
     let outputs: Vec<StageOutput> = stages
         .iter()
         .zip(&fps)
@@ -238,10 +231,7 @@ pub fn drive(inputs: &[(usize, InputFile)], stages: &[StageDir], run_fp: &str, o
             if !wants_retry {
                 for (s, o) in outputs.iter().enumerate() {
                     let _ = std::fs::remove_file(o.partial_path(k)); // stale copy from a seal cut short
-                    let n = o.read(k, |r| {
-                        counts[s].add(stages[s].step.as_ref(), &r);
-                        true
-                    })?;
+                    let n = o.read(k, tallier(&mut counts[s], stages[s].step.as_ref()))?;
                     shards[s].insert(k, o.info(k, n));
                 }
                 continue;
@@ -249,15 +239,7 @@ pub fn drive(inputs: &[(usize, InputFile)], stages: &[StageDir], run_fp: &str, o
             // Retry: progress lives in partial files next to the previous finals.
             let done: Vec<u64> = outputs.iter().map(|o| if o.partial_path(k).is_file() { o.partial_records(k) } else { Ok(0) }).collect::<Result<_>>()?;
             let start = done.iter().copied().min().unwrap_or(0);
-            for (s, o) in outputs.iter().enumerate() {
-                if o.partial_path(k).is_file() {
-                    o.truncate_partial(k, start)?;
-                    o.read_partial(k, |r| {
-                        counts[s].add(stages[s].step.as_ref(), &r);
-                        true
-                    })?;
-                }
-            }
+            cut_back(&outputs, stages, &mut counts, k, start)?;
             plans.push(ShardPlan { k, input: input.clone(), start, retry: true });
             continue;
         }
@@ -271,15 +253,7 @@ pub fn drive(inputs: &[(usize, InputFile)], stages: &[StageDir], run_fp: &str, o
             ShardState::Done(n) | ShardState::Partial(n) => *n,
             ShardState::Missing => 0,
         }).min().unwrap_or(0);
-        for (s, o) in outputs.iter().enumerate() {
-            if o.partial_path(k).is_file() {
-                o.truncate_partial(k, start)?;
-                o.read(k, |r| {
-                    counts[s].add(stages[s].step.as_ref(), &r);
-                    true
-                })?;
-            }
-        }
+        cut_back(&outputs, stages, &mut counts, k, start)?;
         if start > 0 {
             tracing::info!("{}: resuming after {start} records", input.display());
         }
@@ -422,6 +396,25 @@ pub fn drive(inputs: &[(usize, InputFile)], stages: &[StageDir], run_fp: &str, o
     Ok(DriveReport { counts, budget_stopped, up_to_date: false })
 }
 
+/// Counts every record it is given (for outputs an earlier run already wrote).
+fn tallier<'a>(counts: &'a mut Counts, step: &'a dyn Step) -> impl FnMut(Record) -> bool + 'a {
+    move |r| {
+        counts.add(step, &r);
+        true
+    }
+}
+
+/// Cut every step's partial shard `k` back to its first `start` records and count those.
+fn cut_back(outputs: &[StageOutput], stages: &[StageDir], counts: &mut [Counts], k: usize, start: u64) -> Result<()> {
+    for (s, o) in outputs.iter().enumerate() {
+        if o.partial_path(k).is_file() {
+            o.truncate_partial(k, start)?;
+            o.read_partial(k, tallier(&mut counts[s], stages[s].step.as_ref()))?;
+        }
+    }
+    Ok(())
+}
+
 /// One record through the chain. With previous outputs (retry mode), steps whose previous
 /// result is fine keep it; from the first step that needs redoing, everything is redone.
 async fn run_chain(steps: &[Arc<dyn Step>], input: Record, prev: Vec<Option<Record>>) -> Vec<Record> {
@@ -453,13 +446,7 @@ struct PrevReader {
 
 impl PrevReader {
     fn open(path: PathBuf, skip: u64) -> Result<PrevReader> {
-        let file = std::fs::File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
-        let lines: Box<dyn std::io::BufRead + Send> = if path.to_string_lossy().ends_with(".zst") {
-            Box::new(std::io::BufReader::new(zstd::stream::read::Decoder::new(file)?))
-        } else {
-            Box::new(std::io::BufReader::new(file))
-        };
-        let mut r = PrevReader { lines };
+        let mut r = PrevReader { lines: crate::shards::resume::open_lines(&path)? };
         for _ in 0..skip {
             r.next()?;
         }
@@ -475,24 +462,6 @@ impl PrevReader {
             Value::Object(m) => Some(m),
             _ => None,
         }))
-    }
-}
-
-/// Counts as stored in a manifest (for up-to-date reruns).
-#[derive(serde::Deserialize, Default)]
-#[serde(default)]
-struct CountsIn {
-    records: u64,
-    ok: u64,
-    errors_by_kind: BTreeMap<String, u64>,
-    upstream_errors: u64,
-    retryable: u64,
-    outcomes: BTreeMap<String, u64>,
-}
-
-impl CountsIn {
-    fn into_counts(self) -> Counts {
-        Counts { records: self.records, ok: self.ok, errors_by_kind: self.errors_by_kind, upstream_errors: self.upstream_errors, retryable: self.retryable, outcomes: self.outcomes }
     }
 }
 

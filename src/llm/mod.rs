@@ -182,3 +182,34 @@ impl LlmSettings {
         }
     }
 }
+
+/// A model as one LLM step holds it: the client (with its cache) and the prompt templates.
+pub struct Agent {
+    pub client: std::sync::Arc<LlmClient>,
+    pub prompts: std::sync::Arc<prompts::Prompts>,
+}
+
+impl Agent {
+    /// The response cache is `[llm] cache`, else `llm-cache.sqlite` in `out_dir`.
+    pub fn new(settings: LlmSettings, out_dir: &std::path::Path) -> anyhow::Result<Agent> {
+        let prompts = std::sync::Arc::new(prompts::Prompts::load(&settings.prompts)?);
+        let cache = if settings.cache.is_empty() { out_dir.join("llm-cache.sqlite") } else { std::path::PathBuf::from(&settings.cache) };
+        let client = LlmClient::new(settings, Some(&cache))?;
+        Ok(Agent { client, prompts })
+    }
+
+    /// What changes this agent's answers with `template` (for a step's fingerprint).
+    pub fn answer_settings(&self, template: &str) -> serde_json::Value {
+        serde_json::json!({"llm": self.client.settings.answer_settings(), "prompt": self.prompts.source(template)})
+    }
+
+    /// LLM usage for the manifest.
+    pub fn usage(&self) -> serde_json::Value {
+        let s = &self.client.settings;
+        self.client.stats.summary(s.price_prompt_per_million, s.price_completion_per_million)
+    }
+
+    pub fn budget_stopped(&self) -> bool {
+        self.client.stats.budget_stopped.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}

@@ -108,6 +108,11 @@ pub fn defines_test_cases(suite: &[Stmt]) -> bool {
     })
 }
 
+/// Does a module define a top-level function `name`?
+pub fn defines_function(suite: &[Stmt], name: &str) -> bool {
+    suite.iter().any(|s| matches!(s, Stmt::FunctionDef(f) if f.name.as_str() == name))
+}
+
 /// Remove what would make tests test something other than the real function: top-level
 /// definitions of `entry_point` (a copy of the function) and imports of it from a module
 /// (`from solution import f`). Returns the cleaned module and what was removed.

@@ -258,7 +258,8 @@ fn repair_partial(path: &Path) -> Result<u64> {
     Ok(records)
 }
 
-fn open_lines(path: &Path) -> Result<Box<dyn BufRead>> {
+/// A shard we wrote, as lines (zstd or plain by its name).
+pub fn open_lines(path: &Path) -> Result<Box<dyn BufRead + Send>> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let name = path.to_string_lossy();
     Ok(if name.ends_with(".zst") {

@@ -32,7 +32,7 @@ use crate::dedup::{code_tokens, ContaminationIndex, NearDuplicates};
 use crate::executor::{error_of, Record};
 use crate::python::parse_module;
 use crate::shards::manifest::{fingerprint, now_rfc3339, prepare_output};
-use crate::shards::reader::{open_decompressed, read_record_items, Compression, LineReader, RecordItem};
+use crate::shards::reader::{format_of, open_decompressed, read_record_items, Compression, InputFormat, LineReader, RecordItem};
 use crate::shards::{Manifest, ShardInfo, ShardWriter, ShardWriterOptions};
 
 /// Built-in benchmark copies (see data/benchmarks/README.md for origin and licences).
@@ -169,12 +169,9 @@ pub fn load_benchmarks(s: &ExportSettings) -> Result<ContaminationIndex> {
         for file in &s.benchmarks {
             let path = Path::new(file);
             let name = path.file_name().map(|n| n.to_string_lossy().split('.').next().unwrap_or("benchmark").to_string()).unwrap_or_default();
-            let compression = if file.ends_with(".zst") {
-                Compression::Zstd
-            } else if file.ends_with(".gz") {
-                Compression::Gzip
-            } else {
-                Compression::None
+            let compression = match format_of(path) {
+                Some(InputFormat::Jsonl(c)) => c,
+                _ => Compression::None,
             };
             add_lines(&name, open_decompressed(path, compression).with_context(|| format!("benchmark file {file}"))?, file)?;
         }

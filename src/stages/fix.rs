@@ -28,13 +28,11 @@ use serde_json::{json, Value};
 
 use crate::cli::Context;
 use crate::executor::{error_of, error_value, run_stage, BoxFuture, Counts, Record, Step};
-use crate::llm::prompts::Prompts;
-use crate::llm::reply::pick_block;
-use crate::llm::{LlmArgs, LlmClient};
+use crate::llm::reply::{defines_function, pick_block};
+use crate::llm::{Agent, LlmArgs};
 use crate::sandbox::{Sandbox, Status};
-use crate::stages::gen_tests::{cache_path, llm_settings};
 use crate::stages::revise::{apply, signature, Reviser};
-use crate::stages::sandbox_run::{blocking, resolve_settings, sandbox_report, verdict_status, RecordFields, SandboxRunArgs};
+use crate::stages::sandbox_run::{check_json, llm_sandbox_window, resolve_settings, sandbox_report, verdict_status, RecordFields, SandboxRunArgs};
 
 /// `[fix]` settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -93,8 +91,7 @@ pub fn resolve(ctx: &Context, args: &FixArgs) -> FixSettings {
 
 pub struct FixStep {
     pub settings: FixSettings,
-    pub client: Arc<LlmClient>,
-    pub prompts: Arc<Prompts>,
+    pub agent: Agent,
     pub sandbox: Arc<Sandbox>,
     pub fields: RecordFields,
     pub reviser: Arc<Reviser>,
@@ -115,16 +112,8 @@ fn tests_passed(v: &Value) -> u64 {
 impl FixStep {
     pub fn new(ctx: &Context, args: &FixArgs, sandbox: Arc<Sandbox>, out_dir: &std::path::Path) -> Result<FixStep> {
         let settings = resolve(ctx, args);
-        let llm = llm_settings(ctx, &args.llm);
-        let prompts = Arc::new(Prompts::load(&llm.prompts)?);
-        let client = LlmClient::new(llm.clone(), Some(&cache_path(&llm, out_dir)))?;
-        Ok(FixStep { settings, client, prompts, sandbox, fields: args.sandbox.fields.clone(), reviser: Arc::new(Reviser::new(&ctx.config.extract)?) })
-    }
-
-    async fn check(&self, code: String, tests: String) -> Value {
-        let sandbox = self.sandbox.clone();
-        let verdict = blocking(move || sandbox.check(&code, &tests)).await;
-        serde_json::to_value(&verdict).unwrap_or(Value::Null)
+        let agent = Agent::new(ctx.llm_settings(&args.llm), out_dir)?;
+        Ok(FixStep { settings, agent, sandbox, fields: args.sandbox.fields.clone(), reviser: Arc::new(Reviser::new(&ctx.config.extract)?) })
     }
 
     async fn fix(self: Arc<Self>, mut record: Record) -> Record {
@@ -139,7 +128,7 @@ impl FixStep {
         };
         // Step 1–2: pass, or a failure the code cannot be blamed for.
         if verdict.get("status").and_then(Value::as_str) == Some(Status::SandboxError.as_str()) {
-            verdict = self.check(code.clone(), tests.clone()).await;
+            verdict = check_json(self.sandbox.clone(), code.clone(), tests.clone()).await;
             record.insert("verdict".into(), verdict.clone());
         }
         let status = verdict.get("status").and_then(Value::as_str).unwrap_or("").to_string();
@@ -180,14 +169,14 @@ impl FixStep {
                     "code": parent.code, "tests": tests, "entry_point": entry_point, "signature": sig, "round": round,
                     "report": failure_report(&parent.verdict, s.report_chars, s.traceback_lines),
                 });
-                let messages = match self.prompts.render("fix", &context) {
+                let messages = match self.agent.prompts.render("fix", &context) {
                     Ok(m) => m,
                     Err(e) => {
                         record.insert("error".into(), error_value("fix", "prompt", format!("{e:#}"), false));
                         return record;
                     }
                 };
-                match self.client.generate(&messages, per_parent).await {
+                match self.agent.client.generate(&messages, per_parent).await {
                     Ok(g) => {
                         usage.0 += g.prompt_tokens;
                         usage.1 += g.completion_tokens;
@@ -219,10 +208,7 @@ impl FixStep {
             // Started together: the sandbox pool runs them on all its workers at once.
             let handles: Vec<_> = to_verify
                 .iter()
-                .map(|(_, r)| {
-                    let (sandbox, code, tests) = (self.sandbox.clone(), r.code.clone(), tests.clone());
-                    tokio::task::spawn_blocking(move || serde_json::to_value(sandbox.check(&code, &tests)).unwrap_or(Value::Null))
-                })
+                .map(|(_, r)| tokio::spawn(check_json(self.sandbox.clone(), r.code.clone(), tests.clone())))
                 .collect();
             let mut verdicts = Vec::with_capacity(handles.len());
             for h in handles {
@@ -282,10 +268,6 @@ impl FixStep {
         }
         record
     }
-}
-
-fn defines_function(suite: &[ruff_python_ast::Stmt], name: &str) -> bool {
-    suite.iter().any(|s| matches!(s, ruff_python_ast::Stmt::FunctionDef(f) if f.name.as_str() == name))
 }
 
 /// The code of a reply for the history (its first code block, else the reply).
@@ -410,7 +392,7 @@ impl Step for FixStep {
     }
 
     fn settings(&self) -> Value {
-        json!({"fix": self.settings, "llm": self.client.settings.answer_settings(), "prompt": self.prompts.source("fix"), "sandbox": self.sandbox.settings, "fields": self.fields})
+        json!({"fix": self.settings, "agent": self.agent.answer_settings("fix"), "sandbox": self.sandbox.settings, "fields": self.fields})
     }
 
     fn tally(&self, out: &Record, counts: &mut Counts) {
@@ -436,12 +418,11 @@ impl Step for FixStep {
     }
 
     fn report(&self) -> Value {
-        let s = &self.client.settings;
-        json!({"llm": self.client.stats.summary(s.price_prompt_per_million, s.price_completion_per_million), "sandbox": sandbox_report(&self.sandbox)})
+        json!({"llm": self.agent.usage(), "sandbox": sandbox_report(&self.sandbox)})
     }
 
     fn budget_stopped(&self) -> bool {
-        self.client.stats.budget_stopped.load(std::sync::atomic::Ordering::Relaxed)
+        self.agent.budget_stopped()
     }
 }
 
@@ -449,7 +430,7 @@ pub fn run(ctx: &Context, args: &FixArgs) -> Result<ExitCode> {
     let out_dir = ctx.output_dir()?;
     let sandbox = Arc::new(Sandbox::start(resolve_settings(ctx, &args.sandbox))?);
     let step = Arc::new(FixStep::new(ctx, args, sandbox, &out_dir)?);
-    let window = (step.client.settings.concurrency * 2).max(step.sandbox.settings.workers * 4).max(16);
+    let window = llm_sandbox_window(step.agent.client.settings.concurrency, &step.sandbox);
     run_stage(ctx, step, window)
 }
 

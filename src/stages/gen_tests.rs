@@ -10,7 +10,6 @@
 //!      `tests_samples` when more than one was asked for) and `generation` metadata — or
 //!      with an `error` {stage, kind, message}. Never dropped.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -22,7 +21,7 @@ use crate::cli::Context;
 use crate::executor::{error_value, run_stage, BoxFuture, Counts, Record, Step};
 use crate::llm::prompts::Prompts;
 use crate::llm::reply::{clean_tests, defines_test_cases, pick_block};
-use crate::llm::{LlmArgs, LlmClient, LlmSettings};
+use crate::llm::{Agent, LlmArgs, LlmClient};
 use crate::sandbox::testcount::count_tests;
 
 pub use crate::executor::EXIT_BUDGET;
@@ -36,22 +35,6 @@ pub struct GenTestsArgs {
     pub samples: Option<u32>,
 }
 
-
-/// The stage's LLM settings: config `[llm]`, flags on top.
-pub fn llm_settings(ctx: &Context, args: &LlmArgs) -> LlmSettings {
-    let mut s = ctx.config.llm.clone();
-    s.apply(args);
-    s
-}
-
-/// Where the response cache lives: `[llm] cache`, else inside the output directory.
-pub fn cache_path(settings: &LlmSettings, out_dir: &std::path::Path) -> PathBuf {
-    if settings.cache.is_empty() {
-        out_dir.join("llm-cache.sqlite")
-    } else {
-        PathBuf::from(&settings.cache)
-    }
-}
 
 fn error_field(kind: &str, message: impl Into<String>) -> Value {
     error_value("gen-tests", kind, message, false)
@@ -131,17 +114,13 @@ async fn generate_tests(client: Arc<LlmClient>, prompts: Arc<Prompts>, samples: 
 
 /// The gen-tests step: one record in, the record with `tests` (or an `error`) out.
 pub struct GenTestsStep {
-    pub client: Arc<LlmClient>,
-    pub prompts: Arc<Prompts>,
+    pub agent: Agent,
     pub samples: u32,
 }
 
 impl GenTestsStep {
     pub fn new(ctx: &Context, llm: &LlmArgs, samples: Option<u32>, out_dir: &std::path::Path) -> Result<GenTestsStep> {
-        let settings = llm_settings(ctx, llm);
-        let prompts = Arc::new(Prompts::load(&settings.prompts)?);
-        let client = LlmClient::new(settings.clone(), Some(&cache_path(&settings, out_dir)))?;
-        Ok(GenTestsStep { client, prompts, samples: samples.unwrap_or(1).max(1) })
+        Ok(GenTestsStep { agent: Agent::new(ctx.llm_settings(llm), out_dir)?, samples: samples.unwrap_or(1).max(1) })
     }
 }
 
@@ -151,11 +130,11 @@ impl Step for GenTestsStep {
     }
 
     fn process(self: Arc<Self>, record: Record) -> BoxFuture {
-        Box::pin(async move { generate_tests(self.client.clone(), self.prompts.clone(), self.samples, record).await })
+        Box::pin(async move { generate_tests(self.agent.client.clone(), self.agent.prompts.clone(), self.samples, record).await })
     }
 
     fn settings(&self) -> Value {
-        json!({"llm": self.client.settings.answer_settings(), "samples": self.samples, "prompt": self.prompts.source("gen_tests")})
+        json!({"agent": self.agent.answer_settings("gen_tests"), "samples": self.samples})
     }
 
     fn tally(&self, out: &Record, counts: &mut Counts) {
@@ -165,18 +144,17 @@ impl Step for GenTestsStep {
     }
 
     fn report(&self) -> Value {
-        let s = &self.client.settings;
-        json!({"llm": self.client.stats.summary(s.price_prompt_per_million, s.price_completion_per_million)})
+        json!({"llm": self.agent.usage()})
     }
 
     fn budget_stopped(&self) -> bool {
-        self.client.stats.budget_stopped.load(std::sync::atomic::Ordering::Relaxed)
+        self.agent.budget_stopped()
     }
 }
 
 pub fn run(ctx: &Context, args: &GenTestsArgs) -> Result<ExitCode> {
     let out_dir = ctx.output_dir()?;
     let step = Arc::new(GenTestsStep::new(ctx, &args.llm, args.samples, &out_dir)?);
-    let window = (step.client.settings.concurrency * 4).max(64);
+    let window = (step.agent.client.settings.concurrency * 4).max(64);
     run_stage(ctx, step, window)
 }

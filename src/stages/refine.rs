@@ -23,13 +23,11 @@ use serde_json::{json, Value};
 
 use crate::cli::Context;
 use crate::executor::{error_of, run_stage, BoxFuture, Counts, Record, Step};
-use crate::llm::prompts::Prompts;
-use crate::llm::reply::pick_block;
-use crate::llm::{LlmArgs, LlmClient};
+use crate::llm::reply::{defines_function, pick_block};
+use crate::llm::{Agent, LlmArgs};
 use crate::sandbox::Sandbox;
-use crate::stages::gen_tests::{cache_path, llm_settings};
 use crate::stages::revise::{apply, docstring, signature, Reviser};
-use crate::stages::sandbox_run::{blocking, resolve_settings, sandbox_report, verdict_status, RecordFields, SandboxRunArgs};
+use crate::stages::sandbox_run::{check_json, llm_sandbox_window, resolve_settings, sandbox_report, verdict_status, RecordFields, SandboxRunArgs};
 
 /// `[refine]` settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -60,8 +58,7 @@ pub struct RefineArgs {
 
 pub struct RefineStep {
     pub settings: RefineSettings,
-    pub client: Arc<LlmClient>,
-    pub prompts: Arc<Prompts>,
+    pub agent: Agent,
     pub sandbox: Arc<Sandbox>,
     pub fields: RecordFields,
     pub reviser: Arc<Reviser>,
@@ -99,16 +96,8 @@ impl RefineStep {
         if args.no_doctests {
             settings.doctests = false;
         }
-        let llm = llm_settings(ctx, &args.llm);
-        let prompts = Arc::new(Prompts::load(&llm.prompts)?);
-        let client = LlmClient::new(llm.clone(), Some(&cache_path(&llm, out_dir)))?;
-        Ok(RefineStep { settings, client, prompts, sandbox, fields: args.sandbox.fields.clone(), reviser: Arc::new(Reviser::new(&ctx.config.extract)?) })
-    }
-
-    async fn check(&self, code: String, tests: String) -> Value {
-        let sandbox = self.sandbox.clone();
-        let verdict = blocking(move || sandbox.check(&code, &tests)).await;
-        serde_json::to_value(&verdict).unwrap_or(Value::Null)
+        let agent = Agent::new(ctx.llm_settings(&args.llm), out_dir)?;
+        Ok(RefineStep { settings, agent, sandbox, fields: args.sandbox.fields.clone(), reviser: Arc::new(Reviser::new(&ctx.config.extract)?) })
     }
 
     async fn refine(self: Arc<Self>, mut record: Record) -> Record {
@@ -129,14 +118,14 @@ impl RefineStep {
         };
         // Step 2.
         let context = json!({"code": code, "tests": tests, "entry_point": entry_point, "signature": sig});
-        let messages = match self.prompts.render("refine", &context) {
+        let messages = match self.agent.prompts.render("refine", &context) {
             Ok(m) => m,
             Err(e) => {
                 not_refined(&mut record, "prompt", format!("{e:#}"));
                 return record;
             }
         };
-        let reply = match self.client.generate(&messages, 1).await {
+        let reply = match self.agent.client.generate(&messages, 1).await {
             Ok(g) => match g.choices.into_iter().next() {
                 Some(c) if c.finish_reason.as_deref() == Some("length") => {
                     not_refined(&mut record, "truncated", "the reply hit max_tokens");
@@ -154,9 +143,7 @@ impl RefineStep {
             }
         };
         // Step 3.
-        let checked = pick_block(&reply, &format!("def {entry_point}"), |suite| {
-            suite.iter().any(|s| matches!(s, ruff_python_ast::Stmt::FunctionDef(f) if f.name.as_str() == entry_point))
-        })
+        let checked = pick_block(&reply, &format!("def {entry_point}"), |suite| defines_function(suite, &entry_point))
         .map_err(|e| (e.kind(), e.to_string()))
         .and_then(|block| self.reviser.check(&block, &entry_point, &function).map_err(|r| (r.reason, r.detail)));
         let rewrite = match checked {
@@ -181,7 +168,7 @@ impl RefineStep {
             return record;
         }
         // Step 4.
-        let verdict = self.check(rewrite.code.clone(), tests.clone()).await;
+        let verdict = check_json(self.sandbox.clone(), rewrite.code.clone(), tests.clone()).await;
         if verdict.get("status").and_then(Value::as_str) != Some("pass") {
             let msg = verdict.get("message").and_then(Value::as_str).unwrap_or("").to_string();
             record.insert("refine".into(), json!({"refined": false, "reason": "tests_failed", "detail": msg, "rejected_code": rewrite.code}));
@@ -191,7 +178,7 @@ impl RefineStep {
         let examples = doc.as_deref().map(|d| d.lines().filter(|l| l.trim_start().starts_with(">>>")).count()).unwrap_or(0);
         let mut doctest = json!({"examples": examples});
         if examples > 0 {
-            let v = self.check(rewrite.code.clone(), doctest_module(&entry_point)).await;
+            let v = check_json(self.sandbox.clone(), rewrite.code.clone(), doctest_module(&entry_point)).await;
             let passed = v.get("status").and_then(Value::as_str) == Some("pass");
             doctest["passed"] = json!(passed);
             if !passed {
@@ -221,7 +208,7 @@ impl Step for RefineStep {
     }
 
     fn settings(&self) -> Value {
-        json!({"refine": self.settings, "llm": self.client.settings.answer_settings(), "prompt": self.prompts.source("refine"), "sandbox": self.sandbox.settings, "fields": self.fields})
+        json!({"refine": self.settings, "agent": self.agent.answer_settings("refine"), "sandbox": self.sandbox.settings, "fields": self.fields})
     }
 
     fn needs_retry(&self, out: &Record) -> bool {
@@ -248,12 +235,11 @@ impl Step for RefineStep {
     }
 
     fn report(&self) -> Value {
-        let s = &self.client.settings;
-        json!({"llm": self.client.stats.summary(s.price_prompt_per_million, s.price_completion_per_million), "sandbox": sandbox_report(&self.sandbox)})
+        json!({"llm": self.agent.usage(), "sandbox": sandbox_report(&self.sandbox)})
     }
 
     fn budget_stopped(&self) -> bool {
-        self.client.stats.budget_stopped.load(std::sync::atomic::Ordering::Relaxed)
+        self.agent.budget_stopped()
     }
 }
 
@@ -261,6 +247,6 @@ pub fn run(ctx: &Context, args: &RefineArgs) -> Result<ExitCode> {
     let out_dir = ctx.output_dir()?;
     let sandbox = Arc::new(Sandbox::start(resolve_settings(ctx, &args.sandbox))?);
     let step = Arc::new(RefineStep::new(ctx, args, sandbox, &out_dir)?);
-    let window = (step.client.settings.concurrency * 2).max(step.sandbox.settings.workers * 4).max(16);
+    let window = llm_sandbox_window(step.agent.client.settings.concurrency, &step.sandbox);
     run_stage(ctx, step, window)
 }

@@ -107,7 +107,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<ExitCode> {
     let fix_args = fix::FixArgs { max_rounds: args.max_rounds, samples: args.samples, keep: None, llm: args.llm.clone(), sandbox: args.sandbox.clone() };
     let refine_args = refine::RefineArgs { no_doctests: false, llm: args.llm.clone(), sandbox: args.sandbox.clone() };
     let gen = Arc::new(gen_tests::GenTestsStep::new(&chain_ctx, &args.llm, Some(rs.test_samples), &rank_dir("gen-tests"))?);
-    let window = (gen.client.settings.concurrency * 2).max(sandbox.settings.workers * 4).max(16);
+    let window = crate::stages::sandbox_run::llm_sandbox_window(gen.agent.client.settings.concurrency, &sandbox);
     let mut stages: Vec<StageDir> = vec![
         StageDir { step: gen, dir: rank_dir("gen-tests") },
         StageDir { step: Arc::new(SandboxStep { sandbox: sandbox.clone(), fields: args.sandbox.fields.clone() }), dir: rank_dir("sandbox-run") },

@@ -131,6 +131,16 @@ pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static)
     }
 }
 
+/// One check off the async threads, its verdict as JSON.
+pub async fn check_json(sandbox: Arc<Sandbox>, code: String, tests: String) -> Value {
+    blocking(move || serde_json::to_value(sandbox.check(&code, &tests)).unwrap_or(Value::Null)).await
+}
+
+/// Records in flight for a step that uses both a model and the sandbox.
+pub fn llm_sandbox_window(llm_concurrency: usize, sandbox: &Sandbox) -> usize {
+    (llm_concurrency * 2).max(sandbox.settings.workers * 4).max(16)
+}
+
 pub fn verdict_status(record: &Record) -> Option<&str> {
     record.get("verdict").and_then(|v| v.get("status")).and_then(Value::as_str)
 }
@@ -178,9 +188,7 @@ pub fn run(ctx: &Context, args: &SandboxRunArgs) -> Result<ExitCode> {
     let settings = resolve_settings(ctx, args);
     let sandbox = Arc::new(Sandbox::start(settings)?);
     let workers = sandbox.settings.workers;
-    let step = Arc::new(SandboxStep { sandbox, fields: args.fields.clone() });
-    let code = run_stage(ctx, step.clone(), workers * 4)?;
-    Ok(code)
+    run_stage(ctx, Arc::new(SandboxStep { sandbox, fields: args.fields.clone() }), workers * 4)
 }
 
 /// `unitcoder doctor`: what the sandbox would use here, and what is missing.
