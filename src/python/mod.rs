@@ -2,6 +2,7 @@
 //! module's imports, and which free names a function reads.
 
 pub mod imports;
+pub mod literals;
 pub mod names;
 pub mod py2;
 

@@ -500,7 +500,7 @@ def setup_child(job, workdir, out_w, rep_w):
             if line.startswith("VmSize:"):
                 vm_now = int(line.split()[1]) * 1024
     mem = vm_now + limits["memory_mb"] * 1024 * 1024
-    cpu = int(job["timeout"]) + 2
+    cpu = int(job.get("cpu_limit") or job["timeout"]) + 2
     for res, value in ((resource.RLIMIT_AS, mem), (resource.RLIMIT_CPU, cpu), (resource.RLIMIT_CORE, 0),
                        (resource.RLIMIT_FSIZE, limits["fsize_mb"] * 1024 * 1024),
                        (resource.RLIMIT_NOFILE, limits["nofile"]), (resource.RLIMIT_NPROC, limits["nproc"])):
@@ -562,6 +562,303 @@ def run_child(job, workdir, report_fd, cap):
         pass
     send("done", {})
     finish(0)
+
+
+
+# ---------------------------------------------------------------- call jobs (case2code, consensus)
+# A call job runs the program, then calls its function on inputs given as Python literal
+# keyword-argument dicts. Each outcome (the return value with its type preserved, or the
+# exception) goes back on the private channel, never through stdout.
+import ast  # noqa: E402
+
+# Constructors and constants an input may use besides plain literals (args literal too).
+SAFE_CALLS = {
+    "set", "frozenset", "tuple", "list", "dict", "float", "complex", "bytes", "bytearray",
+    "np.array", "numpy.array", "np.int64", "numpy.int64", "np.float64", "numpy.float64",
+    "np.int32", "numpy.int32", "np.float32", "numpy.float32", "np.bool_", "numpy.bool_",
+    "pd.DataFrame", "pandas.DataFrame", "pd.Series", "pandas.Series", "pd.Timestamp", "pandas.Timestamp",
+    "pd.Index", "pandas.Index", "datetime.date", "datetime.datetime", "datetime.time", "datetime.timedelta",
+    "date", "datetime", "timedelta", "decimal.Decimal", "Decimal", "fractions.Fraction", "Fraction",
+    "collections.OrderedDict", "OrderedDict", "collections.Counter", "Counter", "collections.deque", "deque",
+}
+SAFE_NAMES = {"np.nan", "numpy.nan", "np.inf", "numpy.inf", "math.inf", "math.nan", "math.pi", "math.e"}
+_MODULE_OF = {"np": "numpy", "pd": "pandas", "date": "datetime", "datetime": "datetime", "timedelta": "datetime",
+              "Decimal": "decimal", "Fraction": "fractions", "OrderedDict": "collections", "Counter": "collections",
+              "deque": "collections"}
+import builtins as _builtins  # noqa: E402
+import importlib  # noqa: E402
+
+
+def dotted(node):
+    parts = []
+    while _isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not _isinstance(node, ast.Name):
+        return None
+    parts.append(node.id)
+    return ".".join(reversed(parts))
+
+
+def resolve(name):
+    head, _, rest = name.partition(".")
+    if not rest:
+        if head in _MODULE_OF:
+            return getattr(importlib.import_module(_MODULE_OF[head]), head)
+        return getattr(_builtins, head)
+    obj = importlib.import_module(_MODULE_OF.get(head, head) if head in ("np", "pd") else head)
+    for part in rest.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def literal(node):
+    """Evaluate a literal expression: constants, containers, signed numbers, complex sums,
+    and calls of the SAFE_CALLS constructors with literal arguments. Nothing else runs."""
+    if _isinstance(node, ast.Constant):
+        return node.value
+    if _isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+        items = [literal(e) for e in node.elts]
+        return {ast.List: list, ast.Tuple: tuple, ast.Set: set}[_type(node)](items)
+    if _isinstance(node, ast.Dict):
+        if any(k is None for k in node.keys):
+            raise ValueError("`**` in a dict literal")
+        return {literal(k): literal(v) for k, v in zip(node.keys, node.values)}
+    if _isinstance(node, ast.UnaryOp) and _isinstance(node.op, (ast.USub, ast.UAdd)):
+        v = literal(node.operand)
+        if _type(v) not in (int, float, complex):
+            raise ValueError("sign on a non-number")
+        return -v if _isinstance(node.op, ast.USub) else v
+    if _isinstance(node, ast.BinOp) and _isinstance(node.op, (ast.Add, ast.Sub)):
+        a, b = literal(node.left), literal(node.right)
+        if _type(a) in (int, float) and _type(b) is complex:
+            return a + b if _isinstance(node.op, ast.Add) else a - b
+        raise ValueError("arithmetic is not a literal")
+    if _isinstance(node, ast.Call):
+        name = dotted(node.func)
+        if name not in SAFE_CALLS:
+            raise ValueError("call of %s is not allowed in an input" % (name or "an expression"))
+        args = [literal(a) for a in node.args]
+        kwargs = {}
+        for kw in node.keywords:
+            if kw.arg is None:
+                raise ValueError("`**` in a call")
+            kwargs[kw.arg] = literal(kw.value)
+        return resolve(name)(*args, **kwargs)
+    if _isinstance(node, (ast.Attribute, ast.Name)):
+        name = dotted(node)
+        if name in SAFE_NAMES:
+            return resolve(name)
+        raise ValueError("name %s is not a literal" % name)
+    raise ValueError("%s is not a literal" % _type(node).__name__)
+
+
+def parse_input(src):
+    tree = ast.parse(src, mode="eval")
+    if not _isinstance(tree.body, ast.Dict):
+        raise ValueError("an input must be a dict literal of keyword arguments")
+    kwargs = literal(tree.body)
+    for k in kwargs:
+        if _type(k) is not str or not k.isidentifier():
+            raise ValueError("argument name %r is not an identifier" % (k,))
+    return kwargs
+
+
+class TooLarge(Exception):
+    pass
+
+
+def make_typed(budget_nodes=2000000, _type=type, _repr=repr, _int_repr=int.__repr__, _float_repr=float.__repr__,
+               _len=len, _sorted=sorted, _str=str, _list=list, _items=dict.items, _isinstance=isinstance,
+               _getattr=getattr, _safe_str=safe_str, _TooLarge=TooLarge):
+    """A typed, canonical encoding of a return value: `[tag, ...]` lists that keep int vs
+    str vs float vs tuple apart, with numpy and pandas values encoded by dtype, shape and
+    elements. Sets and dicts are sorted, so equal values encode equally."""
+    np = sys.modules.get("numpy")
+    pd = sys.modules.get("pandas")
+    ndarray = _getattr(np, "ndarray", None)
+    np_generic = _getattr(np, "generic", None)
+    DataFrame = _getattr(pd, "DataFrame", None)
+    Series = _getattr(pd, "Series", None)
+    Index = _getattr(pd, "Index", None)
+    enc = make_encoder()
+
+    def qualname(t):
+        mod = _getattr(t, "__module__", "") or ""
+        name = _getattr(t, "__qualname__", None) or _getattr(t, "__name__", "?")
+        return name if mod == "builtins" else mod + "." + name
+
+    def safe_repr(o, limit=1000):
+        try:
+            r = _repr(o)
+            if _type(r) is not str:
+                r = "<unprintable>"
+        except BaseException:
+            r = "<unprintable %s>" % qualname(_type(o))
+        return clip(r, limit)
+
+    def typed(o, depth, budget):
+        budget[0] -= 1
+        if budget[0] < 0 or depth > 100:
+            raise _TooLarge()
+        t = _type(o)
+        if o is None:
+            return ["none"]
+        if t is bool:
+            return ["bool", o]
+        if t is int:
+            try:
+                return ["int", _int_repr(o)]
+            except ValueError:  # more digits than int->str allows
+                return ["int", hex(o)]
+        if t is float:
+            return ["float", _float_repr(o)]
+        if t is complex:
+            return ["complex", _float_repr(o.real), _float_repr(o.imag)]
+        if t is str:
+            return ["str", o]
+        if t is bytes or t is bytearray:
+            return [t.__name__, o.hex()]
+        if t is list or t is tuple:
+            return [t.__name__, [typed(x, depth + 1, budget) for x in o]]
+        if t is set or t is frozenset:
+            items = [typed(x, depth + 1, budget) for x in o]
+            return [t.__name__, _sorted(items, key=enc)]
+        if t is dict:
+            pairs = [[typed(k, depth + 1, budget), typed(v, depth + 1, budget)] for k, v in _items(o)]
+            return ["dict", _sorted(pairs, key=lambda p: enc(p[0]))]
+        if t is range:
+            return ["range", o.start, o.stop, o.step]
+        if ndarray is not None and t is ndarray:
+            if o.size > budget[0]:
+                raise _TooLarge()
+            return ["ndarray", _str(o.dtype), _list(o.shape), typed(o.tolist(), depth + 1, budget)]
+        if np_generic is not None and _isinstance(o, np_generic):
+            return [qualname(t), typed(o.item(), depth + 1, budget)]
+        if DataFrame is not None and t is DataFrame:
+            if o.size > budget[0]:
+                raise _TooLarge()
+            cols = _list(o.columns)
+            return ["DataFrame", typed(cols, depth + 1, budget), typed(_list(o.index), depth + 1, budget),
+                    [_str(d) for d in o.dtypes], [typed(o.iloc[:, j].tolist(), depth + 1, budget) for j in range(_len(cols))]]
+        if Series is not None and t is Series:
+            if o.size > budget[0]:
+                raise _TooLarge()
+            return ["Series", typed(o.name, depth + 1, budget), typed(_list(o.index), depth + 1, budget), _str(o.dtype),
+                    typed(o.tolist(), depth + 1, budget)]
+        if Index is not None and t is Index:
+            return ["Index", _str(o.dtype), typed(o.tolist(), depth + 1, budget)]
+        return ["object", qualname(t), safe_repr(o, 4000)]
+
+    def top(o, cap):
+        try:
+            tree = typed(o, 0, [budget_nodes])
+            text = enc(tree)
+        except (_TooLarge, RecursionError):
+            return None, qualname(_type(o)), safe_repr(o)
+        if _len(text) > cap:
+            import hashlib
+            return enc(["digest", qualname(_type(o)), hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()]), \
+                qualname(_type(o)), safe_repr(o)
+        return text, qualname(_type(o)), safe_repr(o)
+
+    return top, qualname
+
+
+def invoke(fn, kwargs, top, cap):
+    """Call the function (awaiting a coroutine) and encode its result, on the check thread:
+    the encoding's time counts toward the input's time limit."""
+    value = fn(**kwargs)
+    if _type(value).__name__ == "coroutine":
+        import asyncio
+        value = asyncio.run(value)
+    return top(value, cap)
+
+
+def call_child_main(job, start, end, workdir, out_w, rep_w, cap):
+    try:
+        setup_child(job, workdir, out_w, rep_w)
+    except BaseException as e:
+        os.write(rep_w, job["nonce"].encode() + b"\tsetup_error\t" + json.dumps({"message": "%s: %s" % (type(e).__name__, e)}).encode() + b"\n")
+        os._exit(71)
+    report_fd = os.dup(rep_w)
+    os.close(rep_w)
+    prefix = job["nonce"].encode() + b"\t"
+    enc = make_encoder()
+    top, qualname = make_typed()
+
+    def send(kind, payload, raw=None, _w=os_write, _fd=report_fd, _p=prefix, _enc=enc):
+        body = _enc(payload)
+        if raw is not None:  # splice pre-encoded JSON (the typed value) into the object
+            body = body[:-1] + (',' if body != "{}" else '') + '"value":' + raw + "}"
+        data = _p + kind.encode() + b"\t" + body.encode("utf-8", "replace") + b"\n"
+        while data:
+            data = data[_w(_fd, data):]
+
+    code, entry_point = job["code"], job["entry_point"]
+    inputs = job["inputs"][start:end]
+    value_cap = job.get("value_cap", 262144)
+    del job
+    try:
+        sys.stdout = open(1, "w", encoding="utf-8", errors="replace", closefd=False, buffering=1)
+        sys.stderr = open(2, "w", encoding="utf-8", errors="replace", closefd=False, buffering=1)
+    except BaseException:
+        pass
+    sys.addaudithook(audit)
+    # Bound now: tested code can rebind the harness's globals, not this frame's locals.
+    _parse, _invoke, _in_thread, _perf, _clip, _safe = parse_input, invoke, in_thread, perf_counter, clip, safe_str
+    _BaseException, _MemoryError, _int, _type, _isinstance = BaseException, MemoryError, int, type, isinstance
+    module = types.ModuleType("__solution__")
+    module.__file__ = os.path.join(workdir, "solution.py")
+    sys.modules["__solution__"] = module
+    namespace = module.__dict__
+    path = module.__file__
+    with open(path, "w", encoding="utf-8", errors="surrogateescape") as fh:
+        fh.write(code)
+    status, value = in_thread(exec_phase, (code, path, namespace))
+    if status == "raised":
+        d = describe(value, cap)
+        send("import_error", {"type": d["type"], "message": d["message"], "traceback": d["traceback"]})
+        send("done", {})
+        os_exit(0)
+    fn = namespace.get(entry_point)
+    if not _callable(fn):
+        send("import_error", {"type": "NameError", "message": "the program defines no function %s" % entry_point, "traceback": ""})
+        send("done", {})
+        os_exit(0)
+    send("ready", {})
+    for offset, src in enumerate(inputs):
+        i = start + offset
+        send("start", {"i": i})
+        t0 = _perf()
+        try:
+            kwargs = _parse(src)
+        except _BaseException as e:
+            send("out", {"i": i, "kind": "bad_input", "message": _clip("%s: %s" % (_type(e).__name__, _safe(e)), 500)})
+            continue
+        status, value = _in_thread(_invoke, (fn, kwargs, top, value_cap))
+        ms = _int((_perf() - t0) * 1000)
+        if status == "raised":
+            exc = value[1]
+            name = qualname(_type(exc)) if _isinstance(exc, _BaseException) else _safe(value[0])
+            try:
+                traceback.clear_frames(value[2])
+            except _BaseException:
+                pass
+            send("out", {"i": i, "kind": "exception", "exception": {"type": name, "message": _clip(_safe(exc), 500)},
+                         "ms": ms, "memory_error": _isinstance(exc, _MemoryError)})
+        elif value[0] is None:
+            send("out", {"i": i, "kind": "too_large", "type": value[1], "repr": value[2], "ms": ms})
+        else:
+            send("out", {"i": i, "kind": "value", "type": value[1], "repr": value[2], "ms": ms}, raw=value[0])
+        value = kwargs = None
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BaseException:
+        pass
+    send("done", {})
+    os_exit(0)
 
 
 # ---------------------------------------------------------------- the server
@@ -777,6 +1074,178 @@ def run_job(job):
             "lingering": lingering, "duration_ms": int(elapsed * 1000), "output": text, "output_bytes": out_total}
 
 
+def run_call_job(job):
+    """Run inputs through the program's function: one child per input (`fresh`), or all
+    inputs in one child that is replaced after an input times out or kills it. The time
+    limit is per input; the import of the program gets the same limit."""
+    cap = CONFIG.get("traceback_cap", 4000)
+    n = len(job["inputs"])
+    fresh = bool(job.get("fresh"))
+    per_input = float(job["timeout"])
+    total_budget = float(job.get("total_timeout") or per_input * (n + 1) * 2)
+    outcomes = [None] * n
+    prefix = job["nonce"].encode() + b"\t"
+    forged = 0
+    import_error = None
+    setup_error = None
+    started_all = perf_counter()
+    output = bytearray()
+    out_cap = CONFIG.get("output_cap", 65536)
+    children = 0
+    start = 0
+    while start < n and import_error is None and setup_error is None:
+        if perf_counter() - started_all > total_budget:
+            break
+        end = start + 1 if fresh else n
+        workdir = tempfile.mkdtemp(prefix="call_", dir=CONFIG["workroot"])
+        if UID is not None:
+            os.chown(workdir, UID, CONFIG["gid"])
+        os.chmod(workdir, 0o700)
+        out_r, out_w = os.pipe()
+        rep_r, rep_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.close(out_r)
+                os.close(rep_r)
+                os.close(PROTO_IN)
+                os.close(PROTO_OUT)
+                call_child_main(job, start, end, workdir, out_w, rep_w, cap)
+            finally:
+                os._exit(70)
+        children += 1
+        os.close(out_w)
+        os.close(rep_w)
+        pidfd = os.pidfd_open(pid)
+        state = {"current": None, "ready": False, "done": False, "buf": bytearray()}
+        deadline = perf_counter() + per_input
+        open_fds = {out_r, rep_r}
+        timed_out = False
+        status = None
+
+        def take_lines(final=False):
+            nonlocal forged, import_error, setup_error, deadline
+            buf = state["buf"]
+            while True:
+                cut = buf.find(b"\n")
+                if cut < 0:
+                    if final and buf:
+                        forged += 1
+                        del buf[:]
+                    return
+                raw = bytes(buf[:cut])
+                del buf[:cut + 1]
+                if not raw.startswith(prefix):
+                    forged += 1
+                    continue
+                try:
+                    kind, payload = raw[len(prefix):].split(b"\t", 1)
+                    kind = kind.decode()
+                    payload = json.loads(payload)
+                except (ValueError, UnicodeDecodeError):
+                    forged += 1
+                    continue
+                if kind == "start":
+                    state["current"] = payload.get("i")
+                    deadline = perf_counter() + per_input
+                elif kind == "out":
+                    i = payload.get("i")
+                    if _type(i) is int and start <= i < end and outcomes[i] is None:
+                        outcomes[i] = payload
+                    else:
+                        forged += 1
+                    state["current"] = None
+                elif kind == "ready":
+                    state["ready"] = True
+                elif kind == "done":
+                    state["done"] = True
+                elif kind == "import_error":
+                    import_error = payload
+                elif kind == "setup_error":
+                    setup_error = payload.get("message", "")
+
+        def read_fd(fd):
+            nonlocal forged
+            try:
+                chunk = os.read(fd, 1 << 16)
+            except BlockingIOError:
+                return True
+            if not chunk:
+                return False
+            if fd == out_r:
+                room = out_cap - len(output)
+                if room > 0:
+                    output.extend(chunk[:room])
+            else:
+                state["buf"].extend(chunk)
+                if len(state["buf"]) > 64 * 1024 * 1024:
+                    del state["buf"][:]
+                    forged += 1
+                take_lines()
+            return True
+
+        while status is None:
+            remaining = deadline - perf_counter()
+            if remaining <= 0:
+                timed_out = True
+                break
+            ready, _, _ = select.select(list(open_fds) + [pidfd], [], [], remaining)
+            for fd in ready:
+                if fd == pidfd:
+                    _, status = os.waitpid(pid, 0)
+                elif not read_fd(fd):
+                    open_fds.discard(fd)
+        kill_everything()
+        if timed_out:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+        for fd in _list(open_fds):
+            os.set_blocking(fd, False)
+            while read_fd(fd):
+                pass
+        take_lines(final=True)
+        for fd in (out_r, rep_r, pidfd):
+            os.close(fd)
+        reap()
+        wipe(workdir)
+        clean_private_tmp()
+        if import_error is not None or setup_error is not None:
+            break
+        missing = [i for i in range(start, end) if outcomes[i] is None]
+        if not missing:
+            start = end
+            continue
+        first = missing[0]
+        if not state["ready"]:
+            if timed_out:
+                import_error = {"type": "Timeout", "message": "importing the program exceeded the time limit of %gs" % per_input}
+            else:
+                import_error = {"type": "Killed", "message": "the process died while importing the program"}
+            break
+        if timed_out:
+            outcomes[first] = {"i": first, "kind": "timeout", "message": "exceeded the per-input time limit of %gs" % per_input}
+        elif state["done"]:
+            # The child finished but a report line did not arrive intact (forged or mangled).
+            for i in missing:
+                outcomes[i] = {"i": i, "kind": "lost", "message": "no intact report for this input"}
+        else:
+            how = ""
+            if status is not None and os.WIFSIGNALED(status):
+                how = "signal %d" % os.WTERMSIG(status)
+            elif status is not None and os.WIFEXITED(status):
+                how = "exit code %d" % os.WEXITSTATUS(status)
+            outcomes[first] = {"i": first, "kind": "killed", "message": "the process ended during this input (%s)" % how}
+        start = first + 1
+    for i in range(n):
+        if outcomes[i] is None:
+            outcomes[i] = {"i": i, "kind": "not_run", "message": "the program failed to import" if import_error else "the job's time budget ran out"}
+    return {"id": job["id"], "kind": "call", "outcomes": outcomes, "import_error": import_error, "setup_error": setup_error,
+            "forged_lines": forged, "children": children, "duration_ms": int((perf_counter() - started_all) * 1000),
+            "output": bytes(output).decode("utf-8", "replace")}
+
+
 def read_exact(n):
     buf = bytearray()
     while len(buf) < n:
@@ -803,7 +1272,7 @@ def serve():
             return
         job = json.loads(read_exact(struct.unpack(">I", header)[0]))
         try:
-            result = run_job(job)
+            result = run_call_job(job) if job.get("kind") == "call" else run_job(job)
         except BaseException as e:  # our own failure: report it as such, keep serving
             result = {"id": job.get("id"), "sandbox_error": "%s: %s" % (type(e).__name__, e)}
             kill_everything()

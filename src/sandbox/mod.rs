@@ -9,6 +9,7 @@
 //! - `testcount`: counting `test*` methods with ruff, independently of the harness;
 //! - `verdict`: turning what the worker saw into a status.
 
+pub mod calls;
 pub mod isolation;
 pub mod pool;
 pub mod testcount;

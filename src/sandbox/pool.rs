@@ -93,9 +93,10 @@ pub struct WorkerInfo {
 
 struct Job {
     id: u64,
-    code: String,
-    tests: String,
-    timeout: f64,
+    /// The job's fields for the harness (code, tests or inputs, timeout, ...).
+    fields: Value,
+    /// How long the supervisor waits for the worker's answer before replacing it.
+    backstop: Duration,
     reply: Sender<Value>,
 }
 
@@ -168,18 +169,22 @@ impl Sandbox {
         if found == 0 {
             return Verdict::new(Status::NoTests, 0, isolation, "the test module defines no test methods");
         }
-        let (reply_tx, reply_rx) = bounded(1);
-        let job = Job { id: self.next_id.fetch_add(1, Ordering::Relaxed), code: code.to_string(), tests: tests.to_string(), timeout, reply: reply_tx };
-        let Some(jobs) = &self.jobs else {
-            return Verdict::new(Status::SandboxError, found, isolation, "sandbox is shut down");
-        };
-        if jobs.send(job).is_err() {
-            return Verdict::new(Status::SandboxError, found, isolation, "sandbox workers are gone");
-        }
-        match reply_rx.recv() {
+        let fields = json!({"code": code, "tests": tests, "timeout": timeout});
+        match self.submit(fields, Duration::from_secs_f64(timeout + 15.0)) {
             Ok(result) => judge(&result, found, isolation, self.settings.output_cap),
-            Err(_) => Verdict::new(Status::SandboxError, found, isolation, "sandbox worker exited without an answer"),
+            Err(message) => Verdict::new(Status::SandboxError, found, isolation, message),
         }
+    }
+
+    /// Send one job to the next free worker and wait for its answer.
+    pub(crate) fn submit(&self, fields: Value, backstop: Duration) -> std::result::Result<Value, String> {
+        let (reply_tx, reply_rx) = bounded(1);
+        let job = Job { id: self.next_id.fetch_add(1, Ordering::Relaxed), fields, backstop, reply: reply_tx };
+        let Some(jobs) = &self.jobs else { return Err("sandbox is shut down".into()) };
+        if jobs.send(job).is_err() {
+            return Err("sandbox workers are gone".into());
+        }
+        reply_rx.recv().map_err(|_| "sandbox worker exited without an answer".to_string())
     }
 }
 
@@ -329,16 +334,19 @@ fn worker_loop(index: usize, jobs: Receiver<Job>, launch: Launch, settings: Sand
             }
         }
         let Some(s) = server.as_mut() else { continue };
-        let frame = json!({"id": job.id.to_string(), "nonce": nonce(), "code": job.code, "tests": job.tests, "timeout": job.timeout,
-                           "limits": {"memory_mb": settings.memory_mb, "fsize_mb": settings.file_size_mb, "nofile": settings.open_files, "nproc": settings.processes}});
+        let mut frame = job.fields;
+        if let Some(f) = frame.as_object_mut() {
+            f.insert("id".into(), json!(job.id.to_string()));
+            f.insert("nonce".into(), json!(nonce()));
+            f.insert("limits".into(), json!({"memory_mb": settings.memory_mb, "fsize_mb": settings.file_size_mb, "nofile": settings.open_files, "nproc": settings.processes}));
+        }
         if s.send(&frame).is_err() {
             server = None;
             let _ = job.reply.send(json!({"sandbox_error": "worker pipe closed before the check started"}));
             continue;
         }
         // The worker enforces the timeout itself; this is the backstop if it hangs.
-        let backstop = Duration::from_secs_f64(job.timeout + 15.0);
-        match s.frames.recv_timeout(backstop) {
+        match s.frames.recv_timeout(job.backstop) {
             Ok(result) if result.get("id").and_then(Value::as_str) == Some(job.id.to_string().as_str()) => {
                 let _ = job.reply.send(result);
             }

@@ -60,3 +60,8 @@ pub fn manifest(dir: &Path) -> Value {
 pub fn python() -> String {
     std::env::var("UNITCODER_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
 }
+
+/// The sandbox venv made by scripts/setup-sandbox.sh (numpy, pandas).
+pub fn sandbox_python() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-sandbox/bin/python").display().to_string()
+}
