@@ -92,6 +92,8 @@ pub enum Command {
     Refine(stages::refine::RefineArgs),
     /// Turn verified records into training data (completion/chat/raw; JSONL/Parquet), decontaminated and deduplicated.
     Export(stages::export::ExportArgs),
+    /// Case2Code: the model writes inputs, the sandbox computes outputs; examples → program tasks.
+    Case2code(stages::case2code::Case2CodeArgs),
     /// Run every stage: extract → gen-tests → sandbox-run → fix → refine → export.
     Run(stages::run::RunArgs),
     /// Show a work directory's funnel: per stage, pass rate by fix round, packages, tokens.
@@ -218,6 +220,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Fix(args) => stages::fix::run(&ctx, &args),
         Command::Refine(args) => stages::refine::run(&ctx, &args),
         Command::Export(args) => stages::export::run(&ctx, &args),
+        Command::Case2code(args) => stages::case2code::run(&ctx, &args),
         Command::Run(args) => stages::run::run(&ctx, &args),
         Command::Stats(args) => stages::stats::run(&ctx, &args),
         Command::Doctor { python } => stages::sandbox_run::doctor(&ctx, python),

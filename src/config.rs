@@ -21,6 +21,7 @@ pub struct Config {
     pub fix: crate::stages::fix::FixSettings,
     pub refine: crate::stages::refine::RefineSettings,
     pub export: crate::stages::export::ExportSettings,
+    pub case2code: crate::stages::case2code::Case2CodeSettings,
     pub run: crate::stages::run::RunSettings,
     /// Sections for stages this version does not know yet are kept, not rejected.
     #[serde(flatten)]
@@ -87,5 +88,6 @@ mod tests {
         assert_eq!(toml::to_string(&shipped.refine).unwrap(), toml::to_string(&built_in.refine).unwrap());
         assert_eq!(toml::to_string(&shipped.export).unwrap(), toml::to_string(&built_in.export).unwrap());
         assert_eq!(toml::to_string(&shipped.run).unwrap(), toml::to_string(&built_in.run).unwrap());
+        assert_eq!(toml::to_string(&shipped.case2code).unwrap(), toml::to_string(&built_in.case2code).unwrap());
     }
 }

@@ -14,6 +14,7 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("gen_tests", include_str!("../../prompts/gen_tests.j2")),
     ("fix", include_str!("../../prompts/fix.j2")),
     ("refine", include_str!("../../prompts/refine.j2")),
+    ("case2code_inputs", include_str!("../../prompts/case2code_inputs.j2")),
 ];
 
 pub struct Prompts {

@@ -208,11 +208,21 @@ pub fn split_prompt(code: &str, entry_point: &str) -> Option<(String, String, bo
 /// The output row for a kept record.
 fn row(format: Format, record: &Record, prompt: &str, completion: &str) -> Map<String, Value> {
     let get = |k: &str| record.get(k).cloned().unwrap_or(Value::Null);
-    let meta = json!({
-        "fixed_in_round": record.get("fix").and_then(|f| f.get("round")).cloned().unwrap_or(Value::Null),
-        "refined": record.get("refine").and_then(|r| r.get("refined")).cloned().unwrap_or(Value::Bool(false)),
-        "tests_passed": record.get("verdict").and_then(|v| v.get("tests_passed")).cloned().unwrap_or(Value::Null),
-    });
+    let task = record.get("task").and_then(Value::as_object);
+    let meta = match task {
+        // A task stage's row: its kind and metadata (consensus strength, template, ...).
+        Some(t) => {
+            let mut m: Map<String, Value> = t.iter().filter(|(k, _)| *k != "prompt" && *k != "completion").map(|(k, v)| (k.clone(), v.clone())).collect();
+            let kind = m.remove("kind").unwrap_or(Value::Null);
+            m.insert("task".into(), kind);
+            Value::Object(m)
+        }
+        None => json!({
+            "fixed_in_round": record.get("fix").and_then(|f| f.get("round")).cloned().unwrap_or(Value::Null),
+            "refined": record.get("refine").and_then(|r| r.get("refined")).cloned().unwrap_or(Value::Bool(false)),
+            "tests_passed": record.get("verdict").and_then(|v| v.get("tests_passed")).cloned().unwrap_or(Value::Null),
+        }),
+    };
     let mut out = Map::new();
     match format {
         Format::Completion => {
@@ -226,8 +236,14 @@ fn row(format: Format, record: &Record, prompt: &str, completion: &str) -> Map<S
         }
         Format::Chat => {
             let entry = record.get("entry_point").and_then(Value::as_str).unwrap_or("the function");
-            let user = format!("Complete the Python function `{entry}` below. Keep its signature and imports, and reply with the whole function.\n\n```python\n{prompt}```");
-            let assistant = format!("```python\n{prompt}{completion}```");
+            let (user, assistant) = if task.is_some() {
+                (prompt.to_string(), format!("```python\n{completion}```"))
+            } else {
+                (
+                    format!("Complete the Python function `{entry}` below. Keep its signature and imports, and reply with the whole function.\n\n```python\n{prompt}```"),
+                    format!("```python\n{prompt}{completion}```"),
+                )
+            };
             out.insert("id".into(), get("id"));
             out.insert("entry_point".into(), get("entry_point"));
             out.insert("messages".into(), json!([{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]));
@@ -258,6 +274,8 @@ struct Funnel {
     exported: u64,
     packages: BTreeMap<String, u64>,
     bad_lines: u64,
+    /// Rows made from task stages (case2code, consensus), by kind.
+    tasks: BTreeMap<String, u64>,
 }
 
 pub fn run(ctx: &Context, args: &ExportArgs) -> Result<ExitCode> {
@@ -303,15 +321,31 @@ pub fn run(ctx: &Context, args: &ExportArgs) -> Result<ExitCode> {
             return true;
         }
         let text = |k: &str| record.get(k).and_then(Value::as_str).unwrap_or("");
-        let (code, entry_point) = (text("code"), text("entry_point"));
-        let Some((prompt, completion, has_doc)) = split_prompt(code, entry_point) else {
-            *funnel.dropped.entry("unsplittable".into()).or_default() += 1;
-            return true;
+        let task = record.get("task").and_then(Value::as_object);
+        let (prompt, completion, code) = if let Some(t) = task {
+            // Tasks made by case2code / consensus carry their own prompt and answer.
+            let field = |k: &str| t.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+            let (prompt, completion) = (field("prompt"), field("completion"));
+            if prompt.trim().is_empty() || completion.trim().is_empty() {
+                *funnel.dropped.entry("empty_task".into()).or_default() += 1;
+                return true;
+            }
+            *funnel.tasks.entry(field("kind")).or_default() += 1;
+            let code = completion.clone();
+            (prompt, completion, code)
+        } else {
+            let (code, entry_point) = (text("code"), text("entry_point"));
+            let Some((prompt, completion, has_doc)) = split_prompt(code, entry_point) else {
+                *funnel.dropped.entry("unsplittable".into()).or_default() += 1;
+                return true;
+            };
+            if settings.require_docstring && !has_doc {
+                *funnel.dropped.entry("no_docstring".into()).or_default() += 1;
+                return true;
+            }
+            (prompt, completion, code.to_string())
         };
-        if settings.require_docstring && !has_doc {
-            *funnel.dropped.entry("no_docstring".into()).or_default() += 1;
-            return true;
-        }
+        let code = code.as_str();
         if let Some(hit) = index.as_ref().and_then(|i| i.check(code, settings.contamination_threshold)) {
             *funnel.dropped.entry("contaminated".into()).or_default() += 1;
             *funnel.contaminated_by_benchmark.entry(hit.benchmark.clone()).or_default() += 1;
@@ -362,6 +396,15 @@ fn classify(record: &Record, f: &mut Funnel) -> Option<String> {
         let stage = e.get("stage").and_then(Value::as_str).unwrap_or("unknown");
         *f.errors_by_stage.entry(stage.to_string()).or_default() += 1;
         return Some(format!("error_in_{stage}"));
+    }
+    // Output of a task stage: exportable when the stage made a task, else dropped by it.
+    for stage in ["case2code", "consensus"] {
+        if let Some(s) = record.get(stage).filter(|_| record.get("task").is_none()) {
+            return Some(format!("{stage}_{}", s.get("reason").and_then(Value::as_str).unwrap_or("no_task")));
+        }
+    }
+    if record.get("task").is_some() && record.get("verdict").is_none() {
+        return None;
     }
     let status = record.get("verdict").and_then(|v| v.get("status")).and_then(Value::as_str).unwrap_or("no_verdict");
     let fix = record.get("fix");
@@ -554,6 +597,9 @@ fn write_card(dir: &Path, f: &Funnel, s: &ExportSettings, inputs: &[String], sha
     }
     for (b, n) in &f.contaminated_by_benchmark {
         md.push_str(&format!("| · overlapping {b} | {n} |\n"));
+    }
+    for (kind, n) in &f.tasks {
+        md.push_str(&format!("| · {kind} tasks | {n} |\n"));
     }
     md.push_str(&format!("| **exported** | **{}** |\n\n", f.exported));
     md.push_str("## Packages\n\n");

@@ -1,5 +1,6 @@
 //! One module per pipeline stage. Each reads like the corresponding step of the method.
 
+pub mod case2code;
 pub mod export;
 pub mod extract;
 pub mod fix;

@@ -9,6 +9,9 @@
 //!      ranks are done, so dedup sees everything);
 //!   4. print the funnel (`unitcoder stats WORK`).
 //!
+//! With `[run] case2code = true`, the chain goes on into `case2code` (WORK/case2code/),
+//! exported separately to WORK/export-case2code/.
+//!
 //! Killed at any point, the same command continues where it stopped.
 
 use std::path::PathBuf;
@@ -26,7 +29,7 @@ use crate::llm::LlmArgs;
 use crate::sandbox::Sandbox;
 use crate::shards::{expand_inputs, Manifest};
 use crate::stages::sandbox_run::{resolve_settings, SandboxRunArgs, SandboxStep};
-use crate::stages::{export, extract, fix, gen_tests, refine};
+use crate::stages::{case2code, export, extract, fix, gen_tests, refine};
 
 /// `[run]` settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -39,12 +42,15 @@ pub struct RunSettings {
     /// Test modules sampled per function in gen-tests.
     pub test_samples: u32,
     pub refine: bool,
+    /// Also make Case2Code tasks from the verified functions (`WORK/case2code/`, exported
+    /// to `WORK/export-case2code/`).
+    pub case2code: bool,
     pub export: bool,
 }
 
 impl Default for RunSettings {
     fn default() -> Self {
-        Self { work_dir: String::new(), inputs: Vec::new(), test_samples: 1, refine: true, export: true }
+        Self { work_dir: String::new(), inputs: Vec::new(), test_samples: 1, refine: true, case2code: false, export: true }
     }
 }
 
@@ -116,6 +122,10 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<ExitCode> {
     if rs.refine {
         stages.push(StageDir { step: Arc::new(refine::RefineStep::new(&chain_ctx, &refine_args, sandbox.clone(), &rank_dir("refine"))?), dir: rank_dir("refine") });
     }
+    if rs.case2code {
+        let c2c_args = case2code::Case2CodeArgs { llm: args.llm.clone(), sandbox: args.sandbox.clone(), ..Default::default() };
+        stages.push(StageDir { step: Arc::new(case2code::Case2CodeStep::new(&chain_ctx, &c2c_args, sandbox.clone(), &rank_dir("case2code"))?), dir: rank_dir("case2code") });
+    }
     let inputs: Vec<_> = expand_inputs(&shard_specs)?.into_iter().enumerate().collect();
     let run_fp = crate::shards::manifest::fingerprint(&inputs.iter().map(|(_, i)| i.path.clone()).collect::<Vec<_>>(), &json!({"compress": ctx.output_config().compress}));
     let opts = DriveOptions {
@@ -143,6 +153,10 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<ExitCode> {
     if rs.export && ctx.global.world_size <= 1 {
         let ex = stage_ctx(ctx, vec![work.join(last).display().to_string()], work.join("export"), false);
         export::run(&ex, &export::ExportArgs::default())?;
+        if rs.case2code {
+            let ex = stage_ctx(ctx, vec![work.join("case2code").display().to_string()], work.join("export-case2code"), false);
+            export::run(&ex, &export::ExportArgs::default())?;
+        }
     } else if rs.export {
         tracing::info!("run: rank {} done; when every rank is, run `unitcoder export -i {} -o {}`", ctx.global.rank, work.join(last).display(), work.join("export").display());
     }
