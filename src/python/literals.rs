@@ -98,7 +98,7 @@ pub fn check_literal(expr: &Expr, depth: usize) -> Result<(), String> {
             }
         }
         Expr::Call(c) => {
-            let name = dotted(&c.func).unwrap_or_else(|| "an expression".into());
+            let name = callee_text(&c.func);
             if !SAFE_CALLS.contains(&name.as_str()) {
                 return Err(format!("call of {name} is not allowed in an input"));
             }
@@ -125,6 +125,16 @@ fn kind_name(e: &Expr) -> &'static str {
         Expr::FString(_) => "an f-string",
         Expr::Subscript(_) => "a subscript",
         _ => "this expression",
+    }
+}
+
+/// How a callee reads, for messages (`__import__(...).system`).
+fn callee_text(e: &Expr) -> String {
+    match e {
+        Expr::Name(n) => n.id.to_string(),
+        Expr::Attribute(a) => format!("{}.{}", callee_text(&a.value), a.attr.as_str()),
+        Expr::Call(c) => format!("{}(...)", callee_text(&c.func)),
+        _ => "an expression".into(),
     }
 }
 
