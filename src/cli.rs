@@ -94,6 +94,10 @@ pub enum Command {
     Export(stages::export::ExportArgs),
     /// Case2Code: the model writes inputs, the sandbox computes outputs; examples → program tasks.
     Case2code(stages::case2code::Case2CodeArgs),
+    /// UCoder/IPC: generate programming problems (or take them from records), rated and deduplicated.
+    Problems(stages::problems::ProblemsArgs),
+    /// UCoder/IPC: sample N solutions per problem, run them on T inputs, keep the largest consensus cluster.
+    Consensus(stages::consensus::ConsensusArgs),
     /// Run every stage: extract → gen-tests → sandbox-run → fix → refine → export.
     Run(stages::run::RunArgs),
     /// Show a work directory's funnel: per stage, pass rate by fix round, packages, tokens.
@@ -221,6 +225,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Refine(args) => stages::refine::run(&ctx, &args),
         Command::Export(args) => stages::export::run(&ctx, &args),
         Command::Case2code(args) => stages::case2code::run(&ctx, &args),
+        Command::Problems(args) => stages::problems::run(&ctx, &args),
+        Command::Consensus(args) => stages::consensus::run(&ctx, &args),
         Command::Run(args) => stages::run::run(&ctx, &args),
         Command::Stats(args) => stages::stats::run(&ctx, &args),
         Command::Doctor { python } => stages::sandbox_run::doctor(&ctx, python),

@@ -22,6 +22,8 @@ pub struct Config {
     pub refine: crate::stages::refine::RefineSettings,
     pub export: crate::stages::export::ExportSettings,
     pub case2code: crate::stages::case2code::Case2CodeSettings,
+    pub problems: crate::stages::problems::ProblemsSettings,
+    pub consensus: crate::stages::consensus::ConsensusSettings,
     pub run: crate::stages::run::RunSettings,
     /// Sections for stages this version does not know yet are kept, not rejected.
     #[serde(flatten)]
@@ -89,5 +91,7 @@ mod tests {
         assert_eq!(toml::to_string(&shipped.export).unwrap(), toml::to_string(&built_in.export).unwrap());
         assert_eq!(toml::to_string(&shipped.run).unwrap(), toml::to_string(&built_in.run).unwrap());
         assert_eq!(toml::to_string(&shipped.case2code).unwrap(), toml::to_string(&built_in.case2code).unwrap());
+        assert_eq!(toml::to_string(&shipped.problems).unwrap(), toml::to_string(&built_in.problems).unwrap());
+        assert_eq!(toml::to_string(&shipped.consensus).unwrap(), toml::to_string(&built_in.consensus).unwrap());
     }
 }

@@ -165,6 +165,11 @@ impl ContaminationIndex {
     }
 }
 
+/// Lower-cased words and numbers of natural-language text (for near-duplicate problems).
+pub fn text_tokens(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric() && c != '_').filter(|w| !w.is_empty()).map(str::to_lowercase).collect()
+}
+
 /// MinHash signatures with banded LSH, for near-duplicate removal in input order.
 pub struct NearDuplicates {
     shingle: usize,
@@ -198,8 +203,8 @@ impl NearDuplicates {
         Self { shingle, perms, bands, threshold, seeds, buckets: vec![HashMap::new(); bands], signatures: Vec::new() }
     }
 
-    fn signature(&self, code: &str) -> Option<Vec<u64>> {
-        let set = ngram_set(&code_tokens(code, true), self.shingle);
+    fn signature(&self, tokens: &[String]) -> Option<Vec<u64>> {
+        let set = ngram_set(tokens, self.shingle);
         if set.is_empty() {
             return None;
         }
@@ -214,7 +219,12 @@ impl NearDuplicates {
     /// Index of the kept record `code` nearly duplicates (with the estimated similarity);
     /// otherwise remember `code` as kept and return `None`.
     pub fn check_and_insert(&mut self, code: &str) -> Option<(usize, f64)> {
-        let sig = self.signature(code)?;
+        self.check_and_insert_tokens(&code_tokens(code, true))
+    }
+
+    /// The same for any token sequence (e.g. `text_tokens` of a problem statement).
+    pub fn check_and_insert_tokens(&mut self, tokens: &[String]) -> Option<(usize, f64)> {
+        let sig = self.signature(tokens)?;
         let rows = self.perms / self.bands;
         let band_keys: Vec<u64> = (0..self.bands).map(|b| hash64(&sig[b * rows..(b + 1) * rows].iter().map(u64::to_string).collect::<Vec<_>>())).collect();
         let mut candidates: Vec<u32> = band_keys.iter().enumerate().filter_map(|(b, k)| self.buckets[b].get(k)).flatten().copied().collect();

@@ -15,6 +15,10 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("fix", include_str!("../../prompts/fix.j2")),
     ("refine", include_str!("../../prompts/refine.j2")),
     ("case2code_inputs", include_str!("../../prompts/case2code_inputs.j2")),
+    ("problems_generate", include_str!("../../prompts/problems_generate.j2")),
+    ("problems_rate", include_str!("../../prompts/problems_rate.j2")),
+    ("consensus_tests", include_str!("../../prompts/consensus_tests.j2")),
+    ("consensus_solve", include_str!("../../prompts/consensus_solve.j2")),
 ];
 
 pub struct Prompts {

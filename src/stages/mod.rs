@@ -3,8 +3,10 @@
 pub mod case2code;
 pub mod export;
 pub mod extract;
+pub mod consensus;
 pub mod fix;
 pub mod gen_tests;
+pub mod problems;
 pub mod refine;
 pub mod revise;
 pub mod run;

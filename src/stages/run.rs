@@ -72,7 +72,7 @@ pub struct RunArgs {
 }
 
 /// A context for one stage of the run: same flags and config, other input and output.
-fn stage_ctx(ctx: &Context, inputs: Vec<String>, output: PathBuf, split: bool) -> Context {
+pub(crate) fn stage_ctx(ctx: &Context, inputs: Vec<String>, output: PathBuf, split: bool) -> Context {
     let mut global = ctx.global.clone();
     global.input = inputs;
     global.output = Some(output);

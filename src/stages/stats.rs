@@ -26,7 +26,7 @@ pub struct StatsArgs {
     pub top: usize,
 }
 
-const ORDER: &[&str] = &["extract", "gen-tests", "sandbox-run", "fix", "refine", "case2code", "export"];
+const ORDER: &[&str] = &["extract", "gen-tests", "sandbox-run", "fix", "refine", "case2code", "problems", "consensus", "export"];
 
 #[derive(Debug, Default, Serialize)]
 pub struct StageStats {

@@ -1,0 +1,611 @@
+//! `unitcoder consensus`: self-bootstrapped solutions chosen by execution-signature
+//! consensus (UCoder/IPC stages 4–6). Without reference solutions, the largest cluster of
+//! candidates that behave identically on many inputs is dominated by correct ones.
+//!
+//! For each problem record (`problem`, `skeleton`, `entry_point`; from `unitcoder problems`):
+//!   1. **tests**: the model writes up to T inputs (keyword-argument dict literals) and,
+//!      where it can, expected outputs; those that parse as literals and fit the signature
+//!      are kept;
+//!   2. **dense sampling**: N candidate solutions in one n=N request, at the consensus
+//!      temperature; replies without a function of the right name are invalid;
+//!   3. **execution**: every candidate runs on every input in the sandbox, all inputs of a
+//!      candidate in one child with per-input time limits;
+//!   4. **signature** σ(r): per input, the typed output's hash or the exception type (or
+//!      timeout/killed); candidates with identical signatures form a cluster. Where an
+//!      expected output exists, pass/fail against it is recorded too (numbers compared
+//!      with a tolerance, lists and tuples alike);
+//!   5. **selection**: drop candidates whose execution success e(r) (share of inputs that
+//!      returned a value) is below the threshold; take the largest non-trivial cluster C*
+//!      (trivial: no input returned a value); ties go to the cluster with more expected
+//!      outputs matched, then higher mean e, then the smaller signature hash — never to
+//!      sampling order; require s = |C*| / N ≥ F; in C*, r* has the highest e(r), then the
+//!      fewest code tokens (the fluency proxy f(r): comments, docstrings and strings not
+//!      counted; shorter code of identical behaviour is preferred), then the smallest text;
+//!   6. **D_t**: the record gets `consensus` (strength s, cluster sizes, e(r*), the
+//!      signature, every candidate's e and cluster) and `task` {prompt: problem +
+//!      skeleton, completion: r*}, which `export` writes in its formats.
+//!
+//! Every problem ends with a selection, a `dropped` reason (duplicate_problem,
+//! no_valid_tests, no_valid_candidates, all_unreliable, all_exceptions,
+//! no_cluster_above_threshold) or an `error`. A record with a `reference` solution (from
+//! existing data) also gets `reference_agrees`: does the reference behave like C*?
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Result;
+use clap::Args;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use crate::cli::Context;
+use crate::dedup::code_tokens;
+use crate::executor::{error_of, error_value, run_stage, BoxFuture, Counts, Record, Step};
+use crate::llm::reply::{code_blocks, defines_function, pick_block};
+use crate::llm::{Agent, LlmArgs};
+use crate::python::literals::{check_literal, parse_inputs, signature, InputLiteral, Signature};
+use crate::python::parse_module;
+use crate::sandbox::calls::{CallOptions, CallsResult, OutcomeKind};
+use crate::sandbox::Sandbox;
+use crate::stages::sandbox_run::{blocking, llm_sandbox_window, resolve_settings, SandboxRunArgs};
+
+/// `[consensus]` settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsensusSettings {
+    /// Candidate solutions sampled per problem (N).
+    pub samples: u32,
+    /// Test inputs asked for per problem (T, at most).
+    pub tests: u32,
+    /// Fewest valid test inputs a problem needs.
+    pub min_tests: usize,
+    /// Required consensus strength |C*| / N (F).
+    pub min_cluster_frac: f64,
+    /// Candidates with a smaller execution success e(r) are dropped before clustering.
+    pub min_execution_success: f64,
+    /// Sampling temperature for the candidates (tests use `[llm] temperature`).
+    pub temperature: f64,
+    /// Wall-clock limit per candidate × input, seconds.
+    pub timeout: f64,
+}
+
+impl Default for ConsensusSettings {
+    fn default() -> Self {
+        Self { samples: 16, tests: 100, min_tests: 3, min_cluster_frac: 0.3, min_execution_success: 0.5, temperature: 0.8, timeout: 2.0 }
+    }
+}
+
+#[derive(Debug, Clone, Args, Default)]
+pub struct ConsensusArgs {
+    /// Candidate solutions per problem [default: 16].
+    #[arg(long, value_name = "N")]
+    pub samples: Option<u32>,
+    /// Test inputs per problem, at most [default: 100].
+    #[arg(long, value_name = "T")]
+    pub tests: Option<u32>,
+    /// Required consensus strength |C*|/N [default: 0.3].
+    #[arg(long, value_name = "F")]
+    pub min_cluster_frac: Option<f64>,
+    #[command(flatten)]
+    pub llm: LlmArgs,
+    #[command(flatten)]
+    pub sandbox: SandboxRunArgs,
+}
+
+pub fn resolve(ctx: &Context, args: &ConsensusArgs) -> ConsensusSettings {
+    let mut s = ctx.config.consensus.clone();
+    if let Some(v) = args.samples {
+        s.samples = v;
+    }
+    if let Some(v) = args.tests {
+        s.tests = v;
+    }
+    if let Some(v) = args.min_cluster_frac {
+        s.min_cluster_frac = v;
+    }
+    s.samples = s.samples.max(1);
+    s.tests = s.tests.max(1);
+    s
+}
+
+/// One test: an input and, where the model gave one, the expected output's source.
+#[derive(Debug, Clone)]
+pub struct TestCase {
+    pub input: InputLiteral,
+    pub expected: Option<String>,
+}
+
+/// The test cases in a reply: `{"input": {...}, "output": ...}` items or bare input dicts.
+pub fn read_tests(reply: &str, sig: &Signature, limit: usize) -> std::result::Result<(Vec<TestCase>, Vec<String>), String> {
+    let mut last = "the reply contains no code block".to_string();
+    for block in code_blocks(reply) {
+        let items = match parse_inputs(&block, None) {
+            Ok(items) => items,
+            Err(e) => {
+                last = e;
+                continue;
+            }
+        };
+        let (mut tests, mut rejected) = (Vec::new(), Vec::new());
+        let mut seen = std::collections::HashSet::new();
+        for item in items {
+            let case = item.and_then(|lit| split_case(&lit, sig));
+            match case {
+                Ok(case) if tests.len() < limit => {
+                    if seen.insert(case.input.source.split_whitespace().collect::<String>()) {
+                        tests.push(case);
+                    } else {
+                        rejected.push("duplicate".to_string());
+                    }
+                }
+                Ok(_) => rejected.push("more than requested".into()),
+                Err(why) => rejected.push(why),
+            }
+        }
+        return Ok((tests, rejected));
+    }
+    Err(last)
+}
+
+/// `{"input": {...}, "output": X}` → input + expected; a plain kwargs dict → input only.
+fn split_case(lit: &InputLiteral, sig: &Signature) -> std::result::Result<TestCase, String> {
+    let is_case = lit.args.iter().any(|(k, _)| k == "input") && lit.args.iter().all(|(k, _)| k == "input" || k == "output");
+    let (input_src, expected) = if is_case {
+        let get = |name: &str| lit.args.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        (get("input").unwrap_or_default(), get("output"))
+    } else {
+        (lit.source.clone(), None)
+    };
+    let parsed = parse_inputs(&input_src, Some(sig))?;
+    let input = parsed.into_iter().next().ok_or("empty input")??;
+    // Both parts were checked as literals already (the outer dict was); keep it explicit.
+    if let Some(e) = &expected {
+        let module = parse_module(e, ruff_python_ast::PythonVersion::PY314);
+        if let Some(ruff_python_ast::Stmt::Expr(x)) = module.suite().first() {
+            check_literal(&x.value, 0)?;
+        }
+    }
+    Ok(TestCase { input, expected })
+}
+
+/// A typed value normalised for comparing with an expected output: numbers by value,
+/// sequences alike whatever their container, arrays by their elements.
+#[derive(Debug, Clone)]
+enum Loose {
+    Num(f64),
+    Bool(bool),
+    Str(String),
+    None,
+    Seq(Vec<Loose>),
+    Map(Vec<(Loose, Loose)>),
+    Exact(String),
+}
+
+fn loose(v: &Value) -> Loose {
+    let tag = v.get(0).and_then(Value::as_str).unwrap_or("");
+    let arg = |i: usize| v.get(i).cloned().unwrap_or(Value::Null);
+    let seq = |x: &Value| Loose::Seq(x.as_array().map(|a| a.iter().map(loose).collect()).unwrap_or_default());
+    match tag {
+        "int" | "float" => {
+            let s = arg(1).as_str().unwrap_or("").to_string();
+            let n = if let Some(h) = s.strip_prefix("0x") { i128::from_str_radix(h, 16).map(|x| x as f64).unwrap_or(f64::NAN) } else { s.parse::<f64>().unwrap_or(f64::NAN) };
+            Loose::Num(n)
+        }
+        "bool" => Loose::Bool(arg(1).as_bool().unwrap_or(false)),
+        "str" => Loose::Str(arg(1).as_str().unwrap_or("").to_string()),
+        "none" => Loose::None,
+        "list" | "tuple" | "set" | "frozenset" => seq(&arg(1)),
+        "dict" => Loose::Map(arg(1).as_array().map(|a| a.iter().map(|p| (loose(&p[0]), loose(&p[1]))).collect()).unwrap_or_default()),
+        "ndarray" => loose(&arg(3)),
+        "Series" => loose(&arg(4)),
+        t if t.starts_with("numpy.") && v.as_array().map(Vec::len) == Some(2) => loose(&arg(1)),
+        _ => Loose::Exact(v.to_string()),
+    }
+}
+
+fn loosely_equal(a: &Loose, b: &Loose) -> bool {
+    match (a, b) {
+        (Loose::Num(x), Loose::Num(y)) => (x.is_nan() && y.is_nan()) || (x - y).abs() <= 1e-9_f64.max(1e-6 * x.abs().max(y.abs())),
+        (Loose::Bool(x), Loose::Bool(y)) => x == y,
+        (Loose::Str(x), Loose::Str(y)) => x == y,
+        (Loose::None, Loose::None) => true,
+        (Loose::Seq(x), Loose::Seq(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| loosely_equal(p, q)),
+        (Loose::Map(x), Loose::Map(y)) => x.len() == y.len() && x.iter().zip(y).all(|((k1, v1), (k2, v2))| loosely_equal(k1, k2) && loosely_equal(v1, v2)),
+        (Loose::Exact(x), Loose::Exact(y)) => x == y,
+        _ => false,
+    }
+}
+
+/// One sampled candidate after execution.
+#[derive(Debug, Clone, Serialize)]
+pub struct Candidate {
+    pub index: usize,
+    #[serde(skip)]
+    pub code: Option<String>,
+    /// Why it is not clustered (invalid reply, import error, low e, tampering).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub excluded: Option<String>,
+    /// Execution success e(r): share of inputs that returned a value.
+    pub execution_success: f64,
+    /// Inputs whose output matched the expected one (of those with one).
+    pub expected_passed: usize,
+    /// Fluency proxy f(r): code tokens without comments, docstrings and strings.
+    pub code_tokens: usize,
+    /// Hash of the execution signature (empty when excluded before execution).
+    pub signature: String,
+    #[serde(skip)]
+    pub tokens: Vec<String>,
+}
+
+/// A consensus cluster: candidates with one signature.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cluster {
+    pub signature: String,
+    pub members: Vec<usize>,
+    /// Some input returned a value (an all-exception cluster never wins).
+    pub nontrivial: bool,
+    pub mean_execution_success: f64,
+    pub expected_passed: usize,
+}
+
+/// Steps 4–5 on executed candidates: clusters in selection order, and the selection
+/// (cluster index, candidate index), or the reason there is none.
+pub fn select(candidates: &[Candidate], n: usize, s: &ConsensusSettings) -> (Vec<Cluster>, std::result::Result<(usize, usize), &'static str>) {
+    let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for c in candidates.iter().filter(|c| c.excluded.is_none()) {
+        groups.entry(c.signature.clone()).or_default().push(c.index);
+    }
+    let mut clusters: Vec<Cluster> = groups
+        .into_iter()
+        .map(|(signature, members)| {
+            let of = |i: &usize| &candidates[*i];
+            let nontrivial = members.first().map(|i| of(i).tokens.iter().any(|t| t.starts_with("v:"))).unwrap_or(false);
+            let mean = members.iter().map(|i| of(i).execution_success).sum::<f64>() / members.len().max(1) as f64;
+            let expected_passed = members.first().map(|i| of(i).expected_passed).unwrap_or(0);
+            Cluster { signature, members, nontrivial, mean_execution_success: mean, expected_passed }
+        })
+        .collect();
+    clusters.sort_by(|a, b| {
+        b.members
+            .len()
+            .cmp(&a.members.len())
+            .then(b.expected_passed.cmp(&a.expected_passed))
+            .then(b.mean_execution_success.total_cmp(&a.mean_execution_success))
+            .then(a.signature.cmp(&b.signature))
+    });
+    if candidates.iter().all(|c| c.code.is_none()) {
+        return (clusters, Err("no_valid_candidates"));
+    }
+    if clusters.is_empty() {
+        return (clusters, Err("all_unreliable"));
+    }
+    let Some(best) = clusters.iter().position(|c| c.nontrivial) else { return (clusters, Err("all_exceptions")) };
+    if (clusters[best].members.len() as f64) < s.min_cluster_frac * n as f64 {
+        return (clusters, Err("no_cluster_above_threshold"));
+    }
+    let pick = clusters[best]
+        .members
+        .iter()
+        .copied()
+        .min_by(|a, b| {
+            let (x, y) = (&candidates[*a], &candidates[*b]);
+            y.execution_success.total_cmp(&x.execution_success).then(x.code_tokens.cmp(&y.code_tokens)).then(x.code.cmp(&y.code))
+        })
+        .unwrap_or(clusters[best].members[0]);
+    (clusters, Ok((best, pick)))
+}
+
+/// Signature hash of a token vector.
+fn signature_hash(tokens: &[String]) -> String {
+    blake3::hash(tokens.join("\u{1}").as_bytes()).to_hex()[..16].to_string()
+}
+
+pub struct ConsensusStep {
+    pub settings: ConsensusSettings,
+    /// Writes tests (at `[llm] temperature`).
+    pub tester: Agent,
+    /// Samples candidates (at `[consensus] temperature`).
+    pub sampler: Agent,
+    pub sandbox: Arc<Sandbox>,
+}
+
+impl ConsensusStep {
+    pub fn new(ctx: &Context, args: &ConsensusArgs, sandbox: Arc<Sandbox>, out_dir: &Path) -> Result<ConsensusStep> {
+        let settings = resolve(ctx, args);
+        let llm = ctx.llm_settings(&args.llm);
+        let mut sampling = llm.clone();
+        sampling.temperature = settings.temperature;
+        Ok(ConsensusStep { tester: Agent::new(llm, out_dir)?, sampler: Agent::new(sampling, out_dir)?, sandbox, settings })
+    }
+
+    fn dropped(mut record: Record, reason: &str, mut detail: Map<String, Value>) -> Record {
+        detail.insert("status".into(), json!("dropped"));
+        detail.insert("reason".into(), json!(reason));
+        record.insert("consensus".into(), Value::Object(detail));
+        record
+    }
+
+    fn run_calls(&self, code: String, entry_point: String, inputs: Vec<String>) -> impl std::future::Future<Output = CallsResult> {
+        let sb = self.sandbox.clone();
+        let opts = CallOptions { timeout: self.settings.timeout, fresh_child_per_input: false };
+        blocking(move || sb.call(&code, &entry_point, &inputs, opts))
+    }
+
+    async fn process_record(self: Arc<Self>, mut record: Record) -> Record {
+        let s = &self.settings;
+        if record.get("duplicate_of").is_some_and(|d| !d.is_null()) {
+            return Self::dropped(record, "duplicate_problem", Map::new());
+        }
+        let text = |k: &str| record.get(k).and_then(Value::as_str).map(str::to_string);
+        let (Some(problem), Some(skeleton), Some(entry_point)) = (text("problem"), text("skeleton"), text("entry_point")) else {
+            record.insert("error".into(), error_value("consensus", "missing_field", "the record needs `problem`, `skeleton` and `entry_point` (see `unitcoder problems`)", false));
+            return record;
+        };
+        let Some(sig) = signature(&skeleton, &entry_point) else {
+            record.insert("error".into(), error_value("consensus", "bad_skeleton", format!("the skeleton defines no function {entry_point}"), false));
+            return record;
+        };
+        let context = json!({"problem": problem, "skeleton": skeleton, "entry_point": entry_point, "t": s.tests});
+        let mut detail = Map::new();
+
+        // Step 1: tests.
+        let messages = match self.tester.prompts.render("consensus_tests", &context) {
+            Ok(m) => m,
+            Err(e) => {
+                record.insert("error".into(), error_value("consensus", "prompt", format!("{e:#}"), false));
+                return record;
+            }
+        };
+        let reply = match self.tester.client.generate(&messages, 1).await {
+            Ok(g) => g.choices.first().map(|c| c.text.clone()).unwrap_or_default(),
+            Err(e) => {
+                record.insert("error".into(), error_value("consensus", e.kind(), e.to_string(), e.transient()));
+                return record;
+            }
+        };
+        let (tests, rejected) = match read_tests(&reply, &sig, s.tests as usize) {
+            Ok(v) => v,
+            Err(why) => {
+                detail.insert("message".into(), json!(why));
+                return Self::dropped(record, "no_valid_tests", detail);
+            }
+        };
+        let with_expected = tests.iter().filter(|t| t.expected.is_some()).count();
+        detail.insert("tests".into(), json!({"requested": s.tests, "valid": tests.len(), "rejected": rejected.len(), "rejected_reasons": rejected.iter().take(20).collect::<Vec<_>>(), "with_expected": with_expected}));
+        if tests.len() < s.min_tests.max(1) {
+            return Self::dropped(record, "no_valid_tests", detail);
+        }
+        let inputs: Vec<String> = tests.iter().map(|t| t.input.source.clone()).collect();
+        // Expected outputs, encoded by the same typed encoder (evaluated in the sandbox).
+        let expected_values: Vec<Option<Loose>> = if with_expected > 0 {
+            let probes: Vec<String> = tests.iter().map(|t| format!("{{'v': {}}}", t.expected.as_deref().unwrap_or("None"))).collect();
+            let r = self.run_calls("def expected_value(v):\n    return v\n".into(), "expected_value".into(), probes).await;
+            tests.iter().zip(&r.outcomes).map(|(t, o)| (t.expected.is_some() && o.kind == OutcomeKind::Value).then(|| loose(&o.value))).collect()
+        } else {
+            vec![None; tests.len()]
+        };
+
+        // Step 2: dense sampling.
+        let messages = match self.sampler.prompts.render("consensus_solve", &context) {
+            Ok(m) => m,
+            Err(e) => {
+                record.insert("error".into(), error_value("consensus", "prompt", format!("{e:#}"), false));
+                return record;
+            }
+        };
+        let generation = match self.sampler.client.generate(&messages, s.samples).await {
+            Ok(g) => g,
+            Err(e) => {
+                record.insert("error".into(), error_value("consensus", e.kind(), e.to_string(), e.transient()));
+                return record;
+            }
+        };
+        let n = s.samples as usize;
+        let codes: Vec<std::result::Result<String, String>> = (0..n)
+            .map(|i| match generation.choices.get(i) {
+                None => Err("missing_sample".into()),
+                Some(c) if c.finish_reason.as_deref() == Some("length") => Err("truncated".into()),
+                Some(c) => pick_block(&c.text, "the function", |suite| defines_function(suite, &entry_point)).map_err(|e| e.kind().to_string()),
+            })
+            .collect();
+
+        // Step 3: every candidate on every input, one child per candidate.
+        let runs: Vec<_> = codes.iter().map(|c| c.as_ref().ok().map(|code| tokio::spawn(self.run_calls(code.clone(), entry_point.clone(), inputs.clone())))).collect();
+        let reference_run = text("reference").map(|code| tokio::spawn(self.run_calls(code, entry_point.clone(), inputs.clone())));
+        let mut candidates: Vec<Candidate> = Vec::with_capacity(n);
+        for (index, (code, run)) in codes.into_iter().zip(runs).enumerate() {
+            let mut cand = Candidate { index, code: None, excluded: None, execution_success: 0.0, expected_passed: 0, code_tokens: 0, signature: String::new(), tokens: Vec::new() };
+            match (code, run) {
+                (Ok(code), Some(handle)) => {
+                    cand.code_tokens = code_tokens(&code, false).len();
+                    cand.code = Some(code);
+                    match handle.await {
+                        Ok(result) => self.score(&mut cand, &result, &expected_values),
+                        Err(e) => cand.excluded = Some(format!("sandbox task failed: {e}")),
+                    }
+                }
+                (Err(why), _) => cand.excluded = Some(why),
+                (Ok(_), None) => cand.excluded = Some("invalid".into()),
+            }
+            candidates.push(cand);
+        }
+        if let Some(e) = candidates.iter().find_map(|c| c.excluded.as_ref().filter(|x| x.starts_with("sandbox_error"))) {
+            record.insert("error".into(), error_value("consensus", "sandbox_error", e.clone(), true));
+            return record;
+        }
+
+        // Steps 4–5: signatures, clusters, selection.
+        let (clusters, selection) = select(&candidates, n, s);
+        detail.insert("samples".into(), json!(n));
+        detail.insert("cluster_sizes".into(), json!(clusters.iter().map(|c| c.members.len()).collect::<Vec<_>>()));
+        detail.insert("clusters".into(), json!(clusters));
+        detail.insert("candidates".into(), json!(candidates));
+        let (best, pick) = match selection {
+            Ok(v) => v,
+            Err(reason) => return Self::dropped(record, reason, detail),
+        };
+        let chosen = &candidates[pick];
+        let strength = clusters[best].members.len() as f64 / n as f64;
+        detail.insert("status".into(), json!("ok"));
+        detail.insert("strength".into(), json!(strength));
+        detail.insert("cluster_size".into(), json!(clusters[best].members.len()));
+        detail.insert("selected".into(), json!(pick));
+        detail.insert("execution_success".into(), json!(chosen.execution_success));
+        detail.insert("signature".into(), json!(chosen.tokens));
+        if with_expected > 0 {
+            detail.insert("expected_pass_rate".into(), json!(chosen.expected_passed as f64 / expected_values.iter().filter(|e| e.is_some()).count().max(1) as f64));
+        }
+        if let Some(handle) = reference_run {
+            if let Ok(r) = handle.await {
+                let tokens: Vec<String> = r.outcomes.iter().map(|o| o.token()).collect();
+                detail.insert("reference_agrees".into(), json!(r.import_error.is_none() && tokens == chosen.tokens));
+            }
+        }
+        let code = chosen.code.clone().unwrap_or_default();
+        let prompt = format!("{}\n\n```python\n{}```\n", problem.trim(), skeleton);
+        record.insert("task".into(), json!({
+            "kind": "consensus", "prompt": prompt, "completion": code, "strength": strength,
+            "cluster_size": clusters[best].members.len(), "execution_success": chosen.execution_success,
+            "difficulty": record.get("difficulty").cloned().unwrap_or(Value::Null), "category": record.get("category").cloned().unwrap_or(Value::Null),
+        }));
+        record.insert("consensus".into(), Value::Object(detail));
+        record
+    }
+
+    /// Signature, e(r) and expected-output matches of one executed candidate.
+    fn score(&self, cand: &mut Candidate, result: &CallsResult, expected: &[Option<Loose>]) {
+        if let Some(e) = &result.sandbox_error {
+            cand.excluded = Some(format!("sandbox_error: {e}"));
+            return;
+        }
+        if let Some(e) = &result.import_error {
+            cand.excluded = Some(format!("import_error: {e}"));
+            return;
+        }
+        if let Some(t) = &result.tampered {
+            cand.excluded = Some(format!("tampered: {t}"));
+            return;
+        }
+        cand.tokens = result.outcomes.iter().map(|o| o.token()).collect();
+        cand.signature = signature_hash(&cand.tokens);
+        let values = result.outcomes.iter().filter(|o| o.is_value()).count();
+        cand.execution_success = values as f64 / result.outcomes.len().max(1) as f64;
+        cand.expected_passed = result.outcomes.iter().zip(expected).filter(|(o, e)| matches!(e, Some(e) if o.is_value() && loosely_equal(&loose(&o.value), e))).count();
+        if cand.execution_success < self.settings.min_execution_success {
+            cand.excluded = Some("low_execution_success".into());
+        }
+    }
+}
+
+impl Step for ConsensusStep {
+    fn name(&self) -> &'static str {
+        "consensus"
+    }
+
+    fn process(self: Arc<Self>, record: Record) -> BoxFuture {
+        Box::pin(self.process_record(record))
+    }
+
+    fn settings(&self) -> Value {
+        json!({"consensus": self.settings, "tests": self.tester.answer_settings("consensus_tests"), "solve": self.sampler.answer_settings("consensus_solve")})
+    }
+
+    fn tally(&self, out: &Record, counts: &mut Counts) {
+        if error_of(out).is_some() {
+            return;
+        }
+        let c = out.get("consensus");
+        match c.and_then(|c| c.get("status")).and_then(Value::as_str) {
+            Some("ok") => {
+                counts.bump("selected");
+                let s = c.and_then(|c| c.get("strength")).and_then(Value::as_f64).unwrap_or(0.0);
+                counts.bump(format!("strength_{:.1}", (s * 10.0).floor() / 10.0));
+            }
+            Some(_) => counts.bump(format!("dropped_{}", c.and_then(|c| c.get("reason")).and_then(Value::as_str).unwrap_or("?"))),
+            None => {}
+        }
+    }
+
+    fn report(&self) -> Value {
+        json!({"llm_tests": self.tester.usage(), "llm_samples": self.sampler.usage(), "isolation": self.sandbox.isolation()})
+    }
+
+    fn budget_stopped(&self) -> bool {
+        self.tester.budget_stopped() || self.sampler.budget_stopped()
+    }
+}
+
+pub fn run(ctx: &Context, args: &ConsensusArgs) -> Result<ExitCode> {
+    let out_dir: PathBuf = ctx.output_dir()?;
+    let sandbox = Arc::new(Sandbox::start(resolve_settings(ctx, &args.sandbox))?);
+    let step = Arc::new(ConsensusStep::new(ctx, args, sandbox.clone(), &out_dir)?);
+    let window = llm_sandbox_window(step.sampler.client.settings.concurrency, &sandbox);
+    run_stage(ctx, step, window)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cand(index: usize, tokens: &[&str], code: &str) -> Candidate {
+        let tokens: Vec<String> = tokens.iter().map(|t| t.to_string()).collect();
+        let values = tokens.iter().filter(|t| t.starts_with("v:")).count();
+        Candidate {
+            index,
+            code: Some(code.to_string()),
+            excluded: None,
+            execution_success: values as f64 / tokens.len() as f64,
+            expected_passed: 0,
+            code_tokens: code_tokens(code, false).len(),
+            signature: signature_hash(&tokens),
+            tokens,
+        }
+    }
+
+    #[test]
+    fn largest_nontrivial_cluster_wins_and_ties_do_not_depend_on_order() {
+        let s = ConsensusSettings { min_execution_success: 0.0, min_cluster_frac: 0.1, ..Default::default() };
+        // Four raise everywhere (largest, trivial); three agree; two others agree.
+        let mut cs = vec![];
+        for i in 0..4 {
+            cs.push(cand(i, &["e:ValueError", "e:ValueError"], "def f(x):\n    raise ValueError\n"));
+        }
+        for i in 4..7 {
+            cs.push(cand(i, &["v:a", "v:b"], if i == 5 { "def f(x):\n    return x\n" } else { "def f(x):\n    y = x\n    return y\n" }));
+        }
+        for i in 7..9 {
+            cs.push(cand(i, &["v:a", "v:c"], "def f(x):\n    return x + 0\n"));
+        }
+        let (clusters, sel) = select(&cs, 9, &s);
+        let (best, pick) = sel.unwrap();
+        assert!(!clusters[0].nontrivial && clusters[best].members == vec![4, 5, 6]);
+        assert_eq!(pick, 5, "fewest tokens within the cluster");
+        // A tie between two clusters of two: the choice is the same in any order.
+        let tie = vec![cand(0, &["v:x"], "def f(x):\n    return 1\n"), cand(1, &["v:y"], "def f(x):\n    return 2\n"), cand(2, &["v:x"], "def f(x):\n    return 1\n"), cand(3, &["v:y"], "def f(x):\n    return 2\n")];
+        let (c1, s1) = select(&tie, 4, &s);
+        let mut rev: Vec<Candidate> = tie.iter().rev().cloned().collect();
+        for (i, c) in rev.iter_mut().enumerate() {
+            c.index = i;
+        }
+        let (c2, s2) = select(&rev, 4, &s);
+        assert_eq!(c1[s1.unwrap().0].signature, c2[s2.unwrap().0].signature);
+        // Below the required strength: no selection.
+        let strict = ConsensusSettings { min_cluster_frac: 0.5, ..s.clone() };
+        assert_eq!(select(&cs, 9, &strict).1, Err("no_cluster_above_threshold"));
+        // Nothing but exceptions: never selected.
+        assert_eq!(select(&cs[..4], 4, &s).1, Err("all_exceptions"));
+    }
+
+    #[test]
+    fn expected_outputs_compare_loosely_by_value() {
+        let a = loose(&json!(["list", [["int", "1"], ["float", "2.0"]]]));
+        let b = loose(&json!(["tuple", [["float", "1.0"], ["int", "2"]]]));
+        assert!(loosely_equal(&a, &b));
+        let arr = loose(&json!(["ndarray", "float64", [2], ["list", [["float", "1.0"], ["float", "2.0000000001"]]]]));
+        assert!(loosely_equal(&arr, &b));
+        assert!(!loosely_equal(&loose(&json!(["str", "1"])), &loose(&json!(["int", "1"]))));
+        assert!(!loosely_equal(&loose(&json!(["bool", true])), &loose(&json!(["int", "1"]))));
+    }
+}
