@@ -77,6 +77,13 @@ fn scripted(prompt: &str, _n: u64) -> Option<Vec<String>> {
             _ => return None,
         });
     }
+    if prompt.contains("diverse inputs for the Python function") {
+        return Some(vec![fence(match name.as_str() {
+            "scale" => "[{\"values\": [1, 2], \"factor\": 2}, {\"values\": [0.5], \"factor\": -1}, {\"values\": [], \"factor\": 3}, {\"values\": np.array([1, 2, 3]), \"factor\": 0.5}]\n",
+            "mean_of" => "[{\"values\": [1, 2, 3]}, {\"values\": [4.0, 4.0]}, {\"values\": [1, 2, 6]}]\n",
+            _ => return None,
+        })]);
+    }
     if prompt.contains("Improve the documentation") {
         return Some(match name.as_str() {
             "scale" => vec![fence("import numpy as np\n\n\ndef scale(values, factor):\n    \"\"\"Multiply every value by a factor.\n\n    Parameters:\n        values (array-like): numbers to scale.\n        factor (float): the multiplier.\n\n    Returns:\n        numpy.ndarray: the scaled values as floats.\n\n    Requirements:\n        numpy\n\n    Example:\n        >>> scale([1, 2], 2).tolist()\n        [2.0, 4.0]\n    \"\"\"\n    # Convert once so lists and arrays behave the same.\n    arr = np.asarray(values, dtype=float)\n    return arr * factor\n")],
@@ -360,4 +367,29 @@ fn killed_at_random_points_the_run_resumes_to_identical_outputs() {
         let leftovers: Vec<_> = std::fs::read_dir(work.join(stage)).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().contains("partial")).collect();
         assert!(leftovers.is_empty(), "{stage}: {leftovers:?}");
     }
+}
+
+#[test]
+fn run_with_case2code_makes_and_exports_example_tasks() {
+    let srv = server(0);
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = write_corpus(dir.path(), CORPUS);
+    let work = dir.path().join("work");
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, "[run]\ncase2code = true\n").unwrap();
+    run_cmd(&corpus, &work, &srv.base_url, &["--config", config.to_str().unwrap()]).assert().success();
+    let c2c = by_name(&read_records(&work.join("case2code"), "shard"));
+    assert_eq!(c2c.len(), 4, "every record reaches the case2code step");
+    let scale = &c2c["scale"]["case2code"];
+    assert_eq!(scale["status"], "ok", "{scale}");
+    assert_eq!(scale["examples"].as_array().unwrap().len(), 4);
+    assert_eq!(scale["examples"][3]["output"]["value"][0], "ndarray");
+    assert_eq!(c2c["mean_of"]["case2code"]["status"], "ok", "the fixed function is verified");
+    assert_eq!(c2c["encode"]["case2code"]["reason"], "not_verified");
+    // The refined program (docstring included) is the answer.
+    assert!(c2c["scale"]["task"]["completion"].as_str().unwrap().contains("Multiply every value by a factor"));
+    let rows = read_records(&work.join("export-case2code"), "data");
+    let names: Vec<&str> = rows.iter().map(|r| r["entry_point"].as_str().unwrap()).collect();
+    assert_eq!(names, ["scale", "mean_of"]);
+    assert_eq!(read_records(&work.join("export"), "data").len(), 1, "the main export is unchanged");
 }

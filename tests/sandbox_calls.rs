@@ -151,3 +151,42 @@ fn nondeterminism_shows_in_tokens_of_separate_children() {
     assert!(a.outcomes[0].is_value() && b.outcomes[0].is_value());
     assert_ne!(a.outcomes[0].token(), b.outcomes[0].token());
 }
+
+#[test]
+fn hostile_candidates_cost_only_their_inputs_and_the_pool_survives() {
+    // A fork bomb, a memory bomb, a disk filler and a worker killer, batched with normal inputs.
+    let code = r#"
+import os, signal
+
+def f(x):
+    if x == 1:
+        while True:
+            try:
+                os.fork()
+            except OSError:
+                pass
+    if x == 2:
+        blob = bytearray(8 * 1024 * 1024 * 1024)
+        return len(blob)
+    if x == 3:
+        with open("fill.bin", "wb") as fh:
+            while True:
+                fh.write(b"0" * (1 << 20))
+    if x == 4:
+        os.kill(os.getppid(), signal.SIGKILL)
+        return "killed my parent"
+    return x * 2
+"#;
+    let ins = inputs(&["{'x': 1}", "{'x': 2}", "{'x': 3}", "{'x': 4}", "{'x': 5}"]);
+    let r = sandbox().call(code, "f", &ins, BATCH);
+    let kinds: Vec<OutcomeKind> = r.outcomes.iter().map(|o| o.kind).collect();
+    assert_ne!(kinds[0], OutcomeKind::Value, "{r:?}");
+    assert_eq!(kinds[1], OutcomeKind::Exception, "memory bomb raises MemoryError: {r:?}");
+    assert_eq!(r.outcomes[1].exception.as_ref().unwrap().type_name, "MemoryError");
+    assert_eq!(kinds[2], OutcomeKind::Exception, "the file size limit stops the disk filler: {r:?}");
+    assert_ne!(r.outcomes[3].repr, "'killed my parent'", "{r:?}");
+    assert_eq!(r.outcomes[4].value, json!(["int", "10"]), "{r:?}");
+    // The pool still answers.
+    let again = sandbox().call("def g(a):\n    return a\n", "g", &inputs(&["{'a': 'ok'}"]), FRESH);
+    assert_eq!(again.outcomes[0].value, json!(["str", "ok"]));
+}
