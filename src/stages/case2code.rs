@@ -475,4 +475,18 @@ mod tests {
             assert!(!without.contains("scale"), "{} leaks the name: {without}", t.names[i]);
         }
     }
+
+    #[test]
+    fn a_template_directory_replaces_the_built_in_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("b.j2"), "B {% for e in examples %}{{ e.call }} -> {{ e.output }}; {% endfor %}").unwrap();
+        std::fs::write(dir.path().join("a.j2"), "A {{ name if show_name else 'f' }}").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "ignored").unwrap();
+        let t = SampleTemplates::load(dir.path().to_str().unwrap()).unwrap();
+        assert_eq!(t.names, ["a.j2", "b.j2"]);
+        let ctx = json!({"show_name": true, "name": "g", "signature": "def g(x):", "examples": [{"call": "g(x=1)", "args_text": "x=1", "args": {}, "output": "2"}]});
+        assert_eq!(t.render(1, &ctx).unwrap(), "B g(x=1) -> 2;\n");
+        assert_ne!(t.hash, SampleTemplates::load("").unwrap().hash);
+        assert!(SampleTemplates::load(tempfile::tempdir().unwrap().path().to_str().unwrap()).is_err(), "an empty directory is an error");
+    }
 }
