@@ -117,11 +117,17 @@ fn consensus_selects_correct_solutions_and_says_why_not() {
     let mut text: String = ids.iter().map(|(id, s)| format!("{}\n", problem_record(id, s))).collect();
     text.push_str(&format!("{}\n", json!({"id": "dup", "problem": "x", "skeleton": "def f(x):\n    \"\"\"d\"\"\"\n", "entry_point": "f", "duplicate_of": {"id": "m"}})));
     text.push_str(&format!("{}\n", json!({"id": "missing", "problem": "no skeleton"})));
+    // Problems made from existing records carry the original code as `reference`.
+    let mut good_ref = problem_record("ref_ok", "majority");
+    good_ref["reference"] = json!(CORRECT[2]);
+    let mut bad_ref = problem_record("ref_bad", "majority");
+    bad_ref["reference"] = json!(NO_DISTINCT);
+    text.push_str(&format!("{good_ref}\n{bad_ref}\n"));
     std::fs::write(&input, text).unwrap();
     let out = dir.path().join("consensus");
     // N = 10 for every problem; the mock cycles shorter candidate lists.
     let records = run_consensus(&input, &out, &srv.base_url, "10");
-    assert_eq!(records.len(), 8, "one output per problem");
+    assert_eq!(records.len(), 10, "one output per problem");
     let r = by_id(&records);
     let c = |id: &str| r[id]["consensus"].clone();
 
@@ -150,6 +156,10 @@ fn consensus_selects_correct_solutions_and_says_why_not() {
     // Tie: the same behaviour wins whatever the sampling order.
     assert_eq!(c("ta")["status"], "ok");
     assert_eq!(c("ta")["signature"], c("tb")["signature"], "tie broken by the signature, not the order");
+    // A reference that behaves like the consensus agrees; a wrong one does not.
+    assert_eq!(c("ref_ok")["reference_agrees"], true);
+    assert_eq!(c("ref_bad")["reference_agrees"], false);
+    assert!(c("m").get("reference_agrees").is_none());
     // Duplicates and bad records.
     assert_eq!(c("dup")["reason"], "duplicate_problem");
     assert_eq!(r["missing"]["error"]["kind"], "missing_field");
