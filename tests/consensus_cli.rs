@@ -210,6 +210,12 @@ fn problems_are_generated_rated_deduplicated_and_taken_from_records() {
     assert!(primes["skeleton"].as_str().unwrap().starts_with("import math\n\ndef count_prime_factors(n):"));
     assert!(primes["problem"].as_str().unwrap().starts_with("Return the number of distinct prime factors"));
     assert_eq!(primes["problem_source"]["kind"], "generated");
+    // stats counts each problem once (the intermediate output is not a second stage).
+    let stats = bin().args(["stats", out.to_str().unwrap(), "--json"]).output().unwrap();
+    let stats: Value = serde_json::from_slice(&stats.stdout).unwrap();
+    let p = stats["stages"].as_array().unwrap().iter().find(|s| s["stage"] == "problems").cloned().unwrap();
+    assert_eq!((p["records"].clone(), p["ok"].clone()), (json!(5), json!(3)), "{p}");
+    assert_eq!(p["errors_by_kind"]["malformed_reply"], 1);
     // A rerun is up to date: nothing asked again.
     let before = srv.requests();
     cmd().assert().code(0);

@@ -352,6 +352,11 @@ fn dedup_pass(ctx: &Context, generated: &Path, out_dir: &Path, s: &ProblemsSetti
                     counts.ok += 1;
                 }
             }
+        } else if let Some(e) = error_of(&record).filter(|e| e.get("stage").and_then(Value::as_str) == Some("problems")) {
+            *counts.errors_by_kind.entry(e.get("kind").and_then(Value::as_str).unwrap_or("unknown").to_string()).or_default() += 1;
+            if e.get("transient").and_then(Value::as_bool) == Some(true) {
+                counts.retryable += 1;
+            }
         } else {
             counts.upstream_errors += 1;
         }
@@ -367,7 +372,7 @@ fn dedup_pass(ctx: &Context, generated: &Path, out_dir: &Path, s: &ProblemsSetti
     let shards = writer.finish()?;
     let manifest = Manifest::finished("problems", &inputs, fp, settings_json, serde_json::to_value(&counts)?, shards, started_at, started, Value::Null);
     manifest.write(out_dir)?;
-    tracing::info!("problems: {} problems, {} kept, {} near-duplicates, {} errors", counts.records, counts.ok, counts.outcomes.get("near_duplicate").copied().unwrap_or(0), counts.upstream_errors);
+    tracing::info!("problems: {} problems, {} kept, {} near-duplicates, errors {:?}", counts.records, counts.ok, counts.outcomes.get("near_duplicate").copied().unwrap_or(0), counts.errors_by_kind);
     Ok(())
 }
 

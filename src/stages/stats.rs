@@ -58,7 +58,9 @@ pub struct Report {
 
 fn manifests_under(dir: &Path) -> Vec<Manifest> {
     let mut out = Vec::new();
-    for entry in walkdir::WalkDir::new(dir).max_depth(3).sort_by_file_name().into_iter().flatten() {
+    // Hidden directories hold a stage's own intermediate output (problems/.generated).
+    let visible = |e: &walkdir::DirEntry| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.');
+    for entry in walkdir::WalkDir::new(dir).max_depth(3).sort_by_file_name().into_iter().filter_entry(visible).flatten() {
         if entry.file_name() == "manifest.json" {
             if let Ok(Some(m)) = Manifest::read(entry.path().parent().unwrap_or(dir)) {
                 out.push(m);
