@@ -4,6 +4,7 @@
 use ruff_python_ast::Stmt;
 use ruff_text_size::Ranged;
 
+use crate::python::literals::{parse_inputs, InputLiteral, Signature};
 use crate::python::{parse_module, too_deep_to_parse};
 
 /// Why no usable code was found in a reply.
@@ -109,6 +110,19 @@ pub fn defines_test_cases(suite: &[Stmt]) -> bool {
 }
 
 /// Does a module define a top-level function `name`?
+/// The inputs in a reply: those of its first code block that holds a list of input
+/// literals (each element checked on its own, see `python::literals::parse_inputs`).
+pub fn inputs_block(reply: &str, sig: Option<&Signature>) -> Result<Vec<Result<InputLiteral, String>>, String> {
+    let mut last = "the reply contains no code block".to_string();
+    for block in code_blocks(reply) {
+        match parse_inputs(&block, sig) {
+            Ok(items) => return Ok(items),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
 pub fn defines_function(suite: &[Stmt], name: &str) -> bool {
     suite.iter().any(|s| matches!(s, Stmt::FunctionDef(f) if f.name.as_str() == name))
 }

@@ -9,7 +9,7 @@ use ruff_text_size::Ranged;
 
 use super::parse_module;
 
-/// Constructors an input may call (mirrors `SAFE_CALLS` in the harness).
+/// Constructors an input may call (the sandbox harness gets this list too).
 pub const SAFE_CALLS: &[&str] = &[
     "set", "frozenset", "tuple", "list", "dict", "float", "complex", "bytes", "bytearray",
     "np.array", "numpy.array", "np.int64", "numpy.int64", "np.float64", "numpy.float64",
@@ -19,7 +19,7 @@ pub const SAFE_CALLS: &[&str] = &[
     "date", "datetime", "timedelta", "decimal.Decimal", "Decimal", "fractions.Fraction", "Fraction",
     "collections.OrderedDict", "OrderedDict", "collections.Counter", "Counter", "collections.deque", "deque",
 ];
-/// Names an input may use as values (mirrors `SAFE_NAMES`).
+/// Names an input may use as values (likewise).
 pub const SAFE_NAMES: &[&str] = &["np.nan", "numpy.nan", "np.inf", "numpy.inf", "math.inf", "math.nan", "math.pi", "math.e"];
 
 /// Longest accepted input, bytes of source.
@@ -211,6 +211,34 @@ pub fn parse_inputs(block: &str, sig: Option<&Signature>) -> Result<Vec<Result<I
         return Err("no inputs in the block".into());
     }
     Ok(exprs.into_iter().map(|e| input_of(e, block, sig)).collect())
+}
+
+/// An input left out, with why (and its source, when it was a valid literal).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejected {
+    pub input: Option<String>,
+    pub reason: String,
+}
+
+/// The first `limit` distinct items (same source up to whitespace = duplicate), in order;
+/// invalid, duplicate and surplus items are rejected with a reason.
+pub fn take_distinct<T>(items: Vec<Result<T, String>>, source: impl Fn(&T) -> &str, limit: usize) -> (Vec<T>, Vec<Rejected>) {
+    let mut seen = std::collections::HashSet::new();
+    let (mut accepted, mut rejected) = (Vec::new(), Vec::new());
+    for item in items {
+        match item {
+            Ok(x) if accepted.len() >= limit => rejected.push(Rejected { input: Some(source(&x).to_string()), reason: "more than requested".into() }),
+            Ok(x) => {
+                if seen.insert(source(&x).split_whitespace().collect::<String>()) {
+                    accepted.push(x);
+                } else {
+                    rejected.push(Rejected { input: Some(source(&x).to_string()), reason: "duplicate".into() });
+                }
+            }
+            Err(reason) => rejected.push(Rejected { input: None, reason }),
+        }
+    }
+    (accepted, rejected)
 }
 
 #[cfg(test)]

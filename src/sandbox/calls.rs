@@ -39,6 +39,22 @@ pub enum OutcomeKind {
     SandboxError,
 }
 
+impl OutcomeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutcomeKind::Value => "value",
+            OutcomeKind::Exception => "exception",
+            OutcomeKind::Timeout => "timeout",
+            OutcomeKind::Killed => "killed",
+            OutcomeKind::BadInput => "bad_input",
+            OutcomeKind::TooLarge => "too_large",
+            OutcomeKind::Lost => "lost",
+            OutcomeKind::NotRun => "not_run",
+            OutcomeKind::SandboxError => "sandbox_error",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExceptionInfo {
     #[serde(rename = "type")]
@@ -79,7 +95,7 @@ impl Outcome {
         match self.kind {
             OutcomeKind::Value => format!("v:{}", &blake3::hash(self.value.to_string().as_bytes()).to_hex()[..32]),
             OutcomeKind::Exception => format!("e:{}", self.exception.as_ref().map(|e| e.type_name.as_str()).unwrap_or("?")),
-            other => format!("x:{}", serde_json::to_value(other).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()),
+            other => format!("x:{}", other.as_str()),
         }
     }
 

@@ -469,7 +469,8 @@ def drop_capabilities():
         pass
 
 
-def child_main(job, workdir, out_w, rep_w, cap):
+def enter_child(job, workdir, out_w, rep_w):
+    """Set up a forked child (limits, environment, identity); returns its report fd."""
     try:
         setup_child(job, workdir, out_w, rep_w)
     except BaseException as e:  # our failure, not the tested code's
@@ -477,7 +478,11 @@ def child_main(job, workdir, out_w, rep_w, cap):
         os._exit(71)
     report_fd = os.dup(rep_w)
     os.close(rep_w)
-    run_child(job, workdir, report_fd, cap)
+    return report_fd
+
+
+def child_main(job, workdir, out_w, rep_w, cap):
+    run_child(job, workdir, enter_child(job, workdir, out_w, rep_w), cap)
 
 
 def setup_child(job, workdir, out_w, rep_w):
@@ -571,17 +576,10 @@ def run_child(job, workdir, report_fd, cap):
 # exception) goes back on the private channel, never through stdout.
 import ast  # noqa: E402
 
-# Constructors and constants an input may use besides plain literals (args literal too).
-SAFE_CALLS = {
-    "set", "frozenset", "tuple", "list", "dict", "float", "complex", "bytes", "bytearray",
-    "np.array", "numpy.array", "np.int64", "numpy.int64", "np.float64", "numpy.float64",
-    "np.int32", "numpy.int32", "np.float32", "numpy.float32", "np.bool_", "numpy.bool_",
-    "pd.DataFrame", "pandas.DataFrame", "pd.Series", "pandas.Series", "pd.Timestamp", "pandas.Timestamp",
-    "pd.Index", "pandas.Index", "datetime.date", "datetime.datetime", "datetime.time", "datetime.timedelta",
-    "date", "datetime", "timedelta", "decimal.Decimal", "Decimal", "fractions.Fraction", "Fraction",
-    "collections.OrderedDict", "OrderedDict", "collections.Counter", "Counter", "collections.deque", "deque",
-}
-SAFE_NAMES = {"np.nan", "numpy.nan", "np.inf", "numpy.inf", "math.inf", "math.nan", "math.pi", "math.e"}
+# Constructors and constants an input may use besides plain literals (args literal too);
+# the lists come from the supervisor (src/python/literals.rs), which checks inputs first.
+SAFE_CALLS = frozenset(CONFIG.get("safe_calls", ()))
+SAFE_NAMES = frozenset(CONFIG.get("safe_names", ()))
 _MODULE_OF = {"np": "numpy", "pd": "pandas", "date": "datetime", "datetime": "datetime", "timedelta": "datetime",
               "Decimal": "decimal", "Fraction": "fractions", "OrderedDict": "collections", "Counter": "collections",
               "deque": "collections"}
@@ -776,13 +774,7 @@ def invoke(fn, kwargs, top, cap):
 
 
 def call_child_main(job, start, end, workdir, out_w, rep_w, cap):
-    try:
-        setup_child(job, workdir, out_w, rep_w)
-    except BaseException as e:
-        os.write(rep_w, job["nonce"].encode() + b"\tsetup_error\t" + json.dumps({"message": "%s: %s" % (type(e).__name__, e)}).encode() + b"\n")
-        os._exit(71)
-    report_fd = os.dup(rep_w)
-    os.close(rep_w)
+    report_fd = enter_child(job, workdir, out_w, rep_w)
     prefix = job["nonce"].encode() + b"\t"
     enc = make_encoder()
     top, qualname = make_typed()
@@ -952,17 +944,20 @@ def clean_private_tmp():
             pass
 
 
-def run_job(job):
-    cap = CONFIG.get("traceback_cap", 4000)
-    out_cap = CONFIG.get("output_cap", 65536)
+def make_workdir(prefix):
     # No "-" in the name: tests split temp paths on "-" (BigCodeBench/1127 does).
-    workdir = tempfile.mkdtemp(prefix="check_", dir=CONFIG["workroot"])
+    workdir = tempfile.mkdtemp(prefix=prefix, dir=CONFIG["workroot"])
     if UID is not None:
         os.chown(workdir, UID, CONFIG["gid"])
     os.chmod(workdir, 0o700)
+    return workdir
+
+
+def fork_child(main):
+    """Fork a child that runs `main(out_w, rep_w)` (output pipe, report pipe) and never
+    returns; the parent gets (pid, out_r, rep_r, pidfd)."""
     out_r, out_w = os.pipe()
     rep_r, rep_w = os.pipe()
-    started = perf_counter()
     pid = os.fork()
     if pid == 0:
         try:
@@ -970,19 +965,48 @@ def run_job(job):
             os.close(rep_r)
             os.close(PROTO_IN)
             os.close(PROTO_OUT)
-            child_main(job, workdir, out_w, rep_w, cap)
+            main(out_w, rep_w)
         finally:
             os._exit(70)
     os.close(out_w)
     os.close(rep_w)
-    pidfd = os.pidfd_open(pid)
+    return pid, out_r, rep_r, os.pidfd_open(pid)
+
+
+def watch_child(pid, pidfd, open_fds, read, deadline):
+    """Read the child's pipes until it exits or `deadline()` passes (the deadline may move
+    while reading). `read(fd)` returns False at end of file. Returns (status, timed_out)."""
+    while True:
+        remaining = deadline() - perf_counter()
+        if remaining <= 0:
+            return None, True
+        ready, _, _ = select.select(list(open_fds) + [pidfd], [], [], remaining)
+        for fd in ready:
+            if fd == pidfd:
+                return os.waitpid(pid, 0)[1], False
+            if not read(fd):
+                open_fds.discard(fd)
+
+
+def drain(open_fds, read):
+    """Every writer is dead: read what is left in the pipes."""
+    for fd in _list(open_fds):
+        os.set_blocking(fd, False)
+        while read(fd):
+            pass
+
+
+def run_job(job):
+    cap = CONFIG.get("traceback_cap", 4000)
+    out_cap = CONFIG.get("output_cap", 65536)
+    workdir = make_workdir("check_")
+    started = perf_counter()
+    pid, out_r, rep_r, pidfd = fork_child(lambda out_w, rep_w: child_main(job, workdir, out_w, rep_w, cap))
     deadline = started + float(job["timeout"])
     head, tail, out_total = bytearray(), bytearray(), 0
     report = bytearray()
     report_cap = 32 * 1024 * 1024
     open_fds = {out_r, rep_r}
-    timed_out = False
-    status = None
 
     def read_available(fd):
         nonlocal out_total, head, tail
@@ -1006,17 +1030,7 @@ def run_job(job):
             report.extend(chunk)
         return True
 
-    while status is None:
-        remaining = deadline - perf_counter()
-        if remaining <= 0:
-            timed_out = True
-            break
-        ready, _, _ = select.select(list(open_fds) + [pidfd], [], [], remaining)
-        for fd in ready:
-            if fd == pidfd:
-                _, status = os.waitpid(pid, 0)
-            elif not read_available(fd):
-                open_fds.discard(fd)
+    status, timed_out = watch_child(pid, pidfd, open_fds, read_available, lambda: deadline)
     elapsed = perf_counter() - started
     lingering = 0
     if timed_out:
@@ -1037,11 +1051,7 @@ def run_job(job):
             time.sleep(0.01)
             reap()
         kill_everything()
-    # All writers are dead now: drain what is left.
-    for fd in _list(open_fds):
-        os.set_blocking(fd, False)
-        while read_available(fd):
-            pass
+    drain(open_fds, read_available)
     for fd in (out_r, rep_r, pidfd):
         os.close(fd)
     reap()
@@ -1097,31 +1107,12 @@ def run_call_job(job):
         if perf_counter() - started_all > total_budget:
             break
         end = start + 1 if fresh else n
-        workdir = tempfile.mkdtemp(prefix="call_", dir=CONFIG["workroot"])
-        if UID is not None:
-            os.chown(workdir, UID, CONFIG["gid"])
-        os.chmod(workdir, 0o700)
-        out_r, out_w = os.pipe()
-        rep_r, rep_w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            try:
-                os.close(out_r)
-                os.close(rep_r)
-                os.close(PROTO_IN)
-                os.close(PROTO_OUT)
-                call_child_main(job, start, end, workdir, out_w, rep_w, cap)
-            finally:
-                os._exit(70)
+        workdir = make_workdir("call_")
+        pid, out_r, rep_r, pidfd = fork_child(lambda out_w, rep_w: call_child_main(job, start, end, workdir, out_w, rep_w, cap))
         children += 1
-        os.close(out_w)
-        os.close(rep_w)
-        pidfd = os.pidfd_open(pid)
         state = {"current": None, "ready": False, "done": False, "buf": bytearray()}
         deadline = perf_counter() + per_input
         open_fds = {out_r, rep_r}
-        timed_out = False
-        status = None
 
         def take_lines(final=False):
             nonlocal forged, import_error, setup_error, deadline
@@ -1184,27 +1175,14 @@ def run_call_job(job):
                 take_lines()
             return True
 
-        while status is None:
-            remaining = deadline - perf_counter()
-            if remaining <= 0:
-                timed_out = True
-                break
-            ready, _, _ = select.select(list(open_fds) + [pidfd], [], [], remaining)
-            for fd in ready:
-                if fd == pidfd:
-                    _, status = os.waitpid(pid, 0)
-                elif not read_fd(fd):
-                    open_fds.discard(fd)
+        status, timed_out = watch_child(pid, pidfd, open_fds, read_fd, lambda: deadline)
         kill_everything()
         if timed_out:
             try:
                 os.waitpid(pid, 0)
             except ChildProcessError:
                 pass
-        for fd in _list(open_fds):
-            os.set_blocking(fd, False)
-            while read_fd(fd):
-                pass
+        drain(open_fds, read_fd)
         take_lines(final=True)
         for fd in (out_r, rep_r, pidfd):
             os.close(fd)

@@ -221,6 +221,8 @@ impl Server {
             "tmpfs_mb": settings.tmpfs_mb,
             "output_cap": settings.output_cap,
             "traceback_cap": settings.traceback_cap,
+            "safe_calls": crate::python::literals::SAFE_CALLS,
+            "safe_names": crate::python::literals::SAFE_NAMES,
         });
         let mut cmd = isolation::command(launch);
         cmd.args(["-I", "-B", "-c", HARNESS]).arg(config.to_string());

@@ -31,12 +31,12 @@ use serde_json::{json, Map, Value};
 
 use crate::cli::Context;
 use crate::executor::{error_of, error_value, run_stage, BoxFuture, Counts, Record, Step};
-use crate::llm::reply::code_blocks;
+use crate::llm::reply::inputs_block;
 use crate::llm::{Agent, LlmArgs};
-use crate::python::literals::{parse_inputs, signature, InputLiteral};
+use crate::python::literals::{signature, take_distinct, InputLiteral, Signature};
 use crate::sandbox::calls::{CallOptions, CallsResult, Outcome, OutcomeKind};
 use crate::sandbox::Sandbox;
-use crate::stages::sandbox_run::{blocking, llm_sandbox_window, resolve_settings, SandboxRunArgs};
+use crate::stages::sandbox_run::{blocking, llm_sandbox_window, resolve_settings, sandbox_report, SandboxRunArgs};
 
 /// Built-in sample templates (`prompts/case2code/`), by file name.
 const BUILT_IN_TEMPLATES: &[(&str, &str)] = &[
@@ -314,37 +314,16 @@ fn def_line(code: &str, entry_point: &str) -> String {
 }
 
 /// The accepted inputs of a reply (first K distinct) and the rejected ones with reasons.
-fn read_inputs(reply: &str, sig: &crate::python::literals::Signature, k: usize) -> std::result::Result<(Vec<InputLiteral>, Vec<Value>), String> {
-    let blocks = code_blocks(reply);
-    if blocks.is_empty() {
-        return Err("the reply contains no code block".into());
-    }
-    let mut last_error = String::new();
-    for block in &blocks {
-        match parse_inputs(block, Some(sig)) {
-            Ok(items) => {
-                let mut seen = HashSet::new();
-                let (mut accepted, mut rejected) = (Vec::new(), Vec::new());
-                for item in items {
-                    match item {
-                        Ok(input) if accepted.len() >= k => rejected.push(json!({"input": input.source, "reason": "more than requested"})),
-                        Ok(input) => {
-                            let key: String = input.source.split_whitespace().collect();
-                            if seen.insert(key) {
-                                accepted.push(input);
-                            } else {
-                                rejected.push(json!({"input": input.source, "reason": "duplicate"}));
-                            }
-                        }
-                        Err(why) => rejected.push(json!({"reason": why})),
-                    }
-                }
-                return Ok((accepted, rejected));
-            }
-            Err(e) => last_error = e,
-        }
-    }
-    Err(last_error)
+fn read_inputs(reply: &str, sig: &Signature, k: usize) -> std::result::Result<(Vec<InputLiteral>, Vec<Value>), String> {
+    let (accepted, rejected) = take_distinct(inputs_block(reply, Some(sig))?, |i| i.source.as_str(), k);
+    let rejected = rejected
+        .into_iter()
+        .map(|r| match r.input {
+            Some(input) => json!({"input": input, "reason": r.reason}),
+            None => json!({"reason": r.reason}),
+        })
+        .collect();
+    Ok((accepted, rejected))
 }
 
 /// Pair the two runs' outcomes per input: examples (deterministic values and exceptions)
@@ -385,17 +364,11 @@ fn compare_runs(inputs: &[InputLiteral], entry_point: &str, a: &CallsResult, b: 
     (examples, dropped)
 }
 
+/// Why an input was dropped, from its outcome kind.
 fn kind_name(k: OutcomeKind) -> &'static str {
     match k {
-        OutcomeKind::Value => "value",
-        OutcomeKind::Exception => "exception",
-        OutcomeKind::Timeout => "timeout",
-        OutcomeKind::Killed => "killed",
-        OutcomeKind::BadInput => "bad_input",
         OutcomeKind::TooLarge => "output_too_large",
-        OutcomeKind::Lost => "lost",
-        OutcomeKind::NotRun => "not_run",
-        OutcomeKind::SandboxError => "sandbox_error",
+        other => other.as_str(),
     }
 }
 
@@ -429,7 +402,7 @@ impl Step for Case2CodeStep {
     }
 
     fn report(&self) -> Value {
-        json!({"llm": self.agent.usage(), "isolation": self.sandbox.isolation()})
+        json!({"llm": self.agent.usage(), "sandbox": sandbox_report(&self.sandbox)})
     }
 
     fn budget_stopped(&self) -> bool {

@@ -43,13 +43,13 @@ use serde_json::{json, Map, Value};
 use crate::cli::Context;
 use crate::dedup::code_tokens;
 use crate::executor::{error_of, error_value, run_stage, BoxFuture, Counts, Record, Step};
-use crate::llm::reply::{code_blocks, defines_function, pick_block};
+use crate::llm::reply::{defines_function, inputs_block, pick_block};
 use crate::llm::{Agent, LlmArgs};
-use crate::python::literals::{check_literal, parse_inputs, signature, InputLiteral, Signature};
+use crate::python::literals::{check_literal, parse_inputs, signature, take_distinct, InputLiteral, Signature};
 use crate::python::parse_module;
 use crate::sandbox::calls::{CallOptions, CallsResult, OutcomeKind};
 use crate::sandbox::Sandbox;
-use crate::stages::sandbox_run::{blocking, llm_sandbox_window, resolve_settings, SandboxRunArgs};
+use crate::stages::sandbox_run::{blocking, llm_sandbox_window, resolve_settings, sandbox_report, SandboxRunArgs};
 
 /// `[consensus]` settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -119,34 +119,9 @@ pub struct TestCase {
 
 /// The test cases in a reply: `{"input": {...}, "output": ...}` items or bare input dicts.
 pub fn read_tests(reply: &str, sig: &Signature, limit: usize) -> std::result::Result<(Vec<TestCase>, Vec<String>), String> {
-    let mut last = "the reply contains no code block".to_string();
-    for block in code_blocks(reply) {
-        let items = match parse_inputs(&block, None) {
-            Ok(items) => items,
-            Err(e) => {
-                last = e;
-                continue;
-            }
-        };
-        let (mut tests, mut rejected) = (Vec::new(), Vec::new());
-        let mut seen = std::collections::HashSet::new();
-        for item in items {
-            let case = item.and_then(|lit| split_case(&lit, sig));
-            match case {
-                Ok(case) if tests.len() < limit => {
-                    if seen.insert(case.input.source.split_whitespace().collect::<String>()) {
-                        tests.push(case);
-                    } else {
-                        rejected.push("duplicate".to_string());
-                    }
-                }
-                Ok(_) => rejected.push("more than requested".into()),
-                Err(why) => rejected.push(why),
-            }
-        }
-        return Ok((tests, rejected));
-    }
-    Err(last)
+    let items = inputs_block(reply, None)?.into_iter().map(|item| item.and_then(|lit| split_case(&lit, sig))).collect();
+    let (tests, rejected) = take_distinct(items, |t: &TestCase| t.input.source.as_str(), limit);
+    Ok((tests, rejected.into_iter().map(|r| r.reason).collect()))
 }
 
 /// `{"input": {...}, "output": X}` → input + expected; a plain kwargs dict → input only.
@@ -529,7 +504,7 @@ impl Step for ConsensusStep {
     }
 
     fn report(&self) -> Value {
-        json!({"llm_tests": self.tester.usage(), "llm_samples": self.sampler.usage(), "isolation": self.sandbox.isolation()})
+        json!({"llm_tests": self.tester.usage(), "llm_samples": self.sampler.usage(), "sandbox": sandbox_report(&self.sandbox)})
     }
 
     fn budget_stopped(&self) -> bool {

@@ -335,7 +335,7 @@ fn dedup_pass(ctx: &Context, generated: &Path, out_dir: &Path, s: &ProblemsSetti
             RecordItem::Record(r) => r,
             RecordItem::Bad { file, line, bad } => {
                 let mut r = Map::new();
-                r.insert("error".into(), json!({"stage": "problems", "kind": "bad_input", "message": format!("{file}:{line}: {} ({})", bad.reason, bad.detail)}));
+                r.insert("error".into(), error_value("problems", "bad_input", format!("{file}:{line}: {} ({})", bad.reason, bad.detail), false));
                 r
             }
         };
