@@ -69,7 +69,8 @@ fn main() {
         return;
     }
     let py = python();
-    let settings = SandboxSettings { python: py.clone(), workers: LANES, timeout: 10.0, preimport: vec!["numpy".into(), "pandas".into()], ..Default::default() };
+    let settings =
+        SandboxSettings { python: py.clone(), workers: LANES, timeout: 10.0, preimport: vec!["numpy".into(), "pandas".into()], ..Default::default() };
     let sandbox = Arc::new(Sandbox::start(settings).expect("sandbox starts"));
 
     // case2code shape: each function's K inputs, twice, fresh child per input.
@@ -102,7 +103,11 @@ fn main() {
     let jobs: Vec<usize> = (0..BASELINE_RUNS).collect();
     let t = Instant::now();
     let ok = parallel(jobs, LANES, |j| {
-        let out = std::process::Command::new(&py).args(["-I", "-c", BASELINE, &program(j), &input(j)]).env("OMP_NUM_THREADS", "1").output().expect("python runs");
+        let out = std::process::Command::new(&py)
+            .args(["-I", "-c", BASELINE, &program(j), &input(j)])
+            .env("OMP_NUM_THREADS", "1")
+            .output()
+            .expect("python runs");
         usize::from(out.status.success())
     });
     let base_secs = t.elapsed().as_secs_f64();

@@ -45,7 +45,14 @@ fn main() {
     BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut url).expect("server url");
     let url = url.trim().to_string();
 
-    let settings = LlmSettings { base_urls: vec![url], model: "mock".into(), concurrency: CONCURRENCY, max_retries: 0, request_timeout: 30.0, ..Default::default() };
+    let settings = LlmSettings {
+        base_urls: vec![url],
+        model: "mock".into(),
+        concurrency: CONCURRENCY,
+        max_retries: 0,
+        request_timeout: 30.0,
+        ..Default::default()
+    };
     let client = LlmClient::new(settings, None).expect("client");
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let run = |n: usize, client: Arc<LlmClient>| {

@@ -210,12 +210,7 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let (config, config_dir) = Config::load(cli.global.config.as_deref())?;
-    let jobs = cli
-        .global
-        .jobs
-        .or(config.jobs)
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
-        .max(1);
+    let jobs = cli.global.jobs.or(config.jobs).unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)).max(1);
     let ctx = Context { global: cli.global, config, config_dir, jobs };
     match cli.command {
         Command::Extract(args) => stages::extract::run(&ctx, &args),

@@ -10,8 +10,8 @@ use std::collections::{HashMap, HashSet};
 
 const KEYWORDS: &[&str] = &[
     "False", "None", "True", "and", "as", "assert", "async", "await", "break", "class", "continue", "def", "del", "elif", "else", "except",
-    "finally", "for", "from", "global", "if", "import", "in", "is", "lambda", "nonlocal", "not", "or", "pass", "raise", "return", "try",
-    "while", "with", "yield",
+    "finally", "for", "from", "global", "if", "import", "in", "is", "lambda", "nonlocal", "not", "or", "pass", "raise", "return", "try", "while",
+    "with", "yield",
 ];
 
 /// Code tokens: identifiers, numbers and operator characters; no comments, strings or
@@ -226,7 +226,8 @@ impl NearDuplicates {
     pub fn check_and_insert_tokens(&mut self, tokens: &[String]) -> Option<(usize, f64)> {
         let sig = self.signature(tokens)?;
         let rows = self.perms / self.bands;
-        let band_keys: Vec<u64> = (0..self.bands).map(|b| hash64(&sig[b * rows..(b + 1) * rows].iter().map(u64::to_string).collect::<Vec<_>>())).collect();
+        let band_keys: Vec<u64> =
+            (0..self.bands).map(|b| hash64(&sig[b * rows..(b + 1) * rows].iter().map(u64::to_string).collect::<Vec<_>>())).collect();
         let mut candidates: Vec<u32> = band_keys.iter().enumerate().filter_map(|(b, k)| self.buckets[b].get(k)).flatten().copied().collect();
         candidates.sort_unstable();
         candidates.dedup();
@@ -264,7 +265,13 @@ mod tests {
     fn planted_solution_is_caught_and_unrelated_code_is_not() {
         let mut idx = ContaminationIndex::new(10);
         idx.add("bigcodebench", "BigCodeBench/7", SOLUTION);
-        let planted = format!("{}\n", SOLUTION.replace("def task_func(values, bins=10):\n", "def task_func(values, bins=10):\n    \"\"\"A brand new docstring.\"\"\"\n    # comment\n"));
+        let planted = format!(
+            "{}\n",
+            SOLUTION.replace(
+                "def task_func(values, bins=10):\n",
+                "def task_func(values, bins=10):\n    \"\"\"A brand new docstring.\"\"\"\n    # comment\n"
+            )
+        );
         let hit = idx.check(&planted, 0.5).expect("caught");
         assert_eq!(hit.task_id, "BigCodeBench/7");
         assert!(hit.containment > 0.9);

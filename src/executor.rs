@@ -44,7 +44,8 @@ pub trait Step: Send + Sync {
     fn settings(&self) -> Value;
     /// Does this output record end in a transient error that `--retry-errors` should redo?
     fn needs_retry(&self, out: &Record) -> bool {
-        error_of(out).is_some_and(|e| e.get("stage").and_then(Value::as_str) == Some(self.name()) && e.get("transient").and_then(Value::as_bool) == Some(true))
+        error_of(out)
+            .is_some_and(|e| e.get("stage").and_then(Value::as_str) == Some(self.name()) && e.get("transient").and_then(Value::as_bool) == Some(true))
     }
     /// Step-specific counters for one output record (beyond records / errors).
     fn tally(&self, _out: &Record, _counts: &mut Counts) {}
@@ -183,11 +184,16 @@ pub fn drive(inputs: &[(usize, InputFile)], stages: &[StageDir], run_fp: &str, o
     // Up to date already? (every step's manifest complete, same fingerprint, shards there)
     if !opts.force && !opts.retry_errors {
         let current = stages.iter().zip(&fps).zip(&previous).map(|((s, fp), m)| match m {
-            Some(m) if m.complete && &m.fingerprint == fp && m.shards_present(&s.dir) => Some(serde_json::from_value::<Counts>(m.counts.clone()).unwrap_or_default()),
+            Some(m) if m.complete && &m.fingerprint == fp && m.shards_present(&s.dir) => {
+                Some(serde_json::from_value::<Counts>(m.counts.clone()).unwrap_or_default())
+            }
             _ => None,
         });
         if let Some(counts) = current.collect::<Option<Vec<Counts>>>() {
-            tracing::info!("{}: up to date (same inputs and settings); --force to redo", stages.iter().map(|s| s.dir.display().to_string()).collect::<Vec<_>>().join(", "));
+            tracing::info!(
+                "{}: up to date (same inputs and settings); --force to redo",
+                stages.iter().map(|s| s.dir.display().to_string()).collect::<Vec<_>>().join(", ")
+            );
             return Ok(DriveReport { counts, budget_stopped: false, up_to_date: true });
         }
     }
@@ -237,7 +243,8 @@ pub fn drive(inputs: &[(usize, InputFile)], stages: &[StageDir], run_fp: &str, o
                 continue;
             }
             // Retry: progress lives in partial files next to the previous finals.
-            let done: Vec<u64> = outputs.iter().map(|o| if o.partial_path(k).is_file() { o.partial_records(k) } else { Ok(0) }).collect::<Result<_>>()?;
+            let done: Vec<u64> =
+                outputs.iter().map(|o| if o.partial_path(k).is_file() { o.partial_records(k) } else { Ok(0) }).collect::<Result<_>>()?;
             let start = done.iter().copied().min().unwrap_or(0);
             cut_back(&outputs, stages, &mut counts, k, start)?;
             plans.push(ShardPlan { k, input: input.clone(), start, retry: true });
@@ -249,10 +256,14 @@ pub fn drive(inputs: &[(usize, InputFile)], stages: &[StageDir], run_fp: &str, o
                 o.reopen(k)?;
             }
         }
-        let start = states.iter().map(|s| match s {
-            ShardState::Done(n) | ShardState::Partial(n) => *n,
-            ShardState::Missing => 0,
-        }).min().unwrap_or(0);
+        let start = states
+            .iter()
+            .map(|s| match s {
+                ShardState::Done(n) | ShardState::Partial(n) => *n,
+                ShardState::Missing => 0,
+            })
+            .min()
+            .unwrap_or(0);
         cut_back(&outputs, stages, &mut counts, k, start)?;
         if start > 0 {
             tracing::info!("{}: resuming after {start} records", input.display());

@@ -11,7 +11,7 @@ pub mod executor;
 pub mod llm;
 pub mod logging;
 pub mod python;
-pub mod sandbox;
 pub mod record;
+pub mod sandbox;
 pub mod shards;
 pub mod stages;

@@ -23,13 +23,17 @@ fn name_in(prompt: &str) -> String {
 fn scripted(prompt: &str, _n: u64) -> Option<Vec<String>> {
     let inputs = match name_in(prompt).as_str() {
         // One forbidden call and one duplicate among good inputs.
-        "scale" => r#"[{"xs": [1, 2], "k": 3}, {"xs": [], "k": 2}, {"xs": [0.5], "k": -1}, {"xs": [1, 2], "k": 3}, {"xs": __import__("os").getcwd(), "k": 1}, {"xs": (4,), "k": 1}]"#,
+        "scale" => {
+            r#"[{"xs": [1, 2], "k": 3}, {"xs": [], "k": 2}, {"xs": [0.5], "k": -1}, {"xs": [1, 2], "k": 3}, {"xs": __import__("os").getcwd(), "k": 1}, {"xs": (4,), "k": 1}]"#
+        }
         "noisy" => r#"[{"n": 1}, {"n": 2}, {"n": 3}, {"n": 4}]"#,
         "constant" => r#"[{"x": 1}, {"x": 2}, {"x": "a"}, {"x": None}]"#,
         "safe_div" => r#"[{"a": 1, "b": 0}, {"a": 6, "b": 3}, {"a": 1, "b": 4}, {"a": -2, "b": 8}]"#,
         "hangs" => r#"[{"x": 1}, {"x": 2}, {"x": 3}, {"x": 4}]"#,
         "liar" => r#"[{"x": 1}, {"x": 2}, {"x": 3}]"#,
-        "col_sum" => r#"[{"df": pd.DataFrame({"a": [1, 2], "b": [3.5, 4.5]}), "col": "a"}, {"df": pd.DataFrame({"a": [5]}), "col": "a"}, {"df": pd.DataFrame({"b": [1.0, 2.0, 3.0]}), "col": "b"}]"#,
+        "col_sum" => {
+            r#"[{"df": pd.DataFrame({"a": [1, 2], "b": [3.5, 4.5]}), "col": "a"}, {"df": pd.DataFrame({"a": [5]}), "col": "a"}, {"df": pd.DataFrame({"b": [1.0, 2.0, 3.0]}), "col": "b"}]"#
+        }
         "no_block" => return Some(vec!["I cannot write inputs for this function.".into()]),
         "not_inputs" => return Some(vec![fence("import os\nos.system('id')")]),
         _ => return None,
@@ -137,7 +141,10 @@ fn case2code_keeps_deterministic_examples_and_says_why_it_drops() {
 
     // Export turns the tasks into rows: prompt = examples, answer = the program.
     let exported = dir.path().join("export");
-    bin().args(["-i", out.to_str().unwrap(), "-o", exported.to_str().unwrap(), "--plain", "export", "--format", "chat", "--no-decontaminate"]).assert().success();
+    bin()
+        .args(["-i", out.to_str().unwrap(), "-o", exported.to_str().unwrap(), "--plain", "export", "--format", "chat", "--no-decontaminate"])
+        .assert()
+        .success();
     let rows = read_records(&exported, "data");
     let names: std::collections::BTreeSet<String> = rows.iter().map(|r| r["entry_point"].as_str().unwrap().to_string()).collect();
     assert_eq!(names.into_iter().collect::<Vec<_>>(), ["col_sum", "hangs", "liar", "safe_div", "scale"]);

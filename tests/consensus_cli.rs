@@ -44,7 +44,8 @@ fn scenario(prompt: &str) -> String {
 
 fn scripted(prompt: &str, _n: u64) -> Option<Vec<String>> {
     if prompt.contains("Write one new Python programming problem") {
-        let index: usize = prompt.lines().find_map(|l| l.strip_prefix("Problem number: ")).and_then(|l| l.split_whitespace().next()?.parse().ok()).unwrap_or(0);
+        let index: usize =
+            prompt.lines().find_map(|l| l.strip_prefix("Problem number: ")).and_then(|l| l.split_whitespace().next()?.parse().ok()).unwrap_or(0);
         let reply = match index {
             // 0 and 1 state the same problem in nearly the same words.
             0 | 1 => format!("Problem: Given a list of integers, return the sum of the squares of the even numbers in the list{}. An empty list gives 0.\n\n```python\ndef sum_even_squares(nums):\n    \"\"\"Sum of squares of the even numbers in nums.\"\"\"\n    ...\n```\n", if index == 1 { " please" } else { "" }),
@@ -67,7 +68,18 @@ fn scripted(prompt: &str, _n: u64) -> Option<Vec<String>> {
             // 6 of 8 correct (three different codings of one behaviour).
             "majority" => (0..6).map(c).chain([fence(NO_DISTINCT), fence(MAXIMUM)]).collect(),
             // 3 of 10 correct; the 7 wrong ones disagree with each other (2+2+2, one no code).
-            "plurality" => vec![fence(NO_DISTINCT), c(0), fence(MAXIMUM), fence(MINIMUM), fence(NO_DISTINCT), c(1), fence(MAXIMUM), "Use sorting.".into(), fence(MINIMUM), c(2)],
+            "plurality" => vec![
+                fence(NO_DISTINCT),
+                c(0),
+                fence(MAXIMUM),
+                fence(MINIMUM),
+                fence(NO_DISTINCT),
+                c(1),
+                fence(MAXIMUM),
+                "Use sorting.".into(),
+                fence(MINIMUM),
+                c(2),
+            ],
             // 5 raise on every input, 3 correct.
             "exceptions" => (0..5).map(|_| fence(RAISES)).chain((0..3).map(c)).collect(),
             "all_raise" => (0..4).map(|_| fence(RAISES)).collect(),
@@ -115,7 +127,10 @@ fn consensus_selects_correct_solutions_and_says_why_not() {
     let input = dir.path().join("problems.jsonl");
     let ids = [("m", "majority"), ("p", "plurality"), ("e", "exceptions"), ("x", "all_raise"), ("ta", "tie_a"), ("tb", "tie_b")];
     let mut text: String = ids.iter().map(|(id, s)| format!("{}\n", problem_record(id, s))).collect();
-    text.push_str(&format!("{}\n", json!({"id": "dup", "problem": "x", "skeleton": "def f(x):\n    \"\"\"d\"\"\"\n", "entry_point": "f", "duplicate_of": {"id": "m"}})));
+    text.push_str(&format!(
+        "{}\n",
+        json!({"id": "dup", "problem": "x", "skeleton": "def f(x):\n    \"\"\"d\"\"\"\n", "entry_point": "f", "duplicate_of": {"id": "m"}})
+    ));
     text.push_str(&format!("{}\n", json!({"id": "missing", "problem": "no skeleton"})));
     // Problems made from existing records carry the original code as `reference`.
     let mut good_ref = problem_record("ref_ok", "majority");
@@ -146,7 +161,8 @@ fn consensus_selects_correct_solutions_and_says_why_not() {
     // Plurality: the correct cluster has 3 while the wrong ones have 2 each.
     assert_eq!(c("p")["cluster_sizes"], json!([3, 2, 2, 2]));
     assert_eq!(c("p")["strength"], 0.3);
-    let invalid = c("p")["candidates"].as_array().unwrap().iter().filter(|x| x["excluded"] == "no_code_block" || x["excluded"] == "syntax_error").count();
+    let invalid =
+        c("p")["candidates"].as_array().unwrap().iter().filter(|x| x["excluded"] == "no_code_block" || x["excluded"] == "syntax_error").count();
     assert_eq!(invalid, 1, "{}", c("p")["candidates"]);
     // Exception flood: the raisers are excluded (e = 0) and never form the chosen cluster.
     let excluded = c("e")["candidates"].as_array().unwrap().iter().filter(|x| x["excluded"] == "low_execution_success").count();
@@ -174,7 +190,10 @@ fn consensus_selects_correct_solutions_and_says_why_not() {
 
     // D_t through export: problem + skeleton → r*, with the consensus strength.
     let exported = dir.path().join("export");
-    bin().args(["-i", out.to_str().unwrap(), "-o", exported.to_str().unwrap(), "--plain", "export", "--no-decontaminate", "--no-near-dedup"]).assert().success();
+    bin()
+        .args(["-i", out.to_str().unwrap(), "-o", exported.to_str().unwrap(), "--plain", "export", "--no-decontaminate", "--no-near-dedup"])
+        .assert()
+        .success();
     let rows = read_records(&exported, "data");
     // Identical answers (the tie pair, the same correct coding) are exact duplicates.
     assert!(!rows.is_empty());
@@ -224,9 +243,20 @@ fn problems_are_generated_rated_deduplicated_and_taken_from_records() {
     // From existing records: the docstring is the statement, the code the reference.
     let input = dir.path().join("verified.jsonl");
     let code = "def longest_run(s):\n    \"\"\"Length of the longest run of one repeated character in s.\n\n    Empty strings give 0.\n    \"\"\"\n    best = run = 0\n    prev = None\n    for ch in s:\n        run = run + 1 if ch == prev else 1\n        prev = ch\n        best = max(best, run)\n    return best\n";
-    std::fs::write(&input, format!("{}\n{}\n", json!({"id": "v1", "code": code, "entry_point": "longest_run"}), json!({"id": "v2", "code": "def g(x):\n    return x\n", "entry_point": "g"}))).unwrap();
+    std::fs::write(
+        &input,
+        format!(
+            "{}\n{}\n",
+            json!({"id": "v1", "code": code, "entry_point": "longest_run"}),
+            json!({"id": "v2", "code": "def g(x):\n    return x\n", "entry_point": "g"})
+        ),
+    )
+    .unwrap();
     let from = dir.path().join("from-records");
-    bin().args(["-i", input.to_str().unwrap(), "-o", from.to_str().unwrap(), "--plain", "problems", "--base-url", &srv.base_url, "--model", "mock"]).assert().code(0);
+    bin()
+        .args(["-i", input.to_str().unwrap(), "-o", from.to_str().unwrap(), "--plain", "problems", "--base-url", &srv.base_url, "--model", "mock"])
+        .assert()
+        .code(0);
     let recs = read_records(&from, "shard");
     assert_eq!(recs[0]["problem"], "Length of the longest run of one repeated character in s.\n\nEmpty strings give 0.");
     assert_eq!(recs[0]["reference"], code);

@@ -32,8 +32,17 @@ fn py_tree_keeps_the_expected_functions_with_reasons_counted() {
     assert_eq!(
         names(&records),
         [
-            "cached_square", "delayed", "count_rows", "file_digest", "pairs", "word_frequencies", "strip_punctuation",
-            "group_by_initial", "build_url", "make_session", "cache_path"
+            "cached_square",
+            "delayed",
+            "count_rows",
+            "file_digest",
+            "pairs",
+            "word_frequencies",
+            "strip_punctuation",
+            "group_by_initial",
+            "build_url",
+            "make_session",
+            "cache_path"
         ]
     );
     let m = manifest(out.path());
@@ -75,11 +84,7 @@ fn rejects_dir_has_every_drop_with_file_and_reason() {
     let (_out, assert) = extract(&["-i", tree.to_str().unwrap(), "--plain"]);
     assert.success();
     let out = tempfile::tempdir().expect("tempdir");
-    bin()
-        .args(["-i", tree.to_str().unwrap(), "-o", out.path().to_str().unwrap(), "extract", "--rejects"])
-        .arg(rejects.path())
-        .assert()
-        .success();
+    bin().args(["-i", tree.to_str().unwrap(), "-o", out.path().to_str().unwrap(), "extract", "--rejects"]).arg(rejects.path()).assert().success();
     let rows = read_records(rejects.path(), "rejects");
     assert_eq!(rows.len(), 14 + 4);
     let syntax = rows.iter().find(|r| r["reason"] == "syntax_error").expect("syntax error row");
@@ -108,14 +113,7 @@ fn every_input_format_gives_the_same_functions() {
         assert_eq!(r["source"]["path"], "fixture-repo/web/client.py");
     }
     // Parquet in The Stack's layout, with configurable column names.
-    let (out, a) = extract(&[
-        "-i",
-        f.join("corpus.parquet").to_str().unwrap(),
-        "--id-field",
-        "hexsha",
-        "--path-field",
-        "max_stars_repo_path",
-    ]);
+    let (out, a) = extract(&["-i", f.join("corpus.parquet").to_str().unwrap(), "--id-field", "hexsha", "--path-field", "max_stars_repo_path"]);
     a.success();
     let records = read_records(out.path(), "shard");
     assert_eq!(ids(&records), expected, "parquet");
@@ -166,11 +164,7 @@ fn bad_jsonl_lines_are_counted_and_the_run_goes_on() {
     let f = fixtures().join("extract/bad.jsonl");
     let rejects = tempfile::tempdir().expect("tempdir");
     let out = tempfile::tempdir().expect("tempdir");
-    bin()
-        .args(["-i", f.to_str().unwrap(), "-o", out.path().to_str().unwrap(), "extract", "--rejects"])
-        .arg(rejects.path())
-        .assert()
-        .success();
+    bin().args(["-i", f.to_str().unwrap(), "-o", out.path().to_str().unwrap(), "extract", "--rejects"]).arg(rejects.path()).assert().success();
     assert_eq!(names(&read_records(out.path(), "shard")), ["join_all", "words"]);
     let m = manifest(out.path());
     let bad = &m["counts"]["bad_input"];
@@ -179,8 +173,7 @@ fn bad_jsonl_lines_are_counted_and_the_run_goes_on() {
     assert_eq!(bad["python2"], 1);
     assert_eq!(bad["empty_file"], 1);
     let rows = read_records(rejects.path(), "rejects");
-    let lines: Vec<(String, u64)> =
-        rows.iter().map(|r| (r["reason"].as_str().unwrap().to_string(), r["line"].as_u64().unwrap_or(0))).collect();
+    let lines: Vec<(String, u64)> = rows.iter().map(|r| (r["reason"].as_str().unwrap().to_string(), r["line"].as_u64().unwrap_or(0))).collect();
     assert_eq!(
         lines,
         [
@@ -204,21 +197,15 @@ fn oversized_and_pathological_documents_do_not_stop_the_run() {
     std::fs::write(d.join("a_big.py"), format!("import os\n\n\ndef f(a):\n    x = os.sep\n    return a\n{}", "# pad\n".repeat(200_000))).unwrap();
     std::fs::write(d.join("b_brackets.py"), format!("x = {}1{}\n", "(".repeat(100_000), ")".repeat(100_000))).unwrap();
     // A flat 100k-term sum parses to a 100k-deep AST: analysed and dropped without a crash.
-    std::fs::write(
-        d.join("c_chain.py"),
-        format!("import os\n\n\ndef g(a):\n    x = os.sep\n    return {}\n", vec!["a"; 100_000].join(" + ")),
-    )
-    .unwrap();
+    std::fs::write(d.join("c_chain.py"), format!("import os\n\n\ndef g(a):\n    x = os.sep\n    return {}\n", vec!["a"; 100_000].join(" + ")))
+        .unwrap();
     std::fs::write(d.join("d_ok.py"), "import os\n\n\ndef ok(a):\n    x = os.sep\n    return a + x\n").unwrap();
     let jsonl = d.join("e_lines.jsonl");
     let huge = serde_json::json!({"id": "huge", "content": "x = 1\n".repeat(200_000)});
     let fine = serde_json::json!({"id": "fine", "content": "import re\n\n\ndef h(t):\n    y = re.escape(t)\n    return y\n"});
     std::fs::write(&jsonl, format!("{huge}\n{fine}\n")).unwrap();
     let out = tempfile::tempdir().expect("tempdir");
-    bin()
-        .args(["-i", d.to_str().unwrap(), "-o", out.path().to_str().unwrap(), "--max-doc-bytes", "1000000", "extract"])
-        .assert()
-        .success();
+    bin().args(["-i", d.to_str().unwrap(), "-o", out.path().to_str().unwrap(), "--max-doc-bytes", "1000000", "extract"]).assert().success();
     assert_eq!(names(&read_records(out.path(), "shard")), ["ok", "h"]);
     let m = manifest(out.path());
     assert_eq!(m["counts"]["bad_input"]["too_large"], 2);
@@ -238,10 +225,8 @@ fn output_is_deterministic_across_runs_and_thread_counts() {
             .assert()
             .success();
         let files = shard_files(out.path(), "shard");
-        let contents: Vec<(String, Vec<u8>)> = files
-            .iter()
-            .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(p).unwrap()))
-            .collect();
+        let contents: Vec<(String, Vec<u8>)> =
+            files.iter().map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(p).unwrap())).collect();
         (out, contents)
     };
     let (_a, first) = run("1");
@@ -310,20 +295,14 @@ fn config_file_is_read_and_flags_override_it() {
     assert!(m["shards"].as_array().unwrap().iter().all(|s| s["records"].as_u64().unwrap() <= 5));
     // A typo in a known section is an error, not silently ignored.
     std::fs::write(&cfg, "[extract]\nmin_line = 1\n").unwrap();
-    bin()
-        .args(["--config", cfg.to_str().unwrap(), "-i", tree.to_str().unwrap(), "-o", out.to_str().unwrap(), "extract"])
-        .assert()
-        .code(1);
+    bin().args(["--config", cfg.to_str().unwrap(), "-i", tree.to_str().unwrap(), "-o", out.to_str().unwrap(), "extract"]).assert().code(1);
 }
 
 #[test]
 fn json_logs_are_json_lines() {
     let tree = fixtures().join("extract/py");
     let out = tempfile::tempdir().expect("tempdir");
-    let assert = bin()
-        .args(["--log-format", "json", "-i", tree.to_str().unwrap(), "-o", out.path().to_str().unwrap(), "extract"])
-        .assert()
-        .success();
+    let assert = bin().args(["--log-format", "json", "-i", tree.to_str().unwrap(), "-o", out.path().to_str().unwrap(), "extract"]).assert().success();
     let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
     assert!(!lines.is_empty());
@@ -341,10 +320,7 @@ fn truncated_compressed_input_is_reported_and_exit_status_says_so() {
     std::fs::write(&cut, &full[..full.len() * 2 / 3]).unwrap();
     let out = dir.path().join("out");
     let tree = fixtures().join("extract/py/dupes_a.py");
-    let assert = bin()
-        .args(["-i", cut.to_str().unwrap(), "-i", tree.to_str().unwrap(), "-o", out.to_str().unwrap(), "extract"])
-        .assert()
-        .code(1);
+    let assert = bin().args(["-i", cut.to_str().unwrap(), "-i", tree.to_str().unwrap(), "-o", out.to_str().unwrap(), "extract"]).assert().code(1);
     assert!(String::from_utf8_lossy(&assert.get_output().stderr).contains("cut.jsonl.zst"));
     let m = manifest(&out);
     assert_eq!(m["counts"]["unreadable_files"], 1);

@@ -274,6 +274,19 @@ fn ranks_split_input_files_without_coordination() {
     assert_eq!(server.requests(), 15, "each record handled by exactly one rank");
     // A later stage reading the parent directory sees every rank's shards.
     let all = dir.path().join("all");
-    bin().args(["-i", out.to_str().unwrap(), "-o", all.to_str().unwrap(), "gen-tests", "--base-url", &server.base_url, "--cache", out.join("none.sqlite").to_str().unwrap()]).assert().success();
+    bin()
+        .args([
+            "-i",
+            out.to_str().unwrap(),
+            "-o",
+            all.to_str().unwrap(),
+            "gen-tests",
+            "--base-url",
+            &server.base_url,
+            "--cache",
+            out.join("none.sqlite").to_str().unwrap(),
+        ])
+        .assert()
+        .success();
     assert_eq!(read_records(&all, "shard").len(), 15);
 }

@@ -156,7 +156,13 @@ fn run_end_to_end_fix_refine_export_and_stats() {
     // Environment failure: classified, not sent to the model.
     assert_eq!(fix["split_words"]["fix"]["status"], "not_attempted");
     assert_eq!(fix["split_words"]["fix"]["reason"], "missing_package");
-    assert!(!srv.seen.bodies.lock().unwrap().iter().any(|b| b.to_string().contains("fails its unit tests") && b.to_string().contains("Function name: split_words")));
+    assert!(!srv
+        .seen
+        .bodies
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|b| b.to_string().contains("fails its unit tests") && b.to_string().contains("Function name: split_words")));
 
     let refine = by_name(&read_records(&work.join("refine"), "shard"));
     assert_eq!(refine["scale"]["refine"]["refined"], true, "{}", refine["scale"]);
@@ -253,10 +259,18 @@ fn decontamination_catches_a_planted_benchmark_solution_and_near_dup_a_renamed_c
     // of another record.
     let planted = "import random\nimport numpy as np\n\ndef task_func(LETTERS):\n    \"\"\"Means of random lists.\"\"\"\n    random_dict = {k: [random.randint(0, 100) for _ in range(random.randint(1, 5))] for k in LETTERS}\n    mean_dict = {k: np.mean(v) for k, v in random_dict.items()}\n    return mean_dict\n";
     let original = "import numpy as np\n\ndef window_means(values, width):\n    \"\"\"Means of sliding windows.\"\"\"\n    arr = np.asarray(values, dtype=float)\n    kernel = np.ones(width) / width\n    smoothed = np.convolve(arr, kernel, mode='valid')\n    return smoothed.round(3)\n";
-    let renamed = original.replace("window_means", "rolling_avg").replace("values", "xs").replace("width", "w").replace("kernel", "k").replace("smoothed", "out");
-    let rec = |id: &str, ep: &str, code: &str| serde_json::json!({"id": id, "entry_point": ep, "code": code, "packages": ["numpy"], "verdict": {"status": "pass"}}).to_string();
+    let renamed = original
+        .replace("window_means", "rolling_avg")
+        .replace("values", "xs")
+        .replace("width", "w")
+        .replace("kernel", "k")
+        .replace("smoothed", "out");
+    let rec = |id: &str, ep: &str, code: &str| {
+        serde_json::json!({"id": id, "entry_point": ep, "code": code, "packages": ["numpy"], "verdict": {"status": "pass"}}).to_string()
+    };
     let input = dir.path().join("in.jsonl");
-    std::fs::write(&input, [rec("a", "task_func", planted), rec("b", "window_means", original), rec("c", "rolling_avg", &renamed)].join("\n") + "\n").unwrap();
+    std::fs::write(&input, [rec("a", "task_func", planted), rec("b", "window_means", original), rec("c", "rolling_avg", &renamed)].join("\n") + "\n")
+        .unwrap();
     let out = dir.path().join("out");
     bin().args(["-i", input.to_str().unwrap(), "-o", out.to_str().unwrap(), "--plain", "export"]).assert().success();
     let rows = read_records(&out, "data");
@@ -266,7 +280,10 @@ fn decontamination_catches_a_planted_benchmark_solution_and_near_dup_a_renamed_c
     assert_eq!(m["counts"]["dropped"]["near_duplicate"], 1);
     // Without decontamination the planted solution would have been exported.
     let out2 = dir.path().join("out2");
-    bin().args(["-i", input.to_str().unwrap(), "-o", out2.to_str().unwrap(), "--plain", "export", "--no-decontaminate", "--no-near-dedup"]).assert().success();
+    bin()
+        .args(["-i", input.to_str().unwrap(), "-o", out2.to_str().unwrap(), "--plain", "export", "--no-decontaminate", "--no-near-dedup"])
+        .assert()
+        .success();
     assert_eq!(read_records(&out2, "data").len(), 3);
 }
 
@@ -301,7 +318,8 @@ fn killed_at_random_points_the_run_resumes_to_identical_outputs() {
     let n = 30;
     let mut corpus_text = String::from("import numpy as np\n\n");
     for i in 0..n {
-        corpus_text.push_str(&format!("\ndef scale_{i}(values, factor):\n    arr = np.asarray(values, dtype=float)\n    return arr * factor + {i}\n\n"));
+        corpus_text
+            .push_str(&format!("\ndef scale_{i}(values, factor):\n    arr = np.asarray(values, dtype=float)\n    return arr * factor + {i}\n\n"));
     }
     let dir = tempfile::tempdir().unwrap();
     let corpus = write_corpus(dir.path(), &corpus_text);
@@ -313,7 +331,11 @@ fn killed_at_random_points_the_run_resumes_to_identical_outputs() {
     let expected = outputs(&reference);
     let stats = bin().args(["stats", reference.to_str().unwrap()]).output().unwrap();
     assert_eq!(expected[3].1.len(), n, "{}", String::from_utf8_lossy(&stats.stdout));
-    assert!(expected[3].1.iter().all(|r| r.contains("\"refined\":true")), "every function refined in the reference run: {}", String::from_utf8_lossy(&stats.stdout));
+    assert!(
+        expected[3].1.iter().all(|r| r.contains("\"refined\":true")),
+        "every function refined in the reference run: {}",
+        String::from_utf8_lossy(&stats.stdout)
+    );
 
     // Interrupted: kill -9 at pseudo-random moments, then finish.
     let srv = server(100);
@@ -326,7 +348,19 @@ fn killed_at_random_points_the_run_resumes_to_identical_outputs() {
         let h = blake3::hash(&[seed.to_le_bytes(), round.to_le_bytes()].concat());
         let delay_ms = 300 + u64::from_le_bytes(h.as_bytes()[..8].try_into().unwrap()) % 1500;
         let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("unitcoder"))
-            .args(["-q", "-i", corpus.to_str().unwrap(), "--plain", "run", "--work-dir", work.to_str().unwrap(), "--base-url", &srv.base_url, "--model", "mock"])
+            .args([
+                "-q",
+                "-i",
+                corpus.to_str().unwrap(),
+                "--plain",
+                "run",
+                "--work-dir",
+                work.to_str().unwrap(),
+                "--base-url",
+                &srv.base_url,
+                "--model",
+                "mock",
+            ])
             .args(["--python", &python(), "--workers", "2", "--samples", "2", "--max-rounds", "3", "--timeout", "20", "--concurrency", "1"])
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -341,7 +375,10 @@ fn killed_at_random_points_the_run_resumes_to_identical_outputs() {
         }
         let _ = child.wait();
     }
-    eprintln!("{kills} kills ({in_flight_at_kills} requests in flight at those moments); completed requests so far {}", srv.seen.completed.lock().unwrap().len());
+    eprintln!(
+        "{kills} kills ({in_flight_at_kills} requests in flight at those moments); completed requests so far {}",
+        srv.seen.completed.lock().unwrap().len()
+    );
     run_cmd(&corpus, &work, &srv.base_url, &["--concurrency", "1"]).assert().success();
     let got = outputs(&work);
     for ((stage, want), (_, have)) in expected.iter().zip(&got) {
@@ -360,11 +397,16 @@ fn killed_at_random_points_the_run_resumes_to_identical_outputs() {
             repeated.push(format!("#{i} {} {name}", if c.contains("Write unit tests") { "gen-tests" } else { "refine" }));
         }
     }
-    assert!(repeated.len() <= in_flight_at_kills, "{} repeated requests after {kills} kills with {in_flight_at_kills} in flight: {repeated:?}", repeated.len());
+    assert!(
+        repeated.len() <= in_flight_at_kills,
+        "{} repeated requests after {kills} kills with {in_flight_at_kills} in flight: {repeated:?}",
+        repeated.len()
+    );
     assert_eq!(unique.len() as u64, reference_srv.requests(), "same set of requests as the reference run");
     // No partial files left behind.
     for stage in ["gen-tests", "sandbox-run", "fix", "refine"] {
-        let leftovers: Vec<_> = std::fs::read_dir(work.join(stage)).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().contains("partial")).collect();
+        let leftovers: Vec<_> =
+            std::fs::read_dir(work.join(stage)).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().contains("partial")).collect();
         assert!(leftovers.is_empty(), "{stage}: {leftovers:?}");
     }
 }

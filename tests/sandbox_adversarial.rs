@@ -12,14 +12,8 @@ use unitcoder::sandbox::{Sandbox, SandboxSettings, Status, Verdict};
 fn sandbox() -> &'static Sandbox {
     static SB: OnceLock<Sandbox> = OnceLock::new();
     SB.get_or_init(|| {
-        let settings = SandboxSettings {
-            python: common::python(),
-            workers: 2,
-            timeout: 10.0,
-            memory_mb: 512,
-            preimport: vec![],
-            ..Default::default()
-        };
+        let settings =
+            SandboxSettings { python: common::python(), workers: 2, timeout: 10.0, memory_mb: 512, preimport: vec![], ..Default::default() };
         Sandbox::start(settings).expect("sandbox starts")
     })
 }
@@ -141,7 +135,8 @@ fn sys_exit_in_function_and_at_import() {
 #[test]
 fn patching_testcase_run_is_detected() {
     let m = marker();
-    let code = "import unittest\ndef _fake(self, result=None):\n    result.addSuccess(self)\nunittest.TestCase.run = _fake\ndef add(a, b):\n    return 0\n";
+    let code =
+        "import unittest\ndef _fake(self, result=None):\n    result.addSuccess(self)\nunittest.TestCase.run = _fake\ndef add(a, b):\n    return 0\n";
     let v = hostile(code, ADD_TESTS, &m);
     assert_eq!(v.status, Status::Fail, "{v:?}");
     assert!(v.failures[0].kind == "tamper", "{v:?}");
@@ -219,7 +214,8 @@ fn zero_tests_is_no_tests() {
     let v = sandbox().check(GOOD_CODE, "import unittest\nclass TestCases(unittest.TestCase):\n    pass\n");
     assert_eq!(v.status, Status::NoTests);
     // Tests hidden from the parser's count (created at run time) do not count either.
-    let v = sandbox().check(GOOD_CODE, "import unittest\nclass TestCases(unittest.TestCase):\n    pass\nsetattr(TestCases, 'test_x', lambda self: None)\n");
+    let v = sandbox()
+        .check(GOOD_CODE, "import unittest\nclass TestCases(unittest.TestCase):\n    pass\nsetattr(TestCases, 'test_x', lambda self: None)\n");
     assert_eq!(v.status, Status::NoTests, "{v:?}");
 }
 
@@ -280,7 +276,11 @@ fn killing_the_parent_or_own_group_is_not_a_pass() {
     let v = hostile("import os, signal\ndef add(a, b):\n    os.killpg(0, signal.SIGKILL)\n    return a + b\n", ADD_TESTS, &m);
     assert_eq!(v.status, Status::Killed, "{v:?}");
     // kill(-1) reaches nothing but the check's own processes: the (correct) function passes.
-    let v = hostile("import os, signal\ndef add(a, b):\n    try:\n        os.kill(-1, signal.SIGKILL)\n    except OSError:\n        pass\n    return a + b\n", ADD_TESTS, &m);
+    let v = hostile(
+        "import os, signal\ndef add(a, b):\n    try:\n        os.kill(-1, signal.SIGKILL)\n    except OSError:\n        pass\n    return a + b\n",
+        ADD_TESTS,
+        &m,
+    );
     assert_eq!(v.status, Status::Pass, "{v:?}");
 }
 
@@ -306,7 +306,12 @@ fn network_is_unreachable() {
         return;
     }
     assert_eq!(v.status, Status::Fail, "{v:?}");
-    assert!(v.failures[0].message.contains("ConnectionRefused") || v.failures[0].message.contains("OSError") || v.failures[0].message.contains("unreachable"), "{v:?}");
+    assert!(
+        v.failures[0].message.contains("ConnectionRefused")
+            || v.failures[0].message.contains("OSError")
+            || v.failures[0].message.contains("unreachable"),
+        "{v:?}"
+    );
     assert!(listener.accept().is_err(), "the sandbox reached a host listener");
 }
 
@@ -337,7 +342,8 @@ fn ignoring_sigterm_does_not_help() {
 #[test]
 fn printing_100_mb_is_capped_and_harmless() {
     let m = marker();
-    let code = "import sys\ndef add(a, b):\n    chunk = 'x' * (1024 * 1024)\n    for _ in range(100):\n        sys.stdout.write(chunk)\n    return a + b\n";
+    let code =
+        "import sys\ndef add(a, b):\n    chunk = 'x' * (1024 * 1024)\n    for _ in range(100):\n        sys.stdout.write(chunk)\n    return a + b\n";
     let v = hostile(code, ADD_TESTS, &m);
     assert_eq!(v.status, Status::Pass, "{:?}", v.message);
     assert!(v.output.len() < 20_000, "output kept: {}", v.output.len());

@@ -13,7 +13,14 @@ use unitcoder::sandbox::{Sandbox, SandboxSettings};
 fn sandbox() -> &'static Sandbox {
     static SB: OnceLock<Sandbox> = OnceLock::new();
     SB.get_or_init(|| {
-        let settings = SandboxSettings { python: common::sandbox_python(), workers: 2, timeout: 10.0, memory_mb: 1024, preimport: vec!["numpy".into(), "pandas".into()], ..Default::default() };
+        let settings = SandboxSettings {
+            python: common::sandbox_python(),
+            workers: 2,
+            timeout: 10.0,
+            memory_mb: 1024,
+            preimport: vec!["numpy".into(), "pandas".into()],
+            ..Default::default()
+        };
         Sandbox::start(settings).expect("sandbox starts")
     })
 }

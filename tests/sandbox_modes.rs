@@ -21,9 +21,10 @@ fn start(mode: IsolationChoice) -> Option<Sandbox> {
 }
 
 fn leftover(marker: &str) -> bool {
-    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
-        std::fs::read(e.path().join("cmdline")).map(|c| String::from_utf8_lossy(&c).contains(marker)).unwrap_or(false)
-    })
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .any(|e| std::fs::read(e.path().join("cmdline")).map(|c| String::from_utf8_lossy(&c).contains(marker)).unwrap_or(false))
 }
 
 fn essentials(sb: &Sandbox, strict_fs: bool) {
@@ -31,7 +32,9 @@ fn essentials(sb: &Sandbox, strict_fs: bool) {
     assert_eq!(sb.check("def add(a, b):\n    return a - b\n", TESTS).status, Status::Fail);
     let marker = format!("ucmode{}{:?}", std::process::id(), sb.launch.kind);
     // Daemons are killed whatever the mode.
-    let code = format!("import subprocess\ndef add(a, b):\n    subprocess.Popen(['sh', '-c', 'sleep 300 # {marker}'], start_new_session=True)\n    return a + b\n");
+    let code = format!(
+        "import subprocess\ndef add(a, b):\n    subprocess.Popen(['sh', '-c', 'sleep 300 # {marker}'], start_new_session=True)\n    return a + b\n"
+    );
     let v = sb.check(&code, TESTS);
     assert_eq!(v.status, Status::Fail, "{v:?}");
     std::thread::sleep(std::time::Duration::from_millis(50));
@@ -84,11 +87,7 @@ fn an_interpreter_under_tmp_stays_visible() {
     // A checkout (and its venv) under /tmp must not vanish behind the private /tmp.
     let dir = tempfile::Builder::new().prefix("ucvenv").tempdir_in("/tmp").unwrap();
     let venv = dir.path().join("venv");
-    let ok = std::process::Command::new(common::python())
-        .args(["-m", "venv", "--without-pip", venv.to_str().unwrap()])
-        .status()
-        .unwrap()
-        .success();
+    let ok = std::process::Command::new(common::python()).args(["-m", "venv", "--without-pip", venv.to_str().unwrap()]).status().unwrap().success();
     assert!(ok, "cannot create a venv");
     let site = std::process::Command::new(venv.join("bin/python"))
         .args(["-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"])
@@ -102,7 +101,13 @@ fn an_interpreter_under_tmp_stays_visible() {
         if start(mode).is_none() {
             continue;
         }
-        let settings = SandboxSettings { python: venv.join("bin/python").display().to_string(), isolation: mode, workers: 1, preimport: vec![], ..Default::default() };
+        let settings = SandboxSettings {
+            python: venv.join("bin/python").display().to_string(),
+            isolation: mode,
+            workers: 1,
+            preimport: vec![],
+            ..Default::default()
+        };
         let sb = Sandbox::start(settings).unwrap_or_else(|e| panic!("{mode:?} fails with an interpreter under /tmp: {e:#}"));
         let v = sb.check("import ucmark_module\ndef add(a, b):\n    return a + b + ucmark_module.VALUE - 42\n", TESTS);
         assert_eq!(v.status, Status::Pass, "{mode:?}: {v:?}");

@@ -85,13 +85,27 @@ fn each_check_gets_fresh_randomness_like_a_fresh_process() {
     // Two identical checks print numpy's and random's first draws; forks of one warm
     // worker must not share them.
     let dir = tempfile::tempdir().unwrap();
-    let rec = |id: &str| serde_json::json!({"id": id, "code": "import random\ntry:\n    import numpy\nexcept ImportError:\n    numpy = None\ndef draw():\n    return float(numpy.random.rand()) if numpy else random.random()\n",
-        "tests": "import unittest\nclass TestCases(unittest.TestCase):\n    def test_draw(self):\n        print('DRAW', draw())\n"}).to_string();
+    let rec = |id: &str| {
+        serde_json::json!({"id": id, "code": "import random\ntry:\n    import numpy\nexcept ImportError:\n    numpy = None\ndef draw():\n    return float(numpy.random.rand()) if numpy else random.random()\n",
+        "tests": "import unittest\nclass TestCases(unittest.TestCase):\n    def test_draw(self):\n        print('DRAW', draw())\n"}).to_string()
+    };
     let input = dir.path().join("r.jsonl");
     std::fs::write(&input, format!("{}\n{}\n{}\n", rec("a"), rec("b"), rec("c"))).unwrap();
     let out = dir.path().join("out");
     bin()
-        .args(["-i", input.to_str().unwrap(), "-o", out.to_str().unwrap(), "sandbox-run", "--workers", "1", "--preimport", "numpy,numpy.random", "--python", &python()])
+        .args([
+            "-i",
+            input.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "sandbox-run",
+            "--workers",
+            "1",
+            "--preimport",
+            "numpy,numpy.random",
+            "--python",
+            &python(),
+        ])
         .assert()
         .success();
     let draws: Vec<String> = read_records(&out, "shard").iter().map(|r| r["verdict"]["output"].as_str().unwrap().to_string()).collect();

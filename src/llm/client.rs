@@ -241,10 +241,7 @@ impl LlmClient {
             .filter(|e| e.benched_until.lock().map(|b| b.is_none_or(|t| t <= now)).unwrap_or(true))
             .min_by_key(|e| e.outstanding.load(Ordering::Relaxed));
         healthy.unwrap_or_else(|| {
-            self.endpoints
-                .iter()
-                .min_by_key(|e| e.benched_until.lock().ok().and_then(|b| *b).unwrap_or(now))
-                .unwrap_or(&self.endpoints[0])
+            self.endpoints.iter().min_by_key(|e| e.benched_until.lock().ok().and_then(|b| *b).unwrap_or(now)).unwrap_or(&self.endpoints[0])
         })
     }
 

@@ -92,7 +92,24 @@ impl LlmSettings {
     pub fn answer_settings(&self) -> serde_json::Value {
         let mut v = serde_json::to_value(self).unwrap_or_default();
         if let Some(o) = v.as_object_mut() {
-            for k in ["base_urls", "api_key_env", "concurrency", "request_timeout", "max_retries", "backoff_min_ms", "backoff_max_ms", "bench_after_failures", "bench_seconds", "cache", "offline", "max_requests", "max_total_tokens", "price_prompt_per_million", "price_completion_per_million", "prompts"] {
+            for k in [
+                "base_urls",
+                "api_key_env",
+                "concurrency",
+                "request_timeout",
+                "max_retries",
+                "backoff_min_ms",
+                "backoff_max_ms",
+                "bench_after_failures",
+                "bench_seconds",
+                "cache",
+                "offline",
+                "max_requests",
+                "max_total_tokens",
+                "price_prompt_per_million",
+                "price_completion_per_million",
+                "prompts",
+            ] {
                 o.remove(k);
             }
         }

@@ -187,7 +187,10 @@ mod tests {
         let got = pick_block(reply, "TestCases", defines_test_cases).unwrap();
         assert!(got.contains("class TestCases"));
         assert_eq!(pick_block("no code here at all, sorry", "TestCases", defines_test_cases).unwrap_err().kind(), "syntax_error");
-        assert_eq!(pick_block("```python\nclass TestCases:\n    pass\n```", "TestCases", defines_test_cases).unwrap_err().kind(), "missing_definition");
+        assert_eq!(
+            pick_block("```python\nclass TestCases:\n    pass\n```", "TestCases", defines_test_cases).unwrap_err().kind(),
+            "missing_definition"
+        );
         assert_eq!(pick_block("```python\ndef (:\n```", "TestCases", defines_test_cases).unwrap_err().kind(), "syntax_error");
         assert_eq!(pick_block("", "TestCases", defines_test_cases).unwrap_err().kind(), "no_code_block");
     }

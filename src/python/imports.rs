@@ -177,9 +177,11 @@ fn top_level_bound_names(stmt: &Stmt) -> Vec<String> {
         Stmt::For(s) => targets(&s.target, &mut out),
         Stmt::FunctionDef(f) => out.push(f.name.to_string()),
         Stmt::ClassDef(c) => out.push(c.name.to_string()),
-        Stmt::Import(i) => out.extend(i.names.iter().map(|a| {
-            a.asname.as_ref().map(|n| n.to_string()).unwrap_or_else(|| a.name.as_str().split('.').next().unwrap_or("").to_string())
-        })),
+        Stmt::Import(i) => out.extend(
+            i.names
+                .iter()
+                .map(|a| a.asname.as_ref().map(|n| n.to_string()).unwrap_or_else(|| a.name.as_str().split('.').next().unwrap_or("").to_string())),
+        ),
         Stmt::ImportFrom(i) => out.extend(i.names.iter().map(|a| a.asname.as_ref().unwrap_or(&a.name).to_string())),
         // Names bound inside compound statements make a constant ambiguous; count them too.
         Stmt::If(s) => {
@@ -215,7 +217,9 @@ fn is_simple_literal(expr: &Expr, depth: usize) -> bool {
         Expr::Set(s) => s.elts.len() <= 1000 && s.elts.iter().all(|e| is_simple_literal(e, depth + 1)),
         Expr::Dict(d) => {
             d.items.len() <= 1000
-                && d.items.iter().all(|item| item.key.as_ref().is_some_and(|k| is_simple_literal(k, depth + 1)) && is_simple_literal(&item.value, depth + 1))
+                && d.items
+                    .iter()
+                    .all(|item| item.key.as_ref().is_some_and(|k| is_simple_literal(k, depth + 1)) && is_simple_literal(&item.value, depth + 1))
         }
         _ => false,
     }

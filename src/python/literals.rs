@@ -11,13 +11,52 @@ use super::parse_module;
 
 /// Constructors an input may call (the sandbox harness gets this list too).
 pub const SAFE_CALLS: &[&str] = &[
-    "set", "frozenset", "tuple", "list", "dict", "float", "complex", "bytes", "bytearray",
-    "np.array", "numpy.array", "np.int64", "numpy.int64", "np.float64", "numpy.float64",
-    "np.int32", "numpy.int32", "np.float32", "numpy.float32", "np.bool_", "numpy.bool_",
-    "pd.DataFrame", "pandas.DataFrame", "pd.Series", "pandas.Series", "pd.Timestamp", "pandas.Timestamp",
-    "pd.Index", "pandas.Index", "datetime.date", "datetime.datetime", "datetime.time", "datetime.timedelta",
-    "date", "datetime", "timedelta", "decimal.Decimal", "Decimal", "fractions.Fraction", "Fraction",
-    "collections.OrderedDict", "OrderedDict", "collections.Counter", "Counter", "collections.deque", "deque",
+    "set",
+    "frozenset",
+    "tuple",
+    "list",
+    "dict",
+    "float",
+    "complex",
+    "bytes",
+    "bytearray",
+    "np.array",
+    "numpy.array",
+    "np.int64",
+    "numpy.int64",
+    "np.float64",
+    "numpy.float64",
+    "np.int32",
+    "numpy.int32",
+    "np.float32",
+    "numpy.float32",
+    "np.bool_",
+    "numpy.bool_",
+    "pd.DataFrame",
+    "pandas.DataFrame",
+    "pd.Series",
+    "pandas.Series",
+    "pd.Timestamp",
+    "pandas.Timestamp",
+    "pd.Index",
+    "pandas.Index",
+    "datetime.date",
+    "datetime.datetime",
+    "datetime.time",
+    "datetime.timedelta",
+    "date",
+    "datetime",
+    "timedelta",
+    "decimal.Decimal",
+    "Decimal",
+    "fractions.Fraction",
+    "Fraction",
+    "collections.OrderedDict",
+    "OrderedDict",
+    "collections.Counter",
+    "Counter",
+    "collections.deque",
+    "deque",
 ];
 /// Names an input may use as values (likewise).
 pub const SAFE_NAMES: &[&str] = &["np.nan", "numpy.nan", "np.inf", "numpy.inf", "math.inf", "math.nan", "math.pi", "math.e"];
@@ -76,7 +115,12 @@ pub fn check_literal(expr: &Expr, depth: usize) -> Result<(), String> {
     }
     let recurse = |e: &Expr| check_literal(e, depth + 1);
     match expr {
-        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::BytesLiteral(_) | Expr::BooleanLiteral(_) | Expr::NoneLiteral(_) | Expr::EllipsisLiteral(_) => Ok(()),
+        Expr::NumberLiteral(_)
+        | Expr::StringLiteral(_)
+        | Expr::BytesLiteral(_)
+        | Expr::BooleanLiteral(_)
+        | Expr::NoneLiteral(_)
+        | Expr::EllipsisLiteral(_) => Ok(()),
         Expr::List(l) => l.elts.iter().try_for_each(recurse),
         Expr::Tuple(t) => t.elts.iter().try_for_each(recurse),
         Expr::Set(s) => s.elts.iter().try_for_each(recurse),
@@ -89,7 +133,9 @@ pub fn check_literal(expr: &Expr, depth: usize) -> Result<(), String> {
             _ => Err("a sign on something other than a number".into()),
         },
         Expr::BinOp(b) if matches!(b.op, Operator::Add | Operator::Sub) => {
-            let real = |e: &Expr| matches!(e, Expr::NumberLiteral(_)) || matches!(e, Expr::UnaryOp(u) if matches!(u.operand.as_ref(), Expr::NumberLiteral(_)));
+            let real = |e: &Expr| {
+                matches!(e, Expr::NumberLiteral(_)) || matches!(e, Expr::UnaryOp(u) if matches!(u.operand.as_ref(), Expr::NumberLiteral(_)))
+            };
             let imaginary = matches!(b.right.as_ref(), Expr::NumberLiteral(n) if matches!(n.value, ruff_python_ast::Number::Complex { .. }));
             if real(&b.left) && imaginary {
                 Ok(())

@@ -81,13 +81,8 @@ pub fn parameter_count(params: &Parameters) -> usize {
 }
 
 fn parameter_names(params: &Parameters) -> Vec<String> {
-    let mut names: Vec<String> = params
-        .posonlyargs
-        .iter()
-        .chain(&params.args)
-        .chain(&params.kwonlyargs)
-        .map(|p| p.parameter.name.to_string())
-        .collect();
+    let mut names: Vec<String> =
+        params.posonlyargs.iter().chain(&params.args).chain(&params.kwonlyargs).map(|p| p.parameter.name.to_string()).collect();
     names.extend(params.vararg.iter().map(|p| p.name.to_string()));
     names.extend(params.kwarg.iter().map(|p| p.name.to_string()));
     names
@@ -151,11 +146,7 @@ impl<'s> Walker<'s> {
     fn finish(self) -> (Vec<(String, bool)>, Vec<String>) {
         let mut free: Vec<(String, bool)> = match self.kind {
             ScopeKind::Module => self.loads,
-            _ => self
-                .loads
-                .into_iter()
-                .filter(|(n, _)| !self.bound.contains(n) || self.nonlocal.contains(n))
-                .collect(),
+            _ => self.loads.into_iter().filter(|(n, _)| !self.bound.contains(n) || self.nonlocal.contains(n)).collect(),
         };
         free.extend(self.bypass);
         (free, self.escaping)
@@ -409,11 +400,7 @@ mod tests {
     fn facts(src: &str) -> FunctionFacts {
         let parsed = parse_module(src, PythonVersion::PY311);
         assert!(parsed.errors().is_empty(), "{:?}", parsed.errors());
-        let func = parsed
-            .suite()
-            .iter()
-            .find_map(|s| if let Stmt::FunctionDef(f) = s { Some(f) } else { None })
-            .expect("a function");
+        let func = parsed.suite().iter().find_map(|s| if let Stmt::FunctionDef(f) = s { Some(f) } else { None }).expect("a function");
         analyze_function(func, false, 500)
     }
 

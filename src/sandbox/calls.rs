@@ -151,7 +151,14 @@ impl Sandbox {
 }
 
 fn all_failed(n: usize, kind: OutcomeKind, message: &str, sandbox_error: Option<String>) -> CallsResult {
-    CallsResult { outcomes: (0..n).map(|_| Outcome::failed(kind, message)).collect(), import_error: None, tampered: None, sandbox_error, duration_ms: 0, children: 0 }
+    CallsResult {
+        outcomes: (0..n).map(|_| Outcome::failed(kind, message)).collect(),
+        import_error: None,
+        tampered: None,
+        sandbox_error,
+        duration_ms: 0,
+        children: 0,
+    }
 }
 
 fn text(v: &Value, key: &str) -> String {
@@ -187,7 +194,11 @@ pub fn interpret(result: &Value, n: usize) -> CallsResult {
     }
     let import_error = result.get("import_error").filter(|v| !v.is_null()).map(|e| {
         let (kind, message) = (text(e, "type"), text(e, "message"));
-        if message.starts_with(&kind) { message } else { format!("{kind}: {message}") }
+        if message.starts_with(&kind) {
+            message
+        } else {
+            format!("{kind}: {message}")
+        }
     });
     let forged = result.get("forged_lines").and_then(Value::as_u64).unwrap_or(0);
     let tampered = (forged > 0).then(|| format!("{forged} foreign or mangled lines on the private result channel"));

@@ -101,9 +101,7 @@ fn world_reachable(path: &Path) -> bool {
 }
 
 fn which(program: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths).map(|d| d.join(program)).find(|p| p.is_file())
-    })
+    std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|d| d.join(program)).find(|p| p.is_file()))
 }
 
 /// The paths of the interpreter that must be visible inside the sandbox.
@@ -198,7 +196,11 @@ fn unshare_launch(info: &PythonInfo) -> Option<Launch> {
         python: info.executable.clone(),
         description: format!(
             "unshare: net,pid,ipc,uts,mount namespaces; read-only mounts; private /tmp; {}",
-            if reachable { "checks run as uid 65534" } else { "checks run as root without capabilities (the interpreter is not readable by other users)" }
+            if reachable {
+                "checks run as uid 65534"
+            } else {
+                "checks run as root without capabilities (the interpreter is not readable by other users)"
+            }
         ),
         private_tmp: true,
         mount_setup: true,
@@ -287,7 +289,11 @@ pub fn report(info: &PythonInfo) -> Vec<(String, bool, String)> {
         None => rows.push(("bubblewrap".into(), false, "not installed: apt-get install bubblewrap (or your distribution's package)".into())),
         Some(l) => match trial(&l) {
             Ok(()) => rows.push(("bubblewrap".into(), true, l.description)),
-            Err(e) => rows.push(("bubblewrap".into(), false, format!("{e:#}; unprivileged use needs user namespaces (sysctl kernel.unprivileged_userns_clone=1)"))),
+            Err(e) => rows.push((
+                "bubblewrap".into(),
+                false,
+                format!("{e:#}; unprivileged use needs user namespaces (sysctl kernel.unprivileged_userns_clone=1)"),
+            )),
         },
     }
     match unshare_launch(info) {
@@ -298,17 +304,43 @@ pub fn report(info: &PythonInfo) -> Vec<(String, bool, String)> {
             Err(e) => rows.push(("unshare".into(), false, format!("{e:#}"))),
         },
     }
-    let userns = Command::new("unshare").args(["--user", "--map-root-user", "true"]).stdin(Stdio::null()).stderr(Stdio::null()).status().map(|s| s.success()).unwrap_or(false);
-    rows.push(("user namespaces".into(), userns, if userns { "available".into() } else { "not available: bubblewrap needs them when not run as root".into() }));
+    let userns = Command::new("unshare")
+        .args(["--user", "--map-root-user", "true"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    rows.push((
+        "user namespaces".into(),
+        userns,
+        if userns { "available".into() } else { "not available: bubblewrap needs them when not run as root".into() },
+    ));
     rows.push((
         "uid drop for checks".into(),
         root,
-        if root { "running as root: checks drop to uid 65534 (RLIMIT_NPROC binds)".into() } else { "not root: checks run as your uid; RLIMIT_NPROC binds per user".into() },
+        if root {
+            "running as root: checks drop to uid 65534 (RLIMIT_NPROC binds)".into()
+        } else {
+            "not root: checks run as your uid; RLIMIT_NPROC binds per user".into()
+        },
     ));
     let cg2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
-    rows.push(("cgroup v2".into(), cg2, if cg2 { "present (not needed: PID namespaces bound process trees)".into() } else { "absent (not needed: PID namespaces bound process trees)".into() }));
+    rows.push((
+        "cgroup v2".into(),
+        cg2,
+        if cg2 {
+            "present (not needed: PID namespaces bound process trees)".into()
+        } else {
+            "absent (not needed: PID namespaces bound process trees)".into()
+        },
+    ));
     let lsm = std::fs::read_to_string("/sys/kernel/security/lsm").unwrap_or_default();
     let landlock = lsm.contains("landlock");
-    rows.push(("landlock".into(), landlock, if landlock { "enabled in the kernel (not used yet: mount namespaces give read-only roots)".into() } else { "not enabled (not used)".into() }));
+    rows.push((
+        "landlock".into(),
+        landlock,
+        if landlock { "enabled in the kernel (not used yet: mount namespaces give read-only roots)".into() } else { "not enabled (not used)".into() },
+    ));
     rows
 }

@@ -118,7 +118,13 @@ impl Sandbox {
         }
         let python = isolation::probe_python(&settings.resolve_python())?;
         let launch = isolation::plan(settings.isolation, &python, settings.tmpfs_mb)?;
-        tracing::info!("sandbox: {} workers, Python {} ({}), isolation {}", settings.workers, python.version, python.executable.display(), launch.description);
+        tracing::info!(
+            "sandbox: {} workers, Python {} ({}), isolation {}",
+            settings.workers,
+            python.version,
+            python.executable.display(),
+            launch.description
+        );
         let (job_tx, job_rx) = bounded::<Job>(settings.workers * 2);
         let (ready_tx, ready_rx) = bounded::<Result<WorkerInfo>>(settings.workers);
         let mut threads = Vec::new();
@@ -364,7 +370,9 @@ fn worker_loop(index: usize, jobs: Receiver<Job>, launch: Launch, settings: Sand
                 // The worker died mid-check: the tested code killed it (only possible
                 // without a PID namespace) or it crashed. Never a pass.
                 server = None;
-                let _ = job.reply.send(json!({"reports": [], "exit": {"signal": 9}, "timed_out": false, "duration_ms": 0, "output": "", "worker_died": true}));
+                let _ = job
+                    .reply
+                    .send(json!({"reports": [], "exit": {"signal": 9}, "timed_out": false, "duration_ms": 0, "output": "", "worker_died": true}));
             }
         }
     }

@@ -69,12 +69,7 @@ pub fn count_tests(source: &str) -> Result<usize, String> {
     }
     order.sort();
     order.dedup();
-    Ok(order
-        .iter()
-        .map(|name| resolve(name, &classes, 0))
-        .filter(|(is_test, _)| *is_test)
-        .map(|(_, methods)| methods.len())
-        .sum())
+    Ok(order.iter().map(|name| resolve(name, &classes, 0)).filter(|(is_test, _)| *is_test).map(|(_, methods)| methods.len()).sum())
 }
 
 #[cfg(test)]

@@ -135,12 +135,7 @@ pub fn judge(result: &Value, tests_found: usize, isolation: &str, output_cap: us
                 if kind == "pass" {
                     v.tests_passed += 1;
                 } else {
-                    v.failures.push(Failure {
-                        test: name,
-                        kind,
-                        message: text(payload, "message"),
-                        traceback: text(payload, "traceback"),
-                    });
+                    v.failures.push(Failure { test: name, kind, message: text(payload, "message"), traceback: text(payload, "traceback") });
                 }
             }
             _ => {}
@@ -184,7 +179,12 @@ pub fn judge(result: &Value, tests_found: usize, isolation: &str, output_cap: us
     } else if tests_found == 0 || harness_found == Some(0) {
         (Status::NoTests, "the test module defines no test methods".to_string())
     } else if forged > 0 {
-        v.failures.push(Failure { test: "report".into(), kind: "forged_report".into(), message: format!("{forged} report lines without the nonce or repeated"), traceback: String::new() });
+        v.failures.push(Failure {
+            test: "report".into(),
+            kind: "forged_report".into(),
+            message: format!("{forged} report lines without the nonce or repeated"),
+            traceback: String::new(),
+        });
         (Status::Fail, "report lines were forged".to_string())
     } else if v.tests_run != tests_found {
         v.failures.push(Failure {
@@ -195,11 +195,19 @@ pub fn judge(result: &Value, tests_found: usize, isolation: &str, output_cap: us
         });
         (Status::Error, format!("ran {} tests but the test module defines {tests_found}", v.tests_run))
     } else if lingering > 0 {
-        v.failures.push(Failure { test: "processes".into(), kind: "lingering_process".into(), message: format!("{lingering} processes left running (killed)"), traceback: String::new() });
+        v.failures.push(Failure {
+            test: "processes".into(),
+            kind: "lingering_process".into(),
+            message: format!("{lingering} processes left running (killed)"),
+            traceback: String::new(),
+        });
         (Status::Fail, format!("{lingering} processes were left running after the tests"))
     } else if !v.failures.is_empty() {
         let first = &v.failures[0];
-        (Status::Fail, format!("{} of {} tests did not pass; first: {} ({}): {}", v.failures.len(), v.tests_run, first.test, first.kind, first.message))
+        (
+            Status::Fail,
+            format!("{} of {} tests did not pass; first: {} ({}): {}", v.failures.len(), v.tests_run, first.test, first.kind, first.message),
+        )
     } else if !class_errors.is_empty() {
         (Status::Fail, class_errors.join("; "))
     } else {

@@ -113,7 +113,21 @@ mod tests {
 
     #[test]
     fn consumer_error_stops_the_pipeline() {
-        let r = ordered_map(2, 4, 1 << 20, |emit| { for i in 0..1_000_000u64 { if !emit(i) { break; } } Ok(()) }, |i| i, |o| if o == 10 { anyhow::bail!("stop") } else { Ok(()) });
+        let r = ordered_map(
+            2,
+            4,
+            1 << 20,
+            |emit| {
+                for i in 0..1_000_000u64 {
+                    if !emit(i) {
+                        break;
+                    }
+                }
+                Ok(())
+            },
+            |i| i,
+            |o| if o == 10 { anyhow::bail!("stop") } else { Ok(()) },
+        );
         assert!(r.is_err());
     }
 }

@@ -73,15 +73,15 @@ pub fn expand_inputs(specs: &[String]) -> Result<Vec<InputFile>> {
     for spec in specs {
         let path = Path::new(spec);
         if path.is_file() {
-            let format = format_of(path).with_context(|| {
-                format!("input {spec}: unsupported file type (expected .jsonl, .jsonl.gz, .jsonl.zst, .parquet or .py)")
-            })?;
+            let format = format_of(path)
+                .with_context(|| format!("input {spec}: unsupported file type (expected .jsonl, .jsonl.gz, .jsonl.zst, .parquet or .py)"))?;
             files.push(InputFile { path: path.to_path_buf(), format, relative: None });
         } else if path.is_dir() {
             let before = files.len();
-            let walker = walkdir::WalkDir::new(path).sort_by_file_name().into_iter().filter_entry(|e| {
-                e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.')
-            });
+            let walker = walkdir::WalkDir::new(path)
+                .sort_by_file_name()
+                .into_iter()
+                .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
             for entry in walker {
                 let entry = entry.with_context(|| format!("input {spec}: cannot list directory"))?;
                 if !entry.file_type().is_file() {
@@ -250,12 +250,7 @@ pub struct ReadSummary {
 
 /// Stream every source document of `inputs` into `sink`, in order. `sink` returns `false`
 /// to stop early (e.g. the consumer went away).
-pub fn read_source_docs(
-    inputs: &[InputFile],
-    fields: &SourceFields,
-    max_doc_bytes: usize,
-    mut sink: impl FnMut(SourceDoc) -> bool,
-) -> ReadSummary {
+pub fn read_source_docs(inputs: &[InputFile], fields: &SourceFields, max_doc_bytes: usize, mut sink: impl FnMut(SourceDoc) -> bool) -> ReadSummary {
     let mut summary = ReadSummary::default();
     for input in inputs {
         summary.files += 1;
@@ -289,26 +284,17 @@ pub fn read_source_docs(
 }
 
 fn decode_utf8(bytes: Vec<u8>) -> Result<String, BadInput> {
-    String::from_utf8(bytes).map_err(|e| {
-        BadInput::new("not_utf8", format!("invalid UTF-8 at byte {}", e.utf8_error().valid_up_to()))
-    })
+    String::from_utf8(bytes).map_err(|e| BadInput::new("not_utf8", format!("invalid UTF-8 at byte {}", e.utf8_error().valid_up_to())))
 }
 
-fn read_py_file(
-    input: &InputFile,
-    file: &std::sync::Arc<str>,
-    max_doc_bytes: usize,
-    sink: &mut impl FnMut(SourceDoc) -> bool,
-) -> Result<bool> {
+fn read_py_file(input: &InputFile, file: &std::sync::Arc<str>, max_doc_bytes: usize, sink: &mut impl FnMut(SourceDoc) -> bool) -> Result<bool> {
     let id = input.relative.clone().unwrap_or_else(|| file.to_string());
     let meta = std::fs::metadata(&input.path).with_context(|| format!("cannot stat {file}"))?;
     let (content, bytes) = if meta.len() as usize > max_doc_bytes {
         (Err(BadInput::new("too_large", format!("{} bytes > limit {max_doc_bytes}", meta.len()))), meta.len())
     } else {
         let mut buf = Vec::with_capacity(meta.len() as usize);
-        File::open(&input.path)
-            .and_then(|mut f| f.read_to_end(&mut buf))
-            .with_context(|| format!("cannot read {file}"))?;
+        File::open(&input.path).and_then(|mut f| f.read_to_end(&mut buf)).with_context(|| format!("cannot read {file}"))?;
         let n = buf.len() as u64;
         (decode_utf8(buf), n)
     };
@@ -359,15 +345,16 @@ fn read_jsonl(
                             Err(BadInput::new("too_large", format!("{} bytes > limit {max_doc_bytes}", s.len())))
                         }
                         Some(Value::String(s)) => Ok(s),
-                        Some(other) => Err(BadInput::new(
-                            "missing_field",
-                            format!("field `{}` is {}, not a string", fields.content, json_type(&other)),
-                        )),
+                        Some(other) => {
+                            Err(BadInput::new("missing_field", format!("field `{}` is {}, not a string", fields.content, json_type(&other))))
+                        }
                         None => Err(BadInput::new("missing_field", format!("no field `{}`", fields.content))),
                     };
                     make(id, path, content, n)
                 }
-                Ok(other) => make(fallback_id, None, Err(BadInput::new("bad_json", format!("line is a JSON {}, not an object", json_type(&other)))), n),
+                Ok(other) => {
+                    make(fallback_id, None, Err(BadInput::new("bad_json", format!("line is a JSON {}, not an object", json_type(&other)))), n)
+                }
             }
         };
         if !sink(doc) {
@@ -403,8 +390,8 @@ fn read_parquet(
     let builder = ParquetRecordBatchReaderBuilder::try_new(handle).with_context(|| format!("{file}: not a readable Parquet file"))?;
     let arrow_schema = builder.schema().clone();
     let column = |name: &str| arrow_schema.index_of(name).ok();
-    let content_idx = column(&fields.content)
-        .with_context(|| format!("{file}: Parquet file has no column `{}` (set --content-field)", fields.content))?;
+    let content_idx =
+        column(&fields.content).with_context(|| format!("{file}: Parquet file has no column `{}` (set --content-field)", fields.content))?;
     let (id_idx, path_idx) = (column(&fields.id), column(&fields.path));
     let mut wanted: Vec<usize> = [Some(content_idx), id_idx, path_idx].into_iter().flatten().collect();
     wanted.sort_unstable();

@@ -262,11 +262,7 @@ fn repair_partial(path: &Path) -> Result<u64> {
 pub fn open_lines(path: &Path) -> Result<Box<dyn BufRead + Send>> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let name = path.to_string_lossy();
-    Ok(if name.ends_with(".zst") {
-        Box::new(BufReader::new(zstd::stream::read::Decoder::new(file)?))
-    } else {
-        Box::new(BufReader::new(file))
-    })
+    Ok(if name.ends_with(".zst") { Box::new(BufReader::new(zstd::stream::read::Decoder::new(file)?)) } else { Box::new(BufReader::new(file)) })
 }
 
 /// Call `each` with every line (without its newline) until it returns false.

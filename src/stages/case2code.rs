@@ -71,7 +71,16 @@ pub struct Case2CodeSettings {
 
 impl Default for Case2CodeSettings {
     fn default() -> Self {
-        Self { inputs_per_function: 10, min_examples: 3, seed: 0, templates: String::new(), show_name_probability: 0.5, require_verified: true, timeout: 5.0, max_output_chars: 2000 }
+        Self {
+            inputs_per_function: 10,
+            min_examples: 3,
+            seed: 0,
+            templates: String::new(),
+            show_name_probability: 0.5,
+            require_verified: true,
+            timeout: 5.0,
+            max_output_chars: 2000,
+        }
     }
 }
 
@@ -197,7 +206,8 @@ impl Case2CodeStep {
         let s = &self.settings;
         let text = |k: &str| record.get(k).and_then(Value::as_str).map(str::to_string);
         let (Some(code), Some(entry_point)) = (text("code"), text("entry_point")) else {
-            record.insert("error".into(), error_value("case2code", "missing_field", "the record needs string fields `code` and `entry_point`", false));
+            record
+                .insert("error".into(), error_value("case2code", "missing_field", "the record needs string fields `code` and `entry_point`", false));
             return record;
         };
         let id = text("id").unwrap_or_else(|| crate::record::content_id(&code));
@@ -302,7 +312,10 @@ impl Case2CodeStep {
         detail.insert("template".into(), json!(template_name));
         detail.insert("show_name".into(), json!(show_name));
         record.insert("case2code".into(), Value::Object(detail));
-        record.insert("task".into(), json!({"kind": "case2code", "prompt": prompt, "completion": code, "template": template_name, "examples": values.len()}));
+        record.insert(
+            "task".into(),
+            json!({"kind": "case2code", "prompt": prompt, "completion": code, "template": template_name, "examples": values.len()}),
+        );
         record
     }
 }
@@ -310,7 +323,11 @@ impl Case2CodeStep {
 /// The `def` line of the function (its signature as written).
 fn def_line(code: &str, entry_point: &str) -> String {
     let needle = format!("def {entry_point}(");
-    code.lines().find(|l| l.trim_start().starts_with(&needle) || l.trim_start().starts_with(&format!("async {needle}"))).unwrap_or("").trim_end().to_string()
+    code.lines()
+        .find(|l| l.trim_start().starts_with(&needle) || l.trim_start().starts_with(&format!("async {needle}")))
+        .unwrap_or("")
+        .trim_end()
+        .to_string()
 }
 
 /// The accepted inputs of a reply (first K distinct) and the rejected ones with reasons.
@@ -393,7 +410,11 @@ impl Step for Case2CodeStep {
         match c.and_then(|c| c.get("status")).and_then(Value::as_str) {
             Some("ok") => {
                 counts.bump("samples");
-                let n = c.and_then(|c| c.get("examples")).and_then(Value::as_array).map(|e| e.iter().filter(|x| x["outcome"] == "value").count()).unwrap_or(0);
+                let n = c
+                    .and_then(|c| c.get("examples"))
+                    .and_then(Value::as_array)
+                    .map(|e| e.iter().filter(|x| x["outcome"] == "value").count())
+                    .unwrap_or(0);
                 *counts.outcomes.entry("examples".into()).or_default() += n as u64;
             }
             Some(_) => counts.bump(format!("dropped_{}", c.and_then(|c| c.get("reason")).and_then(Value::as_str).unwrap_or("?"))),
@@ -438,8 +459,10 @@ mod tests {
     #[test]
     fn every_template_renders_examples_with_and_without_the_name() {
         let t = SampleTemplates::load("").unwrap();
-        let ctx = |show: bool| json!({"show_name": show, "name": "scale", "signature": "def scale(xs, k=2):",
-            "examples": [{"call": if show { "scale(xs=[1, 2], k=3)" } else { "f(xs=[1, 2], k=3)" }, "args_text": "xs=[1, 2], k=3", "args": {"xs": "[1, 2]", "k": "3"}, "output": "[3, 6]"}]});
+        let ctx = |show: bool| {
+            json!({"show_name": show, "name": "scale", "signature": "def scale(xs, k=2):",
+            "examples": [{"call": if show { "scale(xs=[1, 2], k=3)" } else { "f(xs=[1, 2], k=3)" }, "args_text": "xs=[1, 2], k=3", "args": {"xs": "[1, 2]", "k": "3"}, "output": "[3, 6]"}]})
+        };
         for i in 0..t.names.len() {
             let with = t.render(i, &ctx(true)).unwrap();
             let without = t.render(i, &ctx(false)).unwrap();

@@ -165,7 +165,11 @@ fn loose(v: &Value) -> Loose {
     match tag {
         "int" | "float" => {
             let s = arg(1).as_str().unwrap_or("").to_string();
-            let n = if let Some(h) = s.strip_prefix("0x") { i128::from_str_radix(h, 16).map(|x| x as f64).unwrap_or(f64::NAN) } else { s.parse::<f64>().unwrap_or(f64::NAN) };
+            let n = if let Some(h) = s.strip_prefix("0x") {
+                i128::from_str_radix(h, 16).map(|x| x as f64).unwrap_or(f64::NAN)
+            } else {
+                s.parse::<f64>().unwrap_or(f64::NAN)
+            };
             Loose::Num(n)
         }
         "bool" => Loose::Bool(arg(1).as_bool().unwrap_or(false)),
@@ -187,7 +191,9 @@ fn loosely_equal(a: &Loose, b: &Loose) -> bool {
         (Loose::Str(x), Loose::Str(y)) => x == y,
         (Loose::None, Loose::None) => true,
         (Loose::Seq(x), Loose::Seq(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| loosely_equal(p, q)),
-        (Loose::Map(x), Loose::Map(y)) => x.len() == y.len() && x.iter().zip(y).all(|((k1, v1), (k2, v2))| loosely_equal(k1, k2) && loosely_equal(v1, v2)),
+        (Loose::Map(x), Loose::Map(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|((k1, v1), (k2, v2))| loosely_equal(k1, k2) && loosely_equal(v1, v2))
+        }
         (Loose::Exact(x), Loose::Exact(y)) => x == y,
         _ => false,
     }
@@ -315,7 +321,15 @@ impl ConsensusStep {
         }
         let text = |k: &str| record.get(k).and_then(Value::as_str).map(str::to_string);
         let (Some(problem), Some(skeleton), Some(entry_point)) = (text("problem"), text("skeleton"), text("entry_point")) else {
-            record.insert("error".into(), error_value("consensus", "missing_field", "the record needs `problem`, `skeleton` and `entry_point` (see `unitcoder problems`)", false));
+            record.insert(
+                "error".into(),
+                error_value(
+                    "consensus",
+                    "missing_field",
+                    "the record needs `problem`, `skeleton` and `entry_point` (see `unitcoder problems`)",
+                    false,
+                ),
+            );
             return record;
         };
         let Some(sig) = signature(&skeleton, &entry_point) else {
@@ -387,11 +401,23 @@ impl ConsensusStep {
             .collect();
 
         // Step 3: every candidate on every input, one child per candidate.
-        let runs: Vec<_> = codes.iter().map(|c| c.as_ref().ok().map(|code| tokio::spawn(self.run_calls(code.clone(), entry_point.clone(), inputs.clone())))).collect();
+        let runs: Vec<_> = codes
+            .iter()
+            .map(|c| c.as_ref().ok().map(|code| tokio::spawn(self.run_calls(code.clone(), entry_point.clone(), inputs.clone()))))
+            .collect();
         let reference_run = text("reference").map(|code| tokio::spawn(self.run_calls(code, entry_point.clone(), inputs.clone())));
         let mut candidates: Vec<Candidate> = Vec::with_capacity(n);
         for (index, (code, run)) in codes.into_iter().zip(runs).enumerate() {
-            let mut cand = Candidate { index, code: None, excluded: None, execution_success: 0.0, expected_passed: 0, code_tokens: 0, signature: String::new(), tokens: Vec::new() };
+            let mut cand = Candidate {
+                index,
+                code: None,
+                excluded: None,
+                execution_success: 0.0,
+                expected_passed: 0,
+                code_tokens: 0,
+                signature: String::new(),
+                tokens: Vec::new(),
+            };
             match (code, run) {
                 (Ok(code), Some(handle)) => {
                     cand.code_tokens = code_tokens(&code, false).len();
@@ -430,7 +456,10 @@ impl ConsensusStep {
         detail.insert("execution_success".into(), json!(chosen.execution_success));
         detail.insert("signature".into(), json!(chosen.tokens));
         if with_expected > 0 {
-            detail.insert("expected_pass_rate".into(), json!(chosen.expected_passed as f64 / expected_values.iter().filter(|e| e.is_some()).count().max(1) as f64));
+            detail.insert(
+                "expected_pass_rate".into(),
+                json!(chosen.expected_passed as f64 / expected_values.iter().filter(|e| e.is_some()).count().max(1) as f64),
+            );
         }
         if let Some(handle) = reference_run {
             if let Ok(r) = handle.await {
@@ -467,7 +496,8 @@ impl ConsensusStep {
         cand.signature = signature_hash(&cand.tokens);
         let values = result.outcomes.iter().filter(|o| o.is_value()).count();
         cand.execution_success = values as f64 / result.outcomes.len().max(1) as f64;
-        cand.expected_passed = result.outcomes.iter().zip(expected).filter(|(o, e)| matches!(e, Some(e) if o.is_value() && loosely_equal(&loose(&o.value), e))).count();
+        cand.expected_passed =
+            result.outcomes.iter().zip(expected).filter(|(o, e)| matches!(e, Some(e) if o.is_value() && loosely_equal(&loose(&o.value), e))).count();
         if cand.execution_success < self.settings.min_execution_success {
             cand.excluded = Some("low_execution_success".into());
         }
@@ -558,7 +588,12 @@ mod tests {
         assert!(!clusters[0].nontrivial && clusters[best].members == vec![4, 5, 6]);
         assert_eq!(pick, 5, "fewest tokens within the cluster");
         // A tie between two clusters of two: the choice is the same in any order.
-        let tie = vec![cand(0, &["v:x"], "def f(x):\n    return 1\n"), cand(1, &["v:y"], "def f(x):\n    return 2\n"), cand(2, &["v:x"], "def f(x):\n    return 1\n"), cand(3, &["v:y"], "def f(x):\n    return 2\n")];
+        let tie = vec![
+            cand(0, &["v:x"], "def f(x):\n    return 1\n"),
+            cand(1, &["v:y"], "def f(x):\n    return 2\n"),
+            cand(2, &["v:x"], "def f(x):\n    return 1\n"),
+            cand(3, &["v:y"], "def f(x):\n    return 2\n"),
+        ];
         let (c1, s1) = select(&tie, 4, &s);
         let mut rev: Vec<Candidate> = tie.iter().rev().cloned().collect();
         for (i, c) in rev.iter_mut().enumerate() {

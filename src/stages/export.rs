@@ -151,7 +151,10 @@ pub fn load_benchmarks(s: &ExportSettings) -> Result<ContaminationIndex> {
                 tracing::warn!("{file}:{}: not a JSON object; skipped", line.number);
                 continue;
             };
-            let id = row.get("task_id").map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).unwrap_or_else(|| format!("{name}/{}", line.number));
+            let id = row
+                .get("task_id")
+                .map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))
+                .unwrap_or_else(|| format!("{name}/{}", line.number));
             let text = ["text", "canonical_solution", "code", "solution"].iter().find_map(|k| row.get(*k).and_then(Value::as_str));
             match text {
                 Some(t) => index.add(name, &id, t),
@@ -212,7 +215,8 @@ fn row(format: Format, record: &Record, prompt: &str, completion: &str) -> Map<S
     let meta = match task {
         // A task stage's row: its kind and metadata (consensus strength, template, ...).
         Some(t) => {
-            let mut m: Map<String, Value> = t.iter().filter(|(k, _)| *k != "prompt" && *k != "completion").map(|(k, v)| (k.clone(), v.clone())).collect();
+            let mut m: Map<String, Value> =
+                t.iter().filter(|(k, _)| *k != "prompt" && *k != "completion").map(|(k, v)| (k.clone(), v.clone())).collect();
             let kind = m.remove("kind").unwrap_or(Value::Null);
             m.insert("task".into(), kind);
             Value::Object(m)
@@ -298,7 +302,12 @@ pub fn run(ctx: &Context, args: &ExportArgs) -> Result<ExitCode> {
     }
     let index = if settings.decontaminate { Some(load_benchmarks(&settings)?) } else { None };
     if let Some(i) = &index {
-        tracing::info!("export: decontaminating against {} benchmark tasks ({}-grams, threshold {})", i.len(), settings.ngram, settings.contamination_threshold);
+        tracing::info!(
+            "export: decontaminating against {} benchmark tasks ({}-grams, threshold {})",
+            i.len(),
+            settings.ngram,
+            settings.contamination_threshold
+        );
     }
     let mut near = settings.near_dedup.then(|| NearDuplicates::new(settings.near_dup_threshold, settings.shingle));
     let mut exact: HashSet<[u8; 16]> = HashSet::new();
@@ -437,13 +446,22 @@ fn classify(record: &Record, f: &mut Funnel) -> Option<String> {
 /// Writes rows as JSONL shards or Parquet files.
 enum RowSink {
     Jsonl(ShardWriter),
-    Parquet { dir: PathBuf, format: Format, per_file: usize, writer: Option<(parquet::arrow::ArrowWriter<std::fs::File>, PathBuf, PathBuf, u64)>, done: Vec<ShardInfo> },
+    Parquet {
+        dir: PathBuf,
+        format: Format,
+        per_file: usize,
+        writer: Option<(parquet::arrow::ArrowWriter<std::fs::File>, PathBuf, PathBuf, u64)>,
+        done: Vec<ShardInfo>,
+    },
 }
 
 impl RowSink {
     fn new(dir: &Path, output: OutputFormat, format: Format, per_file: usize, compress: bool) -> Result<RowSink> {
         Ok(match output {
-            OutputFormat::Jsonl => RowSink::Jsonl(ShardWriter::new(dir, ShardWriterOptions { prefix: "data".into(), records_per_shard: per_file, compress, ..Default::default() })?),
+            OutputFormat::Jsonl => RowSink::Jsonl(ShardWriter::new(
+                dir,
+                ShardWriterOptions { prefix: "data".into(), records_per_shard: per_file, compress, ..Default::default() },
+            )?),
             OutputFormat::Parquet => RowSink::Parquet { dir: dir.to_path_buf(), format, per_file, writer: None, done: Vec::new() },
         })
     }
@@ -462,7 +480,9 @@ impl RowSink {
                         let name = format!("data-{:05}.parquet", done.len());
                         let tmp = dir.join(format!(".{name}.tmp"));
                         let file = std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-                        let props = parquet::file::properties::WriterProperties::builder().set_compression(parquet::basic::Compression::ZSTD(Default::default())).build();
+                        let props = parquet::file::properties::WriterProperties::builder()
+                            .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
+                            .build();
                         *writer = Some((parquet::arrow::ArrowWriter::try_new(file, schema.clone(), Some(props))?, tmp, dir.join(name), 0));
                     }
                     if let Some((w, _, _, n)) = writer.as_mut() {
@@ -620,7 +640,11 @@ fn write_card(dir: &Path, f: &Funnel, s: &ExportSettings, inputs: &[String], sha
     md.push_str("\n## Settings\n\n```toml\n[export]\n");
     md.push_str(&toml::to_string(s).unwrap_or_default());
     md.push_str("```\n\nDecontamination: token n-grams (comments and strings removed) against the reference solutions of ");
-    md.push_str(if s.benchmarks.is_empty() { "HumanEval (MIT), MBPP (CC-BY-4.0) and BigCodeBench (Apache-2.0)" } else { "the configured benchmark files" });
+    md.push_str(if s.benchmarks.is_empty() {
+        "HumanEval (MIT), MBPP (CC-BY-4.0) and BigCodeBench (Apache-2.0)"
+    } else {
+        "the configured benchmark files"
+    });
     md.push_str("; a record is dropped when shared n-grams / min(record, task) reaches the threshold.\n");
     crate::shards::writer::write_atomic(&dir.join("README.md"), md.as_bytes())
 }
@@ -631,7 +655,8 @@ mod tests {
 
     #[test]
     fn prompt_is_imports_signature_and_docstring() {
-        let code = "import numpy as np\n\n\ndef f(x):\n    \"\"\"Double.\n\n    >>> f(1)\n    2\n    \"\"\"\n    # twice\n    return np.multiply(x, 2)\n";
+        let code =
+            "import numpy as np\n\n\ndef f(x):\n    \"\"\"Double.\n\n    >>> f(1)\n    2\n    \"\"\"\n    # twice\n    return np.multiply(x, 2)\n";
         let (p, c, doc) = split_prompt(code, "f").unwrap();
         assert!(doc);
         assert!(p.starts_with("import numpy as np\n") && p.ends_with("\"\"\"\n"), "{p}");

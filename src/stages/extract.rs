@@ -261,8 +261,8 @@ pub struct Extractor {
 
 impl Extractor {
     pub fn new(settings: ExtractSettings, allow: PackageAllowList) -> Result<Self> {
-        let target = python::parse_version(&settings.target_python)
-            .with_context(|| format!("target_python {:?}: expected X.Y", settings.target_python))?;
+        let target =
+            python::parse_version(&settings.target_python).with_context(|| format!("target_python {:?}: expected X.Y", settings.target_python))?;
         Ok(Self { settings, allow, target })
     }
 
@@ -286,8 +286,7 @@ impl Extractor {
         }
         let module = parsed.suite();
         let imports = collect_module_imports(module);
-        let constants =
-            if self.settings.include_constants { collect_literal_constants(module, source) } else { HashMap::new() };
+        let constants = if self.settings.include_constants { collect_literal_constants(module, source) } else { HashMap::new() };
 
         // Step 2: every top-level def is a candidate.
         let mut candidates = Vec::new();
@@ -404,8 +403,7 @@ impl Extractor {
         plain.dedup();
         from.sort_unstable();
         from.dedup();
-        let import_lines: Vec<String> =
-            imports.future.iter().map(String::as_str).chain(plain).chain(from).map(str::to_string).collect();
+        let import_lines: Vec<String> = imports.future.iter().map(String::as_str).chain(plain).chain(from).map(str::to_string).collect();
         used_constants.sort_unstable();
         used_constants.dedup();
         let mut code = String::with_capacity(function.len() + 256);
@@ -516,11 +514,7 @@ pub fn run(ctx: &Context, args: &ExtractArgs) -> Result<ExitCode> {
     if args.rejects.is_some() {
         prepare_output(&out_dir, "extract", &fp, true)?;
     }
-    let shard_options = ShardWriterOptions {
-        records_per_shard: output_cfg.records_per_shard,
-        compress: output_cfg.compress,
-        ..Default::default()
-    };
+    let shard_options = ShardWriterOptions { records_per_shard: output_cfg.records_per_shard, compress: output_cfg.compress, ..Default::default() };
     let mut writer = ShardWriter::new(&out_dir, shard_options.clone())?;
     let mut rejects = match &args.rejects {
         Some(dir) => {
@@ -532,11 +526,7 @@ pub fn run(ctx: &Context, args: &ExtractArgs) -> Result<ExitCode> {
     };
 
     tracing::info!("extract: {} input files → {} ({} workers)", inputs.len(), out_dir.display(), ctx.jobs);
-    let fields = SourceFields {
-        content: input_cfg.content_field.clone(),
-        id: input_cfg.id_field.clone(),
-        path: input_cfg.path_field.clone(),
-    };
+    let fields = SourceFields { content: input_cfg.content_field.clone(), id: input_cfg.id_field.clone(), path: input_cfg.path_field.clone() };
     let mut counts = ExtractCounts::default();
     let mut seen: HashSet<[u8; 16]> = HashSet::new();
     let mut progress = crate::logging::Progress::new("extract", ctx.global.quiet);
@@ -571,15 +561,26 @@ pub fn run(ctx: &Context, args: &ExtractArgs) -> Result<ExitCode> {
     let shards = writer.finish()?;
     if let (Some(r), Some(dir)) = (rejects, &args.rejects) {
         let counts_json = json!({ "dropped": counts.dropped, "bad_input": counts.bad_input });
-        Manifest::finished("extract-rejects", &inputs, fp.clone(), settings_json.clone(), counts_json, r.finish()?, started_at.clone(), started, json!({}))
-            .write(dir)?;
+        Manifest::finished(
+            "extract-rejects",
+            &inputs,
+            fp.clone(),
+            settings_json.clone(),
+            counts_json,
+            r.finish()?,
+            started_at.clone(),
+            started,
+            json!({}),
+        )
+        .write(dir)?;
     }
     let elapsed = started.elapsed().as_secs_f64();
     let timings = json!({
         "documents_per_second": counts.documents as f64 / elapsed.max(1e-9),
         "megabytes_per_second": counts.bytes as f64 / 1e6 / elapsed.max(1e-9),
     });
-    Manifest::finished("extract", &inputs, fp, settings_json, serde_json::to_value(&counts)?, shards, started_at, started, timings).write(&out_dir)?;
+    Manifest::finished("extract", &inputs, fp, settings_json, serde_json::to_value(&counts)?, shards, started_at, started, timings)
+        .write(&out_dir)?;
     let dropped: u64 = counts.dropped.values().sum();
     let bad: u64 = counts.bad_input.values().sum();
     tracing::info!(
@@ -632,9 +633,7 @@ fn emit(
             for candidate in candidates {
                 counts.candidates += 1;
                 let outcome = match candidate.outcome {
-                    Ok(kept) if settings.dedup && !seen.insert(kept.norm_hash) => {
-                        Err((DropReason::Duplicate, String::new()))
-                    }
+                    Ok(kept) if settings.dedup && !seen.insert(kept.norm_hash) => Err((DropReason::Duplicate, String::new())),
                     other => other,
                 };
                 match outcome {

@@ -118,7 +118,9 @@ impl FixStep {
 
     async fn fix(self: Arc<Self>, mut record: Record) -> Record {
         let text = |r: &Record, k: &str| r.get(k).and_then(Value::as_str).map(str::to_string);
-        let (Some(code), Some(tests), Some(entry_point)) = (text(&record, &self.fields.code_field), text(&record, &self.fields.tests_field), text(&record, &self.fields.entry_point_field)) else {
+        let (Some(code), Some(tests), Some(entry_point)) =
+            (text(&record, &self.fields.code_field), text(&record, &self.fields.tests_field), text(&record, &self.fields.entry_point_field))
+        else {
             record.insert("error".into(), error_value("fix", "missing_field", "the record needs code, tests and entry_point", false));
             return record;
         };
@@ -140,14 +142,21 @@ impl FixStep {
             record.insert("error".into(), error_value("fix", "sandbox_error", "the sandbox failed twice on this record", true));
             return record;
         }
-        let packages: Vec<String> = record.get("packages").and_then(Value::as_array).map(|a| a.iter().filter_map(|p| p.as_str().map(str::to_string)).collect()).unwrap_or_default();
+        let packages: Vec<String> = record
+            .get("packages")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|p| p.as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
         if let Some((kind, detail)) = environment_failure(&verdict, &packages) {
             record.insert("fix".into(), json!({"status": "not_attempted", "reason": kind, "detail": detail}));
             return record;
         }
         let function = text(&record, "function").unwrap_or_else(|| code.clone());
         let Some(sig) = signature(&function, &entry_point) else {
-            record.insert("fix".into(), json!({"status": "not_attempted", "reason": "no_function", "detail": format!("no top-level def {entry_point} in the record")}));
+            record.insert(
+                "fix".into(),
+                json!({"status": "not_attempted", "reason": "no_function", "detail": format!("no top-level def {entry_point} in the record")}),
+            );
             return record;
         };
 
@@ -206,10 +215,8 @@ impl FixStep {
                 }
             }
             // Started together: the sandbox pool runs them on all its workers at once.
-            let handles: Vec<_> = to_verify
-                .iter()
-                .map(|(_, r)| tokio::spawn(check_json(self.sandbox.clone(), r.code.clone(), tests.clone())))
-                .collect();
+            let handles: Vec<_> =
+                to_verify.iter().map(|(_, r)| tokio::spawn(check_json(self.sandbox.clone(), r.code.clone(), tests.clone()))).collect();
             let mut verdicts = Vec::with_capacity(handles.len());
             for h in handles {
                 verdicts.push(h.await.unwrap_or_else(|e| json!({"status": "sandbox_error", "message": format!("check task failed: {e}")})));
@@ -246,7 +253,8 @@ impl FixStep {
         }
 
         let summary = |extra: Value| {
-            let mut f = json!({"rounds_used": rounds_used, "candidates": history.len(), "usage": {"prompt_tokens": usage.0, "completion_tokens": usage.1}});
+            let mut f =
+                json!({"rounds_used": rounds_used, "candidates": history.len(), "usage": {"prompt_tokens": usage.0, "completion_tokens": usage.1}});
             if let (Some(f), Some(extra)) = (f.as_object_mut(), extra.as_object()) {
                 f.extend(extra.clone());
             }
@@ -262,7 +270,10 @@ impl FixStep {
             record.insert("fix".into(), summary(json!({"status": "fixed", "round": round, "alternatives": alternatives})));
         } else if sandbox_errors > 0 {
             record.insert("fix".into(), summary(json!({"status": "error"})));
-            record.insert("error".into(), error_value("fix", "sandbox_error", format!("{sandbox_errors} candidate checks ended in sandbox_error"), true));
+            record.insert(
+                "error".into(),
+                error_value("fix", "sandbox_error", format!("{sandbox_errors} candidate checks ended in sandbox_error"), true),
+            );
         } else {
             record.insert("fix".into(), summary(json!({"status": "unfixed"})));
         }
@@ -287,7 +298,8 @@ pub fn environment_failure(verdict: &Value, packages: &[String]) -> Option<(Stri
     let status = verdict.get("status").and_then(Value::as_str).unwrap_or("");
     let failures = verdict.get("failures").and_then(Value::as_array).cloned().unwrap_or_default();
     for f in &failures {
-        let message = format!("{} {}", f.get("message").and_then(Value::as_str).unwrap_or(""), f.get("traceback").and_then(Value::as_str).unwrap_or(""));
+        let message =
+            format!("{} {}", f.get("message").and_then(Value::as_str).unwrap_or(""), f.get("traceback").and_then(Value::as_str).unwrap_or(""));
         if let Some(module) = missing_module(&message) {
             let phase = f.get("test").and_then(Value::as_str).unwrap_or("");
             if packages.iter().any(|p| p == &module) || phase == "code" {
@@ -299,7 +311,9 @@ pub fn environment_failure(verdict: &Value, packages: &[String]) -> Option<(Stri
     if status == Status::NoTests.as_str() {
         return Some(("tests_unusable".into(), "the test module has no test methods".into()));
     }
-    if let Some(f) = failures.iter().find(|f| f.get("test").and_then(Value::as_str) == Some("tests") && f.get("kind").and_then(Value::as_str) == Some("error")) {
+    if let Some(f) =
+        failures.iter().find(|f| f.get("test").and_then(Value::as_str) == Some("tests") && f.get("kind").and_then(Value::as_str) == Some("error"))
+    {
         return Some(("tests_unusable".into(), format!("the test module does not load: {}", f.get("message").and_then(Value::as_str).unwrap_or(""))));
     }
     if failures.iter().any(|f| matches!(f.get("kind").and_then(Value::as_str), Some("tamper" | "forged_report"))) {
@@ -452,7 +466,8 @@ mod tests {
 
     #[test]
     fn environment_failures_are_classified() {
-        let missing = json!({"status": "error", "failures": [{"test": "code", "kind": "error", "message": "ModuleNotFoundError: No module named 'torch.nn'"}]});
+        let missing =
+            json!({"status": "error", "failures": [{"test": "code", "kind": "error", "message": "ModuleNotFoundError: No module named 'torch.nn'"}]});
         assert_eq!(environment_failure(&missing, &["torch".into()]).unwrap().0, "missing_package");
         let hallucinated = json!({"status": "error", "failures": [{"test": "tests", "kind": "error", "message": "ModuleNotFoundError: No module named 'solution'"}]});
         assert_eq!(environment_failure(&hallucinated, &[]).unwrap().0, "tests_unusable");

@@ -35,7 +35,6 @@ pub struct GenTestsArgs {
     pub samples: Option<u32>,
 }
 
-
 fn error_field(kind: &str, message: impl Into<String>) -> Value {
     error_value("gen-tests", kind, message, false)
 }
@@ -102,7 +101,10 @@ async fn generate_tests(client: Arc<LlmClient>, prompts: Arc<Prompts>, samples: 
     record.insert("generation".into(), meta);
     if valid.is_empty() {
         let kind = rejected.first().cloned().unwrap_or_else(|| "no_choices".into());
-        record.insert("error".into(), error_field(&kind, format!("no usable test module in {} sample(s): {}", generation.choices.len(), rejected.join(", "))));
+        record.insert(
+            "error".into(),
+            error_field(&kind, format!("no usable test module in {} sample(s): {}", generation.choices.len(), rejected.join(", "))),
+        );
         return record;
     }
     record.insert("tests".into(), json!(valid[0]));

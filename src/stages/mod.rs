@@ -1,9 +1,9 @@
 //! One module per pipeline stage. Each reads like the corresponding step of the method.
 
 pub mod case2code;
+pub mod consensus;
 pub mod export;
 pub mod extract;
-pub mod consensus;
 pub mod fix;
 pub mod gen_tests;
 pub mod problems;

@@ -69,13 +69,38 @@ impl Default for ProblemsSettings {
             count: 100,
             seed: 0,
             topics: v(&[
-                "string manipulation", "lists and sorting", "dictionaries and counting", "number theory", "dates and times",
-                "numpy arrays", "pandas data frames", "regular expressions", "recursion", "dynamic programming", "graphs",
-                "geometry", "parsing text formats", "statistics", "bit manipulation", "simulation", "intervals", "matrices",
+                "string manipulation",
+                "lists and sorting",
+                "dictionaries and counting",
+                "number theory",
+                "dates and times",
+                "numpy arrays",
+                "pandas data frames",
+                "regular expressions",
+                "recursion",
+                "dynamic programming",
+                "graphs",
+                "geometry",
+                "parsing text formats",
+                "statistics",
+                "bit manipulation",
+                "simulation",
+                "intervals",
+                "matrices",
             ]),
             skills: v(&[
-                "edge-case handling", "input validation", "careful iteration", "string formatting", "searching", "aggregation",
-                "greedy choices", "two pointers", "hash maps", "sorting with keys", "stacks and queues", "prefix sums",
+                "edge-case handling",
+                "input validation",
+                "careful iteration",
+                "string formatting",
+                "searching",
+                "aggregation",
+                "greedy choices",
+                "two pointers",
+                "hash maps",
+                "sorting with keys",
+                "stacks and queues",
+                "prefix sums",
             ]),
             categories: v(&["algorithms", "data structures", "string processing", "math", "data analysis", "parsing", "simulation", "other"]),
             rate: true,
@@ -137,7 +162,8 @@ pub fn read_skeleton(block: &str) -> std::result::Result<(String, String), Strin
     if let Some(e) = parsed.errors().first() {
         return Err(format!("the skeleton does not parse: {}", e.error));
     }
-    let funcs: Vec<String> = parsed.suite().iter().filter_map(|s| if let Stmt::FunctionDef(f) = s { Some(f.name.to_string()) } else { None }).collect();
+    let funcs: Vec<String> =
+        parsed.suite().iter().filter_map(|s| if let Stmt::FunctionDef(f) = s { Some(f.name.to_string()) } else { None }).collect();
     let [name] = funcs.as_slice() else { return Err(format!("the skeleton defines {} functions, not one", funcs.len())) };
     match split_prompt(block, name) {
         Some((prompt, _, true)) => Ok((name.clone(), prompt)),
@@ -213,7 +239,10 @@ impl ProblemsStep {
             return self.rate(out).await;
         }
         let (Some(topic), Some(skill)) = (text(&record, "topic"), text(&record, "skill")) else {
-            record.insert("error".into(), error_value("problems", "missing_field", "a record needs `code` + `entry_point`, or `topic` + `skill`", false));
+            record.insert(
+                "error".into(),
+                error_value("problems", "missing_field", "a record needs `code` + `entry_point`, or `topic` + `skill`", false),
+            );
             return record;
         };
         let index = record.get("index").cloned().unwrap_or(json!(0));
@@ -234,7 +263,8 @@ impl ProblemsStep {
         let reply = generation.choices.first().map(|c| c.text.clone()).unwrap_or_default();
         let statement = reply.split("```").next().unwrap_or("").trim();
         let statement = statement.strip_prefix("Problem:").or_else(|| statement.strip_prefix("**Problem:**")).unwrap_or(statement).trim().to_string();
-        let skeleton = code_blocks(&reply).iter().map(|b| read_skeleton(b)).find(|r| r.is_ok()).unwrap_or_else(|| Err("no code block holds a skeleton".into()));
+        let skeleton =
+            code_blocks(&reply).iter().map(|b| read_skeleton(b)).find(|r| r.is_ok()).unwrap_or_else(|| Err("no code block holds a skeleton".into()));
         let (entry_point, skeleton) = match skeleton {
             Ok(v) if !statement.is_empty() => v,
             Ok(_) => {
@@ -251,7 +281,10 @@ impl ProblemsStep {
         out.insert("problem".into(), json!(statement));
         out.insert("skeleton".into(), json!(skeleton));
         out.insert("entry_point".into(), json!(entry_point));
-        out.insert("problem_source".into(), json!({"kind": "generated", "topic": topic, "skill": skill, "index": index, "model": self.agent.client.settings.model}));
+        out.insert(
+            "problem_source".into(),
+            json!({"kind": "generated", "topic": topic, "skill": skill, "index": index, "model": self.agent.client.settings.model}),
+        );
         self.rate(out).await
     }
 
@@ -275,7 +308,10 @@ impl ProblemsStep {
                     out.insert("category".into(), json!(category));
                 }
                 None => {
-                    out.insert("error".into(), error_value("problems", "malformed_rating", "the rating reply holds no JSON object with difficulty easy|medium|hard", false));
+                    out.insert(
+                        "error".into(),
+                        error_value("problems", "malformed_rating", "the rating reply holds no JSON object with difficulty easy|medium|hard", false),
+                    );
                 }
             },
             Err(e) => {
@@ -325,7 +361,15 @@ fn dedup_pass(ctx: &Context, generated: &Path, out_dir: &Path, s: &ProblemsSetti
     if prepare_output(out_dir, "problems", &fp, ctx.global.force)? {
         return Ok(());
     }
-    let mut writer = ShardWriter::new(out_dir, ShardWriterOptions { prefix: "shard".into(), records_per_shard: output_cfg.records_per_shard, compress: output_cfg.compress, ..Default::default() })?;
+    let mut writer = ShardWriter::new(
+        out_dir,
+        ShardWriterOptions {
+            prefix: "shard".into(),
+            records_per_shard: output_cfg.records_per_shard,
+            compress: output_cfg.compress,
+            ..Default::default()
+        },
+    )?;
     let mut near = NearDuplicates::new(s.near_dup_threshold, s.shingle);
     let mut kept_ids: Vec<Value> = Vec::new();
     let mut counts = Counts::default();
@@ -344,7 +388,8 @@ fn dedup_pass(ctx: &Context, generated: &Path, out_dir: &Path, s: &ProblemsSetti
             let statement = record.get("problem").and_then(Value::as_str).unwrap_or("");
             match near.check_and_insert_tokens(&text_tokens(statement)) {
                 Some((first, similarity)) => {
-                    record.insert("duplicate_of".into(), json!({"id": kept_ids.get(first).cloned().unwrap_or(Value::Null), "similarity": similarity}));
+                    record
+                        .insert("duplicate_of".into(), json!({"id": kept_ids.get(first).cloned().unwrap_or(Value::Null), "similarity": similarity}));
                     counts.bump("near_duplicate");
                 }
                 None => {
@@ -370,9 +415,16 @@ fn dedup_pass(ctx: &Context, generated: &Path, out_dir: &Path, s: &ProblemsSetti
         return Err(e);
     }
     let shards = writer.finish()?;
-    let manifest = Manifest::finished("problems", &inputs, fp, settings_json, serde_json::to_value(&counts)?, shards, started_at, started, Value::Null);
+    let manifest =
+        Manifest::finished("problems", &inputs, fp, settings_json, serde_json::to_value(&counts)?, shards, started_at, started, Value::Null);
     manifest.write(out_dir)?;
-    tracing::info!("problems: {} problems, {} kept, {} near-duplicates, errors {:?}", counts.records, counts.ok, counts.outcomes.get("near_duplicate").copied().unwrap_or(0), counts.errors_by_kind);
+    tracing::info!(
+        "problems: {} problems, {} kept, {} near-duplicates, errors {:?}",
+        counts.records,
+        counts.ok,
+        counts.outcomes.get("near_duplicate").copied().unwrap_or(0),
+        counts.errors_by_kind
+    );
     Ok(())
 }
 

@@ -107,7 +107,9 @@ impl RefineStep {
             return record;
         }
         let text = |k: &str| record.get(k).and_then(Value::as_str).map(str::to_string);
-        let (Some(code), Some(tests), Some(entry_point)) = (text(&self.fields.code_field), text(&self.fields.tests_field), text(&self.fields.entry_point_field)) else {
+        let (Some(code), Some(tests), Some(entry_point)) =
+            (text(&self.fields.code_field), text(&self.fields.tests_field), text(&self.fields.entry_point_field))
+        else {
             not_refined(&mut record, "missing_field", "the record needs code, tests and entry_point");
             return record;
         };
@@ -138,14 +140,17 @@ impl RefineStep {
                 }
             },
             Err(e) => {
-                record.insert("refine".into(), json!({"refined": false, "reason": "llm_error", "detail": e.to_string(), "kind": e.kind(), "transient": e.transient()}));
+                record.insert(
+                    "refine".into(),
+                    json!({"refined": false, "reason": "llm_error", "detail": e.to_string(), "kind": e.kind(), "transient": e.transient()}),
+                );
                 return record;
             }
         };
         // Step 3.
         let checked = pick_block(&reply, &format!("def {entry_point}"), |suite| defines_function(suite, &entry_point))
-        .map_err(|e| (e.kind(), e.to_string()))
-        .and_then(|block| self.reviser.check(&block, &entry_point, &function).map_err(|r| (r.reason, r.detail)));
+            .map_err(|e| (e.kind(), e.to_string()))
+            .and_then(|block| self.reviser.check(&block, &entry_point, &function).map_err(|r| (r.reason, r.detail)));
         let rewrite = match checked {
             Ok(r) => r,
             Err((reason, detail)) => {
@@ -182,9 +187,13 @@ impl RefineStep {
             let passed = v.get("status").and_then(Value::as_str) == Some("pass");
             doctest["passed"] = json!(passed);
             if !passed {
-                let detail = v.get("failures").and_then(|f| f.get(0)).and_then(|f| f.get("message")).and_then(Value::as_str).unwrap_or("").to_string();
+                let detail =
+                    v.get("failures").and_then(|f| f.get(0)).and_then(|f| f.get("message")).and_then(Value::as_str).unwrap_or("").to_string();
                 if self.settings.doctests {
-                    record.insert("refine".into(), json!({"refined": false, "reason": "doctest_failed", "detail": detail, "rejected_code": rewrite.code}));
+                    record.insert(
+                        "refine".into(),
+                        json!({"refined": false, "reason": "doctest_failed", "detail": detail, "rejected_code": rewrite.code}),
+                    );
                     return record;
                 }
                 doctest["detail"] = json!(detail);

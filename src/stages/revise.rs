@@ -48,7 +48,8 @@ impl Reviser {
 
     /// Check `block` as a rewrite of `entry_point` whose original source is `original`.
     pub fn check(&self, block: &str, entry_point: &str, original: &str) -> Result<FunctionRecord, Rejected> {
-        let candidates = self.extractor.extract(block, "candidate", None).map_err(|bad| reject("syntax_error", format!("{}: {}", bad.reason, bad.detail)))?;
+        let candidates =
+            self.extractor.extract(block, "candidate", None).map_err(|bad| reject("syntax_error", format!("{}: {}", bad.reason, bad.detail)))?;
         let Some(candidate) = candidates.into_iter().find(|c| c.name == entry_point) else {
             return Err(reject("missing_function", format!("no top-level `def {entry_point}`")));
         };
@@ -155,7 +156,8 @@ mod tests {
         let rv = reviser();
         let no_import = "def f(xs, scale=2.0, *, axis=None):\n    return np.mean(xs) * scale\n";
         assert_eq!(rv.check(no_import, "f", ORIGINAL).unwrap_err().reason, "not_self_contained");
-        let helper = "import numpy as np\n\ndef helper(x):\n    return x\n\ndef f(xs, scale=2.0, *, axis=None):\n    return helper(np.mean(xs)) * scale\n";
+        let helper =
+            "import numpy as np\n\ndef helper(x):\n    return x\n\ndef f(xs, scale=2.0, *, axis=None):\n    return helper(np.mean(xs)) * scale\n";
         assert_eq!(rv.check(helper, "f", ORIGINAL).unwrap_err().reason, "not_self_contained");
         let renamed = "import numpy as np\n\ndef g(xs, scale=2.0, *, axis=None):\n    return np.mean(xs) * scale\n";
         assert_eq!(rv.check(renamed, "f", ORIGINAL).unwrap_err().reason, "missing_function");

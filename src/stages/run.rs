@@ -110,7 +110,8 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<ExitCode> {
         chain_ctx.config.llm.cache = work.join("llm-cache.sqlite").display().to_string();
     }
     let sandbox = Arc::new(Sandbox::start(resolve_settings(&chain_ctx, &args.sandbox))?);
-    let fix_args = fix::FixArgs { max_rounds: args.max_rounds, samples: args.samples, keep: None, llm: args.llm.clone(), sandbox: args.sandbox.clone() };
+    let fix_args =
+        fix::FixArgs { max_rounds: args.max_rounds, samples: args.samples, keep: None, llm: args.llm.clone(), sandbox: args.sandbox.clone() };
     let refine_args = refine::RefineArgs { no_doctests: false, llm: args.llm.clone(), sandbox: args.sandbox.clone() };
     let gen = Arc::new(gen_tests::GenTestsStep::new(&chain_ctx, &args.llm, Some(rs.test_samples), &rank_dir("gen-tests"))?);
     let window = crate::stages::sandbox_run::llm_sandbox_window(gen.agent.client.settings.concurrency, &sandbox);
@@ -120,14 +121,23 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<ExitCode> {
         StageDir { step: Arc::new(fix::FixStep::new(&chain_ctx, &fix_args, sandbox.clone(), &rank_dir("fix"))?), dir: rank_dir("fix") },
     ];
     if rs.refine {
-        stages.push(StageDir { step: Arc::new(refine::RefineStep::new(&chain_ctx, &refine_args, sandbox.clone(), &rank_dir("refine"))?), dir: rank_dir("refine") });
+        stages.push(StageDir {
+            step: Arc::new(refine::RefineStep::new(&chain_ctx, &refine_args, sandbox.clone(), &rank_dir("refine"))?),
+            dir: rank_dir("refine"),
+        });
     }
     if rs.case2code {
         let c2c_args = case2code::Case2CodeArgs { llm: args.llm.clone(), sandbox: args.sandbox.clone(), ..Default::default() };
-        stages.push(StageDir { step: Arc::new(case2code::Case2CodeStep::new(&chain_ctx, &c2c_args, sandbox.clone(), &rank_dir("case2code"))?), dir: rank_dir("case2code") });
+        stages.push(StageDir {
+            step: Arc::new(case2code::Case2CodeStep::new(&chain_ctx, &c2c_args, sandbox.clone(), &rank_dir("case2code"))?),
+            dir: rank_dir("case2code"),
+        });
     }
     let inputs: Vec<_> = expand_inputs(&shard_specs)?.into_iter().enumerate().collect();
-    let run_fp = crate::shards::manifest::fingerprint(&inputs.iter().map(|(_, i)| i.path.clone()).collect::<Vec<_>>(), &json!({"compress": ctx.output_config().compress}));
+    let run_fp = crate::shards::manifest::fingerprint(
+        &inputs.iter().map(|(_, i)| i.path.clone()).collect::<Vec<_>>(),
+        &json!({"compress": ctx.output_config().compress}),
+    );
     let opts = DriveOptions {
         window,
         retry_errors: ctx.global.retry_errors,
@@ -158,7 +168,12 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<ExitCode> {
             export::run(&ex, &export::ExportArgs::default())?;
         }
     } else if rs.export {
-        tracing::info!("run: rank {} done; when every rank is, run `unitcoder export -i {} -o {}`", ctx.global.rank, work.join(last).display(), work.join("export").display());
+        tracing::info!(
+            "run: rank {} done; when every rank is, run `unitcoder export -i {} -o {}`",
+            ctx.global.rank,
+            work.join(last).display(),
+            work.join("export").display()
+        );
     }
 
     // Step 4: the funnel.

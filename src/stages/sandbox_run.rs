@@ -93,7 +93,6 @@ pub fn resolve_settings(ctx: &Context, args: &SandboxRunArgs) -> SandboxSettings
     s
 }
 
-
 /// The sandbox-run step: the record plus `verdict` (or an `error` when a field is missing).
 pub struct SandboxStep {
     pub sandbox: Arc<Sandbox>,
@@ -221,10 +220,18 @@ pub fn doctor(ctx: &Context, python: Option<PathBuf>) -> Result<ExitCode> {
         .context("cannot run the interpreter")?;
     let found: BTreeMap<String, bool> = serde_json::from_slice(&probe.stdout).unwrap_or_default();
     let (have, missing): (Vec<_>, Vec<_>) = found.iter().partition(|(_, ok)| **ok);
-    println!("pre-import list: {}", settings.preimport.iter().map(|m| {
-        let root = m.split('.').next().unwrap_or(m);
-        format!("{m} [{}]", if found.get(root).copied().unwrap_or(false) { "ok" } else { "missing" })
-    }).collect::<Vec<_>>().join(", "));
+    println!(
+        "pre-import list: {}",
+        settings
+            .preimport
+            .iter()
+            .map(|m| {
+                let root = m.split('.').next().unwrap_or(m);
+                format!("{m} [{}]", if found.get(root).copied().unwrap_or(false) { "ok" } else { "missing" })
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     println!("importable allow-listed packages: {} of {}", have.len(), found.len());
     println!("  installed: {}", have.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(" "));
     println!("  missing:   {}", missing.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(" "));

@@ -132,7 +132,10 @@ pub fn collect(dir: &Path) -> Result<Report> {
         if checked > 0 {
             let mut passing = get("sandbox-run", "verdict_pass");
             report.pass_rate_by_round.push(("initial".into(), passing as f64 / checked as f64));
-            let rounds = by_stage.get("fix").map(|f| f.outcomes.keys().filter_map(|k| k.strip_prefix("fixed_in_round_")?.parse::<u32>().ok()).max().unwrap_or(0)).unwrap_or(0);
+            let rounds = by_stage
+                .get("fix")
+                .map(|f| f.outcomes.keys().filter_map(|k| k.strip_prefix("fixed_in_round_")?.parse::<u32>().ok()).max().unwrap_or(0))
+                .unwrap_or(0);
             for r in 1..=rounds {
                 passing += get("fix", &format!("fixed_in_round_{r}"));
                 report.pass_rate_by_round.push((format!("after round {r}"), passing as f64 / checked as f64));
@@ -140,7 +143,12 @@ pub fn collect(dir: &Path) -> Result<Report> {
         }
     }
     if let Some(rf) = by_stage.get("refine") {
-        let attempted: u64 = rf.outcomes.iter().filter(|(k, _)| *k == "refined" || (k.starts_with("not_refined_") && *k != "not_refined_not_verified")).map(|(_, n)| n).sum();
+        let attempted: u64 = rf
+            .outcomes
+            .iter()
+            .filter(|(k, _)| *k == "refined" || (k.starts_with("not_refined_") && *k != "not_refined_not_verified"))
+            .map(|(_, n)| n)
+            .sum();
         if attempted > 0 {
             report.refine_success = Some(get("refine", "refined") as f64 / attempted as f64);
         }
@@ -166,7 +174,10 @@ pub fn render(r: &Report) -> String {
 
 pub fn render_top(r: &Report, top: usize) -> String {
     let mut out = String::new();
-    out.push_str(&format!("{:<12} {:>9} {:>9} {:>8} {:>9} {:>9} {:>11}  errors / outcomes\n", "stage", "records", "ok", "errors", "retryable", "seconds", "tokens"));
+    out.push_str(&format!(
+        "{:<12} {:>9} {:>9} {:>8} {:>9} {:>9} {:>11}  errors / outcomes\n",
+        "stage", "records", "ok", "errors", "retryable", "seconds", "tokens"
+    ));
     for s in &r.stages {
         let errors: u64 = s.errors_by_kind.values().sum();
         out.push_str(&format!(
@@ -179,14 +190,21 @@ pub fn render_top(r: &Report, top: usize) -> String {
             s.elapsed_seconds,
             s.prompt_tokens + s.completion_tokens,
             s.errors_by_kind.iter().map(|(k, n)| format!("{k}={n}")).collect::<Vec<_>>().join(" "),
-            if s.outcomes.is_empty() { String::new() } else { format!(" | {}", s.outcomes.iter().map(|(k, n)| format!("{k}={n}")).collect::<Vec<_>>().join(" ")) }
+            if s.outcomes.is_empty() {
+                String::new()
+            } else {
+                format!(" | {}", s.outcomes.iter().map(|(k, n)| format!("{k}={n}")).collect::<Vec<_>>().join(" "))
+            }
         ));
     }
     if r.stages.iter().any(|s| !s.complete) {
         out.push_str("(* stopped early: rerun the same command to continue)\n");
     }
     if !r.pass_rate_by_round.is_empty() {
-        out.push_str(&format!("pass rate: {}\n", r.pass_rate_by_round.iter().map(|(k, v)| format!("{k} {}", pct(*v))).collect::<Vec<_>>().join(", ")));
+        out.push_str(&format!(
+            "pass rate: {}\n",
+            r.pass_rate_by_round.iter().map(|(k, v)| format!("{k} {}", pct(*v))).collect::<Vec<_>>().join(", ")
+        ));
     }
     if let Some(x) = r.refine_success {
         out.push_str(&format!("refine success: {}\n", pct(x)));

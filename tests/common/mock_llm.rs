@@ -117,13 +117,17 @@ impl MockServer {
                                 tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
                             }
                             let payload = quick_answer(n);
-                            let response = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{payload}", payload.len());
+                            let response =
+                                format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{payload}", payload.len());
                             if sock.write_all(response.as_bytes()).await.is_err() {
                                 return;
                             }
                             continue;
                         }
-                        let auth = head.lines().find_map(|l| l.strip_prefix("authorization: ").or_else(|| l.strip_prefix("Authorization: ")).map(str::to_string)).unwrap_or_default();
+                        let auth = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("authorization: ").or_else(|| l.strip_prefix("Authorization: ")).map(str::to_string))
+                            .unwrap_or_default();
                         seen.authorization.lock().unwrap().push(auth);
                         seen.bodies.lock().unwrap().push(body.clone());
                         seen.arrivals_ms.lock().unwrap().push((n, started.elapsed().as_millis() as u64));
@@ -141,7 +145,13 @@ impl MockServer {
                             seen.inflight.fetch_sub(1, Ordering::SeqCst);
                             return;
                         }
-                        let reason = match status { 200 => "OK", 400 => "Bad Request", 429 => "Too Many Requests", 503 => "Service Unavailable", _ => "Internal Server Error" };
+                        let reason = match status {
+                            200 => "OK",
+                            400 => "Bad Request",
+                            429 => "Too Many Requests",
+                            503 => "Service Unavailable",
+                            _ => "Internal Server Error",
+                        };
                         let response = format!(
                             "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{extra_header}\r\n{payload}",
                             payload.len()
