@@ -1,9 +1,6 @@
-//! Command-line interface: clap definitions and dispatch to the stages.
-//!
-//! Exit codes: 0 success; 1 a fatal error (unreadable input, unwritable output, bad
-//! config); 2 unusable arguments (clap's usage errors); 3 an LLM budget stopped the run
-//! (rerun to continue); 4 finished, but some records ended in a transient error (rerun with
-//! `--retry-errors`).
+//! Command-line interface: clap definitions, the resolved `Context`, and dispatch to the
+//! stages. Each stage owns its own flags (`stages::<name>::<Name>Args`); the flags every
+//! command shares are here. Exit codes are in `exit.rs`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::Config;
+use crate::context::Context;
 use crate::logging::{self, LogFormat};
 use crate::stages;
 
@@ -103,89 +101,35 @@ pub enum Command {
     /// Show a work directory's funnel: per stage, pass rate by fix round, packages, tokens.
     Stats(stages::stats::StatsArgs),
     /// Show the Python, packages and isolation mechanisms the sandbox would use here.
-    Doctor {
-        /// Interpreter to inspect [default: as sandbox-run would pick].
-        #[arg(long, value_name = "PATH")]
-        python: Option<PathBuf>,
-    },
+    Doctor(stages::doctor::DoctorArgs),
 }
 
-/// Everything a stage needs from the command line and config, resolved.
-pub struct Context {
-    pub global: GlobalArgs,
-    pub config: Config,
-    /// Directory of the config file, for resolving relative paths in it.
-    pub config_dir: Option<PathBuf>,
-    pub jobs: usize,
-}
-
-impl Context {
-    /// The output directory; with `--world-size N > 1`, this rank's subdirectory of it.
-    pub fn output_dir(&self) -> anyhow::Result<PathBuf> {
-        let dir = self.global.output.clone().ok_or_else(|| anyhow::anyhow!("--output DIR is required"))?;
-        Ok(self.rank_dir(dir))
-    }
-
-    /// `dir`, or `dir/rank-RRRRR-of-NNNNN` when the inputs are split between processes.
-    pub fn rank_dir(&self, dir: PathBuf) -> PathBuf {
-        if self.global.world_size > 1 {
-            dir.join(format!("rank-{:05}-of-{:05}", self.global.rank, self.global.world_size))
-        } else {
-            dir
+impl GlobalArgs {
+    /// The context every stage gets: flags over config over defaults.
+    fn into_context(self, config: Config, config_dir: Option<std::path::PathBuf>) -> Context {
+        let jobs = self.jobs.or(config.jobs).unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)).max(1);
+        let mut input = config.input.clone();
+        input.content_field = self.content_field.unwrap_or(input.content_field);
+        input.id_field = self.id_field.unwrap_or(input.id_field);
+        input.path_field = self.path_field.unwrap_or(input.path_field);
+        input.max_doc_bytes = self.max_doc_bytes.unwrap_or(input.max_doc_bytes);
+        let mut output_format = config.output.clone();
+        output_format.records_per_shard = self.records_per_shard.unwrap_or(output_format.records_per_shard).max(1);
+        output_format.compress &= !self.plain;
+        Context {
+            inputs: self.input,
+            output: self.output,
+            jobs,
+            quiet: self.quiet,
+            force: self.force,
+            retry_errors: self.retry_errors,
+            rank: self.rank,
+            world_size: self.world_size,
+            input,
+            output_format,
+            config,
+            config_dir,
         }
-    }
-
-    /// The input files this process handles, each with its index in the full input list
-    /// (so output shard names stay unique across ranks).
-    pub fn inputs(&self) -> anyhow::Result<Vec<(usize, crate::shards::InputFile)>> {
-        anyhow::ensure!(!self.global.input.is_empty(), "--input is required");
-        let (rank, world) = (self.global.rank, self.global.world_size);
-        anyhow::ensure!(world >= 1 && rank < world, "--rank {rank} must be less than --world-size {world}");
-        let all = crate::shards::expand_inputs(&self.global.input)?;
-        Ok(all.into_iter().enumerate().filter(|(i, _)| i % world == rank).collect())
-    }
-
-    /// Resolved input-field settings (flags over config over defaults).
-    pub fn input_config(&self) -> crate::config::InputConfig {
-        let mut c = self.config.input.clone();
-        let g = &self.global;
-        if let Some(v) = &g.content_field {
-            c.content_field = v.clone();
-        }
-        if let Some(v) = &g.id_field {
-            c.id_field = v.clone();
-        }
-        if let Some(v) = &g.path_field {
-            c.path_field = v.clone();
-        }
-        if let Some(v) = g.max_doc_bytes {
-            c.max_doc_bytes = v;
-        }
-        c
-    }
-
-    /// Longest JSONL line a record stage reads (records carry code, tests and history).
-    pub fn record_line_limit(&self) -> usize {
-        self.input_config().max_doc_bytes.saturating_mul(4).max(64 << 20)
-    }
-
-    /// A stage's LLM settings: config `[llm]`, flags on top.
-    pub fn llm_settings(&self, args: &crate::llm::LlmArgs) -> crate::llm::LlmSettings {
-        let mut s = self.config.llm.clone();
-        s.apply(args);
-        s
-    }
-
-    pub fn output_config(&self) -> crate::config::OutputConfig {
-        let mut c = self.config.output.clone();
-        if let Some(n) = self.global.records_per_shard {
-            c.records_per_shard = n;
-        }
-        if self.global.plain {
-            c.compress = false;
-        }
-        c.records_per_shard = c.records_per_shard.max(1);
-        c
     }
 }
 
@@ -194,7 +138,7 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+            return crate::exit::code(if e.use_stderr() { crate::exit::USAGE } else { crate::exit::SUCCESS });
         }
     };
     logging::init(cli.global.quiet, cli.global.log_format);
@@ -203,15 +147,15 @@ pub fn main() -> ExitCode {
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("error: {e:#}");
-            ExitCode::from(1)
+            crate::exit::code(crate::exit::FATAL)
         }
     }
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let (config, config_dir) = Config::load(cli.global.config.as_deref())?;
-    let jobs = cli.global.jobs.or(config.jobs).unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)).max(1);
-    let ctx = Context { global: cli.global, config, config_dir, jobs };
+    stages::validate_config(&config)?;
+    let ctx = cli.global.into_context(config, config_dir);
     match cli.command {
         Command::Extract(args) => stages::extract::run(&ctx, &args),
         Command::SandboxRun(args) => stages::sandbox_run::run(&ctx, &args),
@@ -224,6 +168,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Consensus(args) => stages::consensus::run(&ctx, &args),
         Command::Run(args) => stages::run::run(&ctx, &args),
         Command::Stats(args) => stages::stats::run(&ctx, &args),
-        Command::Doctor { python } => stages::sandbox_run::doctor(&ctx, python),
+        Command::Doctor(args) => stages::doctor::run(&ctx, &args),
     }
 }

@@ -1,13 +1,18 @@
 //! unitcoder: turn raw code corpora into verified, documented code-training data.
 //!
-//! Layout: `cli` (clap definitions and dispatch), `stages` (one module per pipeline stage),
-//! and the engines: `shards` (reading/writing shards and manifests), `python` (parsing and
-//! static analysis of Python source). The record schema lives in `record`.
+//! Layers, top to bottom (each imports only from below; `ARCHITECTURE.md` has the diagram):
+//! `cli` (clap and dispatch) → `stages` (one module per stage, `stages::common` the step
+//! kit) → `executor` (streams records through steps, resume, manifests), `context`,
+//! `config`, `record` (the record schema), `exit` → the engines: `shards`, `llm`,
+//! `sandbox`, `python`, `dedup`, `logging`, `hash`.
 
 pub mod cli;
 pub mod config;
+pub mod context;
 pub mod dedup;
 pub mod executor;
+pub mod exit;
+pub mod hash;
 pub mod llm;
 pub mod logging;
 pub mod python;

@@ -4,7 +4,6 @@
 
 pub mod cache;
 pub mod client;
-pub mod pipeline;
 pub mod prompts;
 pub mod reply;
 pub mod stats;

@@ -41,7 +41,7 @@ impl Prompts {
             } else {
                 source.to_string()
             };
-            hashes.insert(name.to_string(), crate::record::content_id(&text));
+            hashes.insert(name.to_string(), crate::hash::content_id(&text));
             env.add_template_owned(name.to_string(), text).with_context(|| format!("prompt template {name} does not parse"))?;
         }
         Ok(Prompts { env, hashes })

@@ -1,6 +1,8 @@
 //! Python source analysis on top of ruff's parser: parsing with a target version, the
 //! module's imports, and which free names a function reads.
 
+pub mod extractor;
+pub mod functions;
 pub mod imports;
 pub mod literals;
 pub mod names;

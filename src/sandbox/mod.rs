@@ -7,14 +7,19 @@
 //!   that fork a fresh child per check;
 //! - `harness.py`: the embedded Python side (fork server + test runner);
 //! - `testcount`: counting `test*` methods with ruff, independently of the harness;
-//! - `verdict`: turning what the worker saw into a status.
+//! - `verdict`: turning what the worker saw into a status;
+//! - `asynchronous`: checks and call jobs from async steps; `args`: the shared flags.
 
+pub mod args;
+pub mod asynchronous;
 pub mod calls;
 pub mod isolation;
 pub mod pool;
 pub mod testcount;
 pub mod verdict;
 
+pub use args::SandboxArgs;
+pub use asynchronous::blocking;
 pub use isolation::IsolationChoice;
 pub use pool::{Sandbox, SandboxSettings};
 pub use verdict::{Failure, Status, Verdict};

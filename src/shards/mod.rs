@@ -5,6 +5,7 @@ pub mod manifest;
 pub mod ordered;
 pub mod reader;
 pub mod resume;
+pub mod stream;
 pub mod writer;
 
 pub use manifest::Manifest;

@@ -29,14 +29,21 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::cli::Context;
-use crate::executor::{error_of, error_value, run_stage, BoxFuture, Counts, Record, Step};
+use crate::context::Context;
+use crate::executor::{BoxFuture, Counts, Record, Resources, Step};
 use crate::llm::reply::inputs_block;
-use crate::llm::{Agent, LlmArgs};
+use crate::llm::{Agent, LlmArgs, LlmSettings};
+use crate::python::functions::def_line;
 use crate::python::literals::{signature, take_distinct, InputLiteral, Signature};
+use crate::record::{
+    content_id, counter, field, CallMeta, Case2CodeOutcome, DroppedInput, ErrorInfo, Example, ExampleOutput, RecordExt, RejectedInput, Task,
+    TaskStatus, Usage,
+};
 use crate::sandbox::calls::{CallOptions, CallsResult, Outcome, OutcomeKind};
 use crate::sandbox::Sandbox;
-use crate::stages::sandbox_run::{blocking, llm_sandbox_window, resolve_settings, sandbox_report, SandboxRunArgs};
+use crate::stages::common::{ask, llm_settings, run_with_sandbox, SandboxFlags};
+
+const STAGE: &str = "case2code";
 
 /// Built-in sample templates (`prompts/case2code/`), by file name.
 const BUILT_IN_TEMPLATES: &[(&str, &str)] = &[
@@ -104,28 +111,36 @@ pub struct Case2CodeArgs {
     #[command(flatten)]
     pub llm: LlmArgs,
     #[command(flatten)]
-    pub sandbox: SandboxRunArgs,
+    pub sandbox: SandboxFlags,
 }
 
-pub fn resolve(ctx: &Context, args: &Case2CodeArgs) -> Case2CodeSettings {
-    let mut s = ctx.config.case2code.clone();
-    if let Some(v) = args.inputs_per_function {
-        s.inputs_per_function = v;
+impl Case2CodeSettings {
+    /// `[case2code]` as configured (what `run` uses).
+    pub fn from_config(ctx: &Context) -> Result<Case2CodeSettings> {
+        Self::resolve(ctx, &Case2CodeArgs::default())
     }
-    if let Some(v) = args.min_examples {
-        s.min_examples = v;
+
+    /// `[case2code]` with flags on top.
+    pub fn resolve(ctx: &Context, args: &Case2CodeArgs) -> Result<Case2CodeSettings> {
+        let mut s: Case2CodeSettings = ctx.config.section(STAGE)?;
+        if let Some(v) = args.inputs_per_function {
+            s.inputs_per_function = v;
+        }
+        if let Some(v) = args.min_examples {
+            s.min_examples = v;
+        }
+        if let Some(v) = &args.templates {
+            s.templates = v.display().to_string();
+        }
+        if let Some(v) = args.seed {
+            s.seed = v;
+        }
+        if args.any_record {
+            s.require_verified = false;
+        }
+        s.inputs_per_function = s.inputs_per_function.max(1);
+        Ok(s)
     }
-    if let Some(v) = &args.templates {
-        s.templates = v.display().to_string();
-    }
-    if let Some(v) = args.seed {
-        s.seed = v;
-    }
-    if args.any_record {
-        s.require_verified = false;
-    }
-    s.inputs_per_function = s.inputs_per_function.max(1);
-    s
 }
 
 /// The sample templates, in file-name order.
@@ -160,7 +175,7 @@ impl SampleTemplates {
             all.push_str(text);
             env.add_template_owned(name.clone(), text.clone()).with_context(|| format!("sample template {name} does not parse"))?;
         }
-        Ok(SampleTemplates { env, names: sources.into_iter().map(|(n, _)| n).collect(), hash: crate::record::content_id(&all) })
+        Ok(SampleTemplates { env, names: sources.into_iter().map(|(n, _)| n).collect(), hash: content_id(&all) })
     }
 
     /// The template and name visibility for a record: a hash of seed and record id, so the
@@ -188,190 +203,198 @@ pub struct Case2CodeStep {
     pub templates: SampleTemplates,
 }
 
-impl Case2CodeStep {
-    pub fn new(ctx: &Context, args: &Case2CodeArgs, sandbox: Arc<Sandbox>, out_dir: &Path) -> Result<Case2CodeStep> {
-        let settings = resolve(ctx, args);
-        let templates = SampleTemplates::load(&settings.templates)?;
-        Ok(Case2CodeStep { agent: Agent::new(ctx.llm_settings(&args.llm), out_dir)?, sandbox, templates, settings })
-    }
+/// What the inputs prompt sees.
+#[derive(Serialize)]
+struct InputsPrompt<'a> {
+    code: &'a str,
+    entry_point: &'a str,
+    signature: &'a str,
+    k: u32,
+    packages: Value,
+}
 
-    fn dropped(mut record: Record, reason: &str, mut detail: Map<String, Value>) -> Record {
-        detail.insert("status".into(), json!("dropped"));
-        detail.insert("reason".into(), json!(reason));
-        record.insert("case2code".into(), Value::Object(detail));
-        record
+/// One example as a sample template sees it.
+#[derive(Serialize)]
+struct ShownExample<'a> {
+    call: String,
+    args_text: &'a str,
+    args: &'a Map<String, Value>,
+    output: &'a str,
+}
+
+/// Why a record ends without a task: dropped (a `case2code` outcome) or in error.
+enum NoTask {
+    Dropped(&'static str),
+    Error(ErrorInfo),
+}
+
+impl Case2CodeStep {
+    pub fn new(settings: Case2CodeSettings, llm: LlmSettings, sandbox: Arc<Sandbox>, out_dir: &Path) -> Result<Case2CodeStep> {
+        let templates = SampleTemplates::load(&settings.templates)?;
+        Ok(Case2CodeStep { agent: Agent::new(llm, out_dir)?, sandbox, templates, settings })
     }
 
     async fn process_record(self: Arc<Self>, mut record: Record) -> Record {
-        let s = &self.settings;
-        let text = |k: &str| record.get(k).and_then(Value::as_str).map(str::to_string);
-        let (Some(code), Some(entry_point)) = (text("code"), text("entry_point")) else {
-            record
-                .insert("error".into(), error_value("case2code", "missing_field", "the record needs string fields `code` and `entry_point`", false));
-            return record;
-        };
-        let id = text("id").unwrap_or_else(|| crate::record::content_id(&code));
-        if s.require_verified && record.get("verdict").and_then(|v| v.get("status")).and_then(Value::as_str) != Some("pass") {
-            return Self::dropped(record, "not_verified", Map::new());
+        let mut outcome = Case2CodeOutcome::default();
+        let task = self.make_task(&record, &mut outcome).await;
+        match task {
+            Ok(task) => {
+                record.put(field::CASE2CODE, &outcome);
+                record.put(field::TASK, &task);
+            }
+            Err(NoTask::Dropped(reason)) => {
+                outcome.status = Some(TaskStatus::Dropped);
+                outcome.reason = Some(reason.into());
+                record.put(field::CASE2CODE, &outcome);
+            }
+            Err(NoTask::Error(e)) => {
+                if outcome != Case2CodeOutcome::default() {
+                    record.put(field::CASE2CODE, &outcome);
+                }
+                record.set_error(e);
+            }
         }
-        let Some(sig) = signature(&code, &entry_point) else {
-            return Self::dropped(record, "no_function", Map::new());
+        record
+    }
+
+    /// Steps 1–4; what was learnt on the way goes into `outcome`.
+    async fn make_task(&self, record: &Record, outcome: &mut Case2CodeOutcome) -> Result<Task, NoTask> {
+        let s = &self.settings;
+        let (Some(code), Some(entry_point)) = (record.text(field::CODE), record.text(field::ENTRY_POINT)) else {
+            let message = "the record needs string fields `code` and `entry_point`";
+            return Err(NoTask::Error(ErrorInfo::new(STAGE, "missing_field", message, false)));
         };
+        let (code, entry_point) = (code.to_string(), entry_point.to_string());
+        let id = record.text(field::ID).map(str::to_string).unwrap_or_else(|| content_id(&code));
+        if s.require_verified && !record.verified() {
+            return Err(NoTask::Dropped("not_verified"));
+        }
+        let sig = signature(&code, &entry_point).ok_or(NoTask::Dropped("no_function"))?;
         if sig.required.iter().any(|r| r == "<positional-only>") {
-            return Self::dropped(record, "positional_only_parameters", Map::new());
+            return Err(NoTask::Dropped("positional_only_parameters"));
         }
 
         // Step 1: the model writes inputs.
         let signature_line = def_line(&code, &entry_point);
-        let context = json!({"code": code, "entry_point": entry_point, "signature": signature_line, "k": s.inputs_per_function,
-                             "packages": record.get("packages").cloned().unwrap_or(json!([]))});
-        let messages = match self.agent.prompts.render("case2code_inputs", &context) {
-            Ok(m) => m,
-            Err(e) => {
-                record.insert("error".into(), error_value("case2code", "prompt", format!("{e:#}"), false));
-                return record;
-            }
-        };
-        let generation = match self.agent.client.generate(&messages, 1).await {
-            Ok(g) => g,
-            Err(e) => {
-                record.insert("error".into(), error_value("case2code", e.kind(), e.to_string(), e.transient()));
-                return record;
-            }
-        };
+        let packages = record.get(field::PACKAGES).cloned().unwrap_or(json!([]));
+        let context = InputsPrompt { code: &code, entry_point: &entry_point, signature: &signature_line, k: s.inputs_per_function, packages };
+        let generation = ask(&self.agent, "case2code_inputs", &context, 1).await.map_err(|e| NoTask::Error(e.to_error(STAGE)))?;
         let reply = generation.choices.first().map(|c| c.text.clone()).unwrap_or_default();
-        let meta = json!({"model": self.agent.client.settings.model, "usage": {"prompt_tokens": generation.prompt_tokens, "completion_tokens": generation.completion_tokens},
-                          "cache_hit": generation.cache_hits > 0, "attempts": generation.attempts});
-        let (inputs, rejected) = match read_inputs(&reply, &sig, s.inputs_per_function as usize) {
-            Ok(v) => v,
-            Err(why) => {
-                record.insert("case2code".into(), json!({"generation": meta}));
-                record.insert("error".into(), error_value("case2code", "malformed_reply", why, false));
-                return record;
-            }
-        };
-        let mut detail = Map::new();
-        detail.insert("generation".into(), meta);
-        detail.insert("inputs_requested".into(), json!(s.inputs_per_function));
-        detail.insert("rejected_inputs".into(), json!(rejected));
+        outcome.generation = Some(CallMeta {
+            model: self.agent.client.settings.model.clone(),
+            usage: Usage { prompt_tokens: generation.prompt_tokens, completion_tokens: generation.completion_tokens },
+            cache_hit: generation.cache_hits > 0,
+            attempts: generation.attempts,
+        });
+        let (inputs, rejected) = read_inputs(&reply, &sig, s.inputs_per_function as usize)
+            .map_err(|why| NoTask::Error(ErrorInfo::new(STAGE, "malformed_reply", why, false)))?;
+        outcome.inputs_requested = Some(s.inputs_per_function);
+        outcome.rejected_inputs = Some(rejected);
         if inputs.is_empty() {
-            return Self::dropped(record, "no_valid_inputs", detail);
+            return Err(NoTask::Dropped("no_valid_inputs"));
         }
 
         // Steps 2–3: run every input twice, each in a fresh child.
         let sources: Vec<String> = inputs.iter().map(|i| i.source.clone()).collect();
         let opts = CallOptions { timeout: s.timeout, fresh_child_per_input: true };
-        let run = |sb: Arc<Sandbox>, code: String, ep: String, src: Vec<String>| blocking(move || sb.call(&code, &ep, &src, opts));
-        let (first, second) = tokio::join!(
-            run(self.sandbox.clone(), code.clone(), entry_point.clone(), sources.clone()),
-            run(self.sandbox.clone(), code.clone(), entry_point.clone(), sources.clone())
-        );
+        let run = || self.sandbox.call_async(code.clone(), entry_point.clone(), sources.clone(), opts);
+        let (first, second) = tokio::join!(run(), run());
         if let Some(e) = first.sandbox_error.as_ref().or(second.sandbox_error.as_ref()) {
-            record.insert("case2code".into(), Value::Object(detail));
-            record.insert("error".into(), error_value("case2code", "sandbox_error", e.clone(), true));
-            return record;
+            return Err(NoTask::Error(ErrorInfo::new(STAGE, "sandbox_error", e.clone(), true)));
         }
         if let Some(e) = first.import_error.as_ref() {
-            detail.insert("message".into(), json!(e));
-            return Self::dropped(record, "import_error", detail);
+            outcome.message = Some(e.clone());
+            return Err(NoTask::Dropped("import_error"));
         }
         if let Some(t) = first.tampered.as_ref().or(second.tampered.as_ref()) {
-            detail.insert("message".into(), json!(t));
-            return Self::dropped(record, "tampered", detail);
+            outcome.message = Some(t.clone());
+            return Err(NoTask::Dropped("tampered"));
         }
         let (examples, dropped_inputs) = compare_runs(&inputs, &entry_point, &first, &second, s.max_output_chars);
-        let values: Vec<&Value> = examples.iter().filter(|e| e["outcome"] == "value").collect();
-        let distinct: HashSet<&str> = values.iter().filter_map(|e| e["token"].as_str()).collect();
-        detail.insert("examples".into(), json!(examples));
-        detail.insert("dropped_inputs".into(), json!(dropped_inputs));
-        if values.len() < s.min_examples {
-            return Self::dropped(record, "too_few_examples", detail);
+        let values: Vec<&Example> = examples.iter().filter(|e| e.is_value()).collect();
+        let distinct: HashSet<&str> = values.iter().map(|e| e.token.as_str()).collect();
+        let (n_values, n_distinct) = (values.len(), distinct.len());
+        outcome.examples = Some(examples.clone());
+        outcome.dropped_inputs = Some(dropped_inputs);
+        if n_values < s.min_examples {
+            return Err(NoTask::Dropped("too_few_examples"));
         }
-        if distinct.len() <= 1 {
-            return Self::dropped(record, "constant_output", detail);
+        if n_distinct <= 1 {
+            return Err(NoTask::Dropped("constant_output"));
         }
 
         // Step 4: one sample from a seeded template choice.
         let (template, show_name) = self.templates.choose(s.seed, &id, s.show_name_probability);
         // Without the name, calls read `f(...)`.
         let callee = if show_name { entry_point.as_str() } else { "f" };
-        let shown: Vec<Value> = values
+        let shown: Vec<ShownExample> = examples
             .iter()
-            .map(|e| json!({"call": format!("{callee}({})", e["args_text"].as_str().unwrap_or("")), "args_text": e["args_text"], "args": e["args"], "output": e["output"]["repr"]}))
+            .filter(|e| e.is_value())
+            .map(|e| ShownExample {
+                call: format!("{callee}({})", e.args_text),
+                args_text: &e.args_text,
+                args: &e.args,
+                output: e.output.as_ref().map(|o| o.repr.as_str()).unwrap_or_default(),
+            })
             .collect();
         let ctx = json!({"show_name": show_name, "name": entry_point, "signature": signature_line, "examples": shown});
-        let prompt = match self.templates.render(template, &ctx) {
-            Ok(p) => p,
-            Err(e) => {
-                record.insert("error".into(), error_value("case2code", "template", format!("{e:#}"), false));
-                return record;
-            }
-        };
+        let prompt = self.templates.render(template, &ctx).map_err(|e| NoTask::Error(ErrorInfo::new(STAGE, "template", format!("{e:#}"), false)))?;
         let template_name = self.templates.names[template].clone();
-        detail.insert("status".into(), json!("ok"));
-        detail.insert("template".into(), json!(template_name));
-        detail.insert("show_name".into(), json!(show_name));
-        record.insert("case2code".into(), Value::Object(detail));
-        record.insert(
-            "task".into(),
-            json!({"kind": "case2code", "prompt": prompt, "completion": code, "template": template_name, "examples": values.len()}),
-        );
-        record
+        outcome.status = Some(TaskStatus::Ok);
+        outcome.template = Some(template_name.clone());
+        outcome.show_name = Some(show_name);
+        let mut meta = Map::new();
+        meta.insert("template".into(), json!(template_name));
+        meta.insert("examples".into(), json!(n_values));
+        Ok(Task { kind: STAGE.into(), prompt, completion: code, meta })
     }
 }
 
-/// The `def` line of the function (its signature as written).
-fn def_line(code: &str, entry_point: &str) -> String {
-    let needle = format!("def {entry_point}(");
-    code.lines()
-        .find(|l| l.trim_start().starts_with(&needle) || l.trim_start().starts_with(&format!("async {needle}")))
-        .unwrap_or("")
-        .trim_end()
-        .to_string()
-}
-
 /// The accepted inputs of a reply (first K distinct) and the rejected ones with reasons.
-fn read_inputs(reply: &str, sig: &Signature, k: usize) -> std::result::Result<(Vec<InputLiteral>, Vec<Value>), String> {
+fn read_inputs(reply: &str, sig: &Signature, k: usize) -> std::result::Result<(Vec<InputLiteral>, Vec<RejectedInput>), String> {
     let (accepted, rejected) = take_distinct(inputs_block(reply, Some(sig))?, |i| i.source.as_str(), k);
-    let rejected = rejected
-        .into_iter()
-        .map(|r| match r.input {
-            Some(input) => json!({"input": input, "reason": r.reason}),
-            None => json!({"reason": r.reason}),
-        })
-        .collect();
+    let rejected = rejected.into_iter().map(|r| RejectedInput { input: r.input, reason: r.reason }).collect();
     Ok((accepted, rejected))
 }
 
 /// Pair the two runs' outcomes per input: examples (deterministic values and exceptions)
 /// and dropped inputs with reasons.
-fn compare_runs(inputs: &[InputLiteral], entry_point: &str, a: &CallsResult, b: &CallsResult, max_output_chars: usize) -> (Vec<Value>, Vec<Value>) {
+fn compare_runs(
+    inputs: &[InputLiteral],
+    entry_point: &str,
+    a: &CallsResult,
+    b: &CallsResult,
+    max_output_chars: usize,
+) -> (Vec<Example>, Vec<DroppedInput>) {
     let (mut examples, mut dropped) = (Vec::new(), Vec::new());
     for (i, input) in inputs.iter().enumerate() {
         let (Some(x), Some(y)) = (a.outcomes.get(i), b.outcomes.get(i)) else { continue };
         let args_text = input.args.iter().map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join(", ");
         let args: Map<String, Value> = input.args.iter().map(|(n, v)| (n.clone(), json!(v))).collect();
-        let base = json!({"input": input.source, "args": args, "args_text": args_text, "call": format!("{entry_point}({args_text})")});
-        let drop = |reason: &str, o: &Outcome| json!({"input": input.source, "reason": reason, "message": o.message});
+        let example = |outcome: &str, o: &Outcome| Example {
+            input: input.source.clone(),
+            args: args.clone(),
+            args_text: args_text.clone(),
+            call: format!("{entry_point}({args_text})"),
+            outcome: outcome.into(),
+            output: None,
+            exception: None,
+            token: o.token(),
+            duration_ms: None,
+        };
+        let drop = |reason: &str, o: &Outcome| DroppedInput { input: input.source.clone(), reason: reason.into(), message: o.message.clone() };
         match (x.kind, y.kind) {
             (OutcomeKind::Value, OutcomeKind::Value) if x.token() == y.token() => {
                 if x.repr.chars().count() > max_output_chars {
                     dropped.push(drop("output_too_long", x));
                     continue;
                 }
-                let mut e = base;
-                e["outcome"] = json!("value");
-                e["output"] = json!({"type": x.type_name, "repr": x.repr, "value": x.value});
-                e["token"] = json!(x.token());
-                e["duration_ms"] = json!(x.duration_ms.max(y.duration_ms));
-                examples.push(e);
+                let output = ExampleOutput { type_name: x.type_name.clone(), repr: x.repr.clone(), value: x.value.clone() };
+                examples.push(Example { output: Some(output), duration_ms: Some(x.duration_ms.max(y.duration_ms)), ..example("value", x) });
             }
             (OutcomeKind::Exception, OutcomeKind::Exception) if x.token() == y.token() => {
-                let mut e = base;
-                e["outcome"] = json!("exception");
-                e["exception"] = serde_json::to_value(&x.exception).unwrap_or(Value::Null);
-                e["token"] = json!(x.token());
-                examples.push(e);
+                let exception = serde_json::to_value(&x.exception).unwrap_or(Value::Null);
+                examples.push(Example { exception: Some(exception), ..example("exception", x) });
             }
             (OutcomeKind::Value | OutcomeKind::Exception, OutcomeKind::Value | OutcomeKind::Exception) => dropped.push(drop("nondeterministic", x)),
             (OutcomeKind::Value | OutcomeKind::Exception, _) => dropped.push(drop(kind_name(y.kind), y)),
@@ -391,7 +414,7 @@ fn kind_name(k: OutcomeKind) -> &'static str {
 
 impl Step for Case2CodeStep {
     fn name(&self) -> &'static str {
-        "case2code"
+        STAGE
     }
 
     fn process(self: Arc<Self>, record: Record) -> BoxFuture {
@@ -403,40 +426,30 @@ impl Step for Case2CodeStep {
     }
 
     fn tally(&self, out: &Record, counts: &mut Counts) {
-        if error_of(out).is_some() {
+        if out.error().is_some() {
             return;
         }
-        let c = out.get("case2code");
-        match c.and_then(|c| c.get("status")).and_then(Value::as_str) {
-            Some("ok") => {
-                counts.bump("samples");
-                let n = c
-                    .and_then(|c| c.get("examples"))
-                    .and_then(Value::as_array)
-                    .map(|e| e.iter().filter(|x| x["outcome"] == "value").count())
-                    .unwrap_or(0);
-                *counts.outcomes.entry("examples".into()).or_default() += n as u64;
+        let Some(c) = out.typed::<Case2CodeOutcome>(field::CASE2CODE) else { return };
+        match c.status {
+            Some(TaskStatus::Ok) => {
+                counts.bump(counter::SAMPLES);
+                let n = c.examples.iter().flatten().filter(|e| e.is_value()).count();
+                counts.add_to(counter::EXAMPLES, n as u64);
             }
-            Some(_) => counts.bump(format!("dropped_{}", c.and_then(|c| c.get("reason")).and_then(Value::as_str).unwrap_or("?"))),
+            Some(_) => counts.bump(counter::dropped(c.reason.as_deref().unwrap_or("?"))),
             None => {}
         }
     }
 
-    fn report(&self) -> Value {
-        json!({"llm": self.agent.usage(), "sandbox": sandbox_report(&self.sandbox)})
-    }
-
-    fn budget_stopped(&self) -> bool {
-        self.agent.budget_stopped()
+    fn resources(&self) -> Resources<'_> {
+        Resources { agents: vec![("llm", &self.agent)], sandbox: Some(&self.sandbox) }
     }
 }
 
 pub fn run(ctx: &Context, args: &Case2CodeArgs) -> Result<ExitCode> {
-    let out_dir = ctx.output_dir()?;
-    let sandbox = Arc::new(Sandbox::start(resolve_settings(ctx, &args.sandbox))?);
-    let step = Arc::new(Case2CodeStep::new(ctx, args, sandbox.clone(), &out_dir)?);
-    let window = llm_sandbox_window(step.agent.client.settings.concurrency, &sandbox);
-    run_stage(ctx, step, window)
+    let settings = Case2CodeSettings::resolve(ctx, args)?;
+    let llm = llm_settings(ctx, &args.llm);
+    run_with_sandbox(ctx, llm.concurrency, args.sandbox.settings(ctx), |sandbox, out_dir| Case2CodeStep::new(settings, llm, sandbox, out_dir))
 }
 
 #[cfg(test)]

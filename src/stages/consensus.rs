@@ -31,7 +31,7 @@
 //! existing data) also gets `reference_agrees`: does the reference behave like C*?
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -40,16 +40,19 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::cli::Context;
+use crate::context::Context;
 use crate::dedup::code_tokens;
-use crate::executor::{error_of, error_value, run_stage, BoxFuture, Counts, Record, Step};
+use crate::executor::{BoxFuture, Counts, Record, Resources, Step};
 use crate::llm::reply::{defines_function, inputs_block, pick_block};
-use crate::llm::{Agent, LlmArgs};
+use crate::llm::{Agent, LlmArgs, LlmSettings};
 use crate::python::literals::{check_literal, parse_inputs, signature, take_distinct, InputLiteral, Signature};
 use crate::python::parse_module;
+use crate::record::{counter, field, ConsensusOutcome, ConsensusTests, ErrorInfo, RecordExt, Task, TaskStatus};
 use crate::sandbox::calls::{CallOptions, CallsResult, OutcomeKind};
 use crate::sandbox::Sandbox;
-use crate::stages::sandbox_run::{blocking, llm_sandbox_window, resolve_settings, sandbox_report, SandboxRunArgs};
+use crate::stages::common::{ask, llm_settings, run_with_sandbox, SandboxFlags, StepError};
+
+const STAGE: &str = "consensus";
 
 /// `[consensus]` settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -91,23 +94,26 @@ pub struct ConsensusArgs {
     #[command(flatten)]
     pub llm: LlmArgs,
     #[command(flatten)]
-    pub sandbox: SandboxRunArgs,
+    pub sandbox: SandboxFlags,
 }
 
-pub fn resolve(ctx: &Context, args: &ConsensusArgs) -> ConsensusSettings {
-    let mut s = ctx.config.consensus.clone();
-    if let Some(v) = args.samples {
-        s.samples = v;
+impl ConsensusSettings {
+    /// `[consensus]` with flags on top.
+    pub fn resolve(ctx: &Context, args: &ConsensusArgs) -> Result<ConsensusSettings> {
+        let mut s: ConsensusSettings = ctx.config.section(STAGE)?;
+        if let Some(v) = args.samples {
+            s.samples = v;
+        }
+        if let Some(v) = args.tests {
+            s.tests = v;
+        }
+        if let Some(v) = args.min_cluster_frac {
+            s.min_cluster_frac = v;
+        }
+        s.samples = s.samples.max(1);
+        s.tests = s.tests.max(1);
+        Ok(s)
     }
-    if let Some(v) = args.tests {
-        s.tests = v;
-    }
-    if let Some(v) = args.min_cluster_frac {
-        s.min_cluster_frac = v;
-    }
-    s.samples = s.samples.max(1);
-    s.tests = s.tests.max(1);
-    s
 }
 
 /// One test: an input and, where the model gave one, the expected output's source.
@@ -292,121 +298,175 @@ pub struct ConsensusStep {
     pub sandbox: Arc<Sandbox>,
 }
 
+/// What the tests and solve prompts see.
+#[derive(Serialize)]
+struct ProblemPrompt<'a> {
+    problem: &'a str,
+    skeleton: &'a str,
+    entry_point: &'a str,
+    t: u32,
+}
+
+/// Why a problem ends without a task: dropped (a `consensus` outcome) or in error.
+enum NoTask {
+    Dropped(&'static str),
+    Error(ErrorInfo),
+}
+
+impl From<StepError> for NoTask {
+    fn from(e: StepError) -> Self {
+        NoTask::Error(e.to_error(STAGE))
+    }
+}
+
 impl ConsensusStep {
-    pub fn new(ctx: &Context, args: &ConsensusArgs, sandbox: Arc<Sandbox>, out_dir: &Path) -> Result<ConsensusStep> {
-        let settings = resolve(ctx, args);
-        let llm = ctx.llm_settings(&args.llm);
+    pub fn new(settings: ConsensusSettings, llm: LlmSettings, sandbox: Arc<Sandbox>, out_dir: &Path) -> Result<ConsensusStep> {
         let mut sampling = llm.clone();
         sampling.temperature = settings.temperature;
         Ok(ConsensusStep { tester: Agent::new(llm, out_dir)?, sampler: Agent::new(sampling, out_dir)?, sandbox, settings })
     }
 
-    fn dropped(mut record: Record, reason: &str, mut detail: Map<String, Value>) -> Record {
-        detail.insert("status".into(), json!("dropped"));
-        detail.insert("reason".into(), json!(reason));
-        record.insert("consensus".into(), Value::Object(detail));
-        record
-    }
-
-    fn run_calls(&self, code: String, entry_point: String, inputs: Vec<String>) -> impl std::future::Future<Output = CallsResult> {
-        let sb = self.sandbox.clone();
+    fn run_calls(&self, code: String, entry_point: String, inputs: Vec<String>) -> impl std::future::Future<Output = CallsResult> + 'static {
+        let sandbox = self.sandbox.clone();
         let opts = CallOptions { timeout: self.settings.timeout, fresh_child_per_input: false };
-        blocking(move || sb.call(&code, &entry_point, &inputs, opts))
+        async move { sandbox.call_async(code, entry_point, inputs, opts).await }
     }
 
     async fn process_record(self: Arc<Self>, mut record: Record) -> Record {
-        let s = &self.settings;
-        if record.get("duplicate_of").is_some_and(|d| !d.is_null()) {
-            return Self::dropped(record, "duplicate_problem", Map::new());
+        let mut outcome = ConsensusOutcome::default();
+        match self.select_solution(&record, &mut outcome).await {
+            Ok(task) => {
+                record.put(field::TASK, &task);
+                record.put(field::CONSENSUS, &outcome);
+            }
+            Err(NoTask::Dropped(reason)) => {
+                outcome.status = Some(TaskStatus::Dropped);
+                outcome.reason = Some(reason.into());
+                record.put(field::CONSENSUS, &outcome);
+            }
+            Err(NoTask::Error(e)) => record.set_error(e),
         }
-        let text = |k: &str| record.get(k).and_then(Value::as_str).map(str::to_string);
-        let (Some(problem), Some(skeleton), Some(entry_point)) = (text("problem"), text("skeleton"), text("entry_point")) else {
-            record.insert(
-                "error".into(),
-                error_value(
-                    "consensus",
-                    "missing_field",
-                    "the record needs `problem`, `skeleton` and `entry_point` (see `unitcoder problems`)",
-                    false,
-                ),
-            );
-            return record;
+        record
+    }
+
+    /// Steps 1–6 for one problem; what was learnt on the way goes into `outcome`.
+    async fn select_solution(&self, record: &Record, outcome: &mut ConsensusOutcome) -> Result<Task, NoTask> {
+        let s = &self.settings;
+        if record.get(field::DUPLICATE_OF).is_some_and(|d| !d.is_null()) {
+            return Err(NoTask::Dropped("duplicate_problem"));
+        }
+        let texts = (record.text(field::PROBLEM), record.text(field::SKELETON), record.text(field::ENTRY_POINT));
+        let (Some(problem), Some(skeleton), Some(entry_point)) = texts else {
+            let message = "the record needs `problem`, `skeleton` and `entry_point` (see `unitcoder problems`)";
+            return Err(NoTask::Error(ErrorInfo::new(STAGE, "missing_field", message, false)));
         };
-        let Some(sig) = signature(&skeleton, &entry_point) else {
-            record.insert("error".into(), error_value("consensus", "bad_skeleton", format!("the skeleton defines no function {entry_point}"), false));
-            return record;
+        let Some(sig) = signature(skeleton, entry_point) else {
+            let message = format!("the skeleton defines no function {entry_point}");
+            return Err(NoTask::Error(ErrorInfo::new(STAGE, "bad_skeleton", message, false)));
         };
-        let context = json!({"problem": problem, "skeleton": skeleton, "entry_point": entry_point, "t": s.tests});
-        let mut detail = Map::new();
+        let context = ProblemPrompt { problem, skeleton, entry_point, t: s.tests };
 
         // Step 1: tests.
-        let messages = match self.tester.prompts.render("consensus_tests", &context) {
-            Ok(m) => m,
-            Err(e) => {
-                record.insert("error".into(), error_value("consensus", "prompt", format!("{e:#}"), false));
-                return record;
-            }
-        };
-        let reply = match self.tester.client.generate(&messages, 1).await {
-            Ok(g) => g.choices.first().map(|c| c.text.clone()).unwrap_or_default(),
-            Err(e) => {
-                record.insert("error".into(), error_value("consensus", e.kind(), e.to_string(), e.transient()));
-                return record;
-            }
-        };
-        let (tests, rejected) = match read_tests(&reply, &sig, s.tests as usize) {
-            Ok(v) => v,
-            Err(why) => {
-                detail.insert("message".into(), json!(why));
-                return Self::dropped(record, "no_valid_tests", detail);
-            }
-        };
+        let generation = ask(&self.tester, "consensus_tests", &context, 1).await?;
+        let reply = generation.choices.first().map(|c| c.text.clone()).unwrap_or_default();
+        let (tests, rejected) = read_tests(&reply, &sig, s.tests as usize).map_err(|why| {
+            outcome.message = Some(why);
+            NoTask::Dropped("no_valid_tests")
+        })?;
         let with_expected = tests.iter().filter(|t| t.expected.is_some()).count();
-        detail.insert("tests".into(), json!({"requested": s.tests, "valid": tests.len(), "rejected": rejected.len(), "rejected_reasons": rejected.iter().take(20).collect::<Vec<_>>(), "with_expected": with_expected}));
+        outcome.tests = Some(ConsensusTests {
+            requested: s.tests,
+            valid: tests.len(),
+            rejected: rejected.len(),
+            rejected_reasons: rejected.iter().take(20).cloned().collect(),
+            with_expected,
+        });
         if tests.len() < s.min_tests.max(1) {
-            return Self::dropped(record, "no_valid_tests", detail);
+            return Err(NoTask::Dropped("no_valid_tests"));
         }
         let inputs: Vec<String> = tests.iter().map(|t| t.input.source.clone()).collect();
-        // Expected outputs, encoded by the same typed encoder (evaluated in the sandbox).
-        let expected_values: Vec<Option<Loose>> = if with_expected > 0 {
-            let probes: Vec<String> = tests.iter().map(|t| format!("{{'v': {}}}", t.expected.as_deref().unwrap_or("None"))).collect();
-            let r = self.run_calls("def expected_value(v):\n    return v\n".into(), "expected_value".into(), probes).await;
-            tests.iter().zip(&r.outcomes).map(|(t, o)| (t.expected.is_some() && o.kind == OutcomeKind::Value).then(|| loose(&o.value))).collect()
-        } else {
-            vec![None; tests.len()]
-        };
+        let expected_values = self.expected_values(&tests, with_expected).await;
 
         // Step 2: dense sampling.
-        let messages = match self.sampler.prompts.render("consensus_solve", &context) {
-            Ok(m) => m,
-            Err(e) => {
-                record.insert("error".into(), error_value("consensus", "prompt", format!("{e:#}"), false));
-                return record;
-            }
-        };
-        let generation = match self.sampler.client.generate(&messages, s.samples).await {
-            Ok(g) => g,
-            Err(e) => {
-                record.insert("error".into(), error_value("consensus", e.kind(), e.to_string(), e.transient()));
-                return record;
-            }
-        };
+        let generation = ask(&self.sampler, "consensus_solve", &context, s.samples).await?;
         let n = s.samples as usize;
         let codes: Vec<std::result::Result<String, String>> = (0..n)
             .map(|i| match generation.choices.get(i) {
                 None => Err("missing_sample".into()),
                 Some(c) if c.finish_reason.as_deref() == Some("length") => Err("truncated".into()),
-                Some(c) => pick_block(&c.text, "the function", |suite| defines_function(suite, &entry_point)).map_err(|e| e.kind().to_string()),
+                Some(c) => pick_block(&c.text, "the function", |suite| defines_function(suite, entry_point)).map_err(|e| e.kind().to_string()),
             })
             .collect();
 
         // Step 3: every candidate on every input, one child per candidate.
+        let reference_run =
+            record.text(field::REFERENCE).map(|code| tokio::spawn(self.run_calls(code.to_string(), entry_point.to_string(), inputs.clone())));
+        let candidates = self.execute(codes, entry_point, &inputs, &expected_values).await;
+        if let Some(e) = candidates.iter().find_map(|c| c.excluded.as_ref().filter(|x| x.starts_with("sandbox_error"))) {
+            return Err(NoTask::Error(ErrorInfo::new(STAGE, "sandbox_error", e.clone(), true)));
+        }
+
+        // Steps 4–5: signatures, clusters, selection.
+        let (clusters, selection) = select(&candidates, n, s);
+        outcome.samples = Some(n);
+        outcome.cluster_sizes = Some(clusters.iter().map(|c| c.members.len()).collect());
+        outcome.clusters = Some(json!(clusters));
+        outcome.candidates = Some(json!(candidates));
+        let (best, pick) = selection.map_err(NoTask::Dropped)?;
+        let chosen = &candidates[pick];
+        let cluster_size = clusters[best].members.len();
+        let strength = cluster_size as f64 / n as f64;
+        outcome.status = Some(TaskStatus::Ok);
+        outcome.strength = Some(strength);
+        outcome.cluster_size = Some(cluster_size);
+        outcome.selected = Some(pick);
+        outcome.execution_success = Some(chosen.execution_success);
+        outcome.signature = Some(chosen.tokens.clone());
+        if with_expected > 0 {
+            let with_value = expected_values.iter().filter(|e| e.is_some()).count().max(1);
+            outcome.expected_pass_rate = Some(chosen.expected_passed as f64 / with_value as f64);
+        }
+        if let Some(handle) = reference_run {
+            if let Ok(r) = handle.await {
+                let tokens: Vec<String> = r.outcomes.iter().map(|o| o.token()).collect();
+                outcome.reference_agrees = Some(r.import_error.is_none() && tokens == chosen.tokens);
+            }
+        }
+
+        // Step 6: D_t.
+        let mut meta = Map::new();
+        meta.insert("strength".into(), json!(strength));
+        meta.insert("cluster_size".into(), json!(cluster_size));
+        meta.insert("execution_success".into(), json!(chosen.execution_success));
+        meta.insert("difficulty".into(), record.get(field::DIFFICULTY).cloned().unwrap_or(Value::Null));
+        meta.insert("category".into(), record.get(field::CATEGORY).cloned().unwrap_or(Value::Null));
+        let prompt = format!("{}\n\n```python\n{}```\n", problem.trim(), skeleton);
+        Ok(Task { kind: STAGE.into(), prompt, completion: chosen.code.clone().unwrap_or_default(), meta })
+    }
+
+    /// Expected outputs, encoded by the same typed encoder (evaluated in the sandbox).
+    async fn expected_values(&self, tests: &[TestCase], with_expected: usize) -> Vec<Option<Loose>> {
+        if with_expected == 0 {
+            return vec![None; tests.len()];
+        }
+        let probes: Vec<String> = tests.iter().map(|t| format!("{{'v': {}}}", t.expected.as_deref().unwrap_or("None"))).collect();
+        let r = self.run_calls("def expected_value(v):\n    return v\n".into(), "expected_value".into(), probes).await;
+        tests.iter().zip(&r.outcomes).map(|(t, o)| (t.expected.is_some() && o.kind == OutcomeKind::Value).then(|| loose(&o.value))).collect()
+    }
+
+    /// Step 3: run every valid candidate on every input (all at once) and score it.
+    async fn execute(
+        &self,
+        codes: Vec<std::result::Result<String, String>>,
+        entry_point: &str,
+        inputs: &[String],
+        expected: &[Option<Loose>],
+    ) -> Vec<Candidate> {
         let runs: Vec<_> = codes
             .iter()
-            .map(|c| c.as_ref().ok().map(|code| tokio::spawn(self.run_calls(code.clone(), entry_point.clone(), inputs.clone()))))
+            .map(|c| c.as_ref().ok().map(|code| tokio::spawn(self.run_calls(code.clone(), entry_point.to_string(), inputs.to_vec()))))
             .collect();
-        let reference_run = text("reference").map(|code| tokio::spawn(self.run_calls(code, entry_point.clone(), inputs.clone())));
-        let mut candidates: Vec<Candidate> = Vec::with_capacity(n);
+        let mut candidates: Vec<Candidate> = Vec::with_capacity(codes.len());
         for (index, (code, run)) in codes.into_iter().zip(runs).enumerate() {
             let mut cand = Candidate {
                 index,
@@ -423,7 +483,7 @@ impl ConsensusStep {
                     cand.code_tokens = code_tokens(&code, false).len();
                     cand.code = Some(code);
                     match handle.await {
-                        Ok(result) => self.score(&mut cand, &result, &expected_values),
+                        Ok(result) => self.score(&mut cand, &result, expected),
                         Err(e) => cand.excluded = Some(format!("sandbox task failed: {e}")),
                     }
                 }
@@ -432,50 +492,7 @@ impl ConsensusStep {
             }
             candidates.push(cand);
         }
-        if let Some(e) = candidates.iter().find_map(|c| c.excluded.as_ref().filter(|x| x.starts_with("sandbox_error"))) {
-            record.insert("error".into(), error_value("consensus", "sandbox_error", e.clone(), true));
-            return record;
-        }
-
-        // Steps 4–5: signatures, clusters, selection.
-        let (clusters, selection) = select(&candidates, n, s);
-        detail.insert("samples".into(), json!(n));
-        detail.insert("cluster_sizes".into(), json!(clusters.iter().map(|c| c.members.len()).collect::<Vec<_>>()));
-        detail.insert("clusters".into(), json!(clusters));
-        detail.insert("candidates".into(), json!(candidates));
-        let (best, pick) = match selection {
-            Ok(v) => v,
-            Err(reason) => return Self::dropped(record, reason, detail),
-        };
-        let chosen = &candidates[pick];
-        let strength = clusters[best].members.len() as f64 / n as f64;
-        detail.insert("status".into(), json!("ok"));
-        detail.insert("strength".into(), json!(strength));
-        detail.insert("cluster_size".into(), json!(clusters[best].members.len()));
-        detail.insert("selected".into(), json!(pick));
-        detail.insert("execution_success".into(), json!(chosen.execution_success));
-        detail.insert("signature".into(), json!(chosen.tokens));
-        if with_expected > 0 {
-            detail.insert(
-                "expected_pass_rate".into(),
-                json!(chosen.expected_passed as f64 / expected_values.iter().filter(|e| e.is_some()).count().max(1) as f64),
-            );
-        }
-        if let Some(handle) = reference_run {
-            if let Ok(r) = handle.await {
-                let tokens: Vec<String> = r.outcomes.iter().map(|o| o.token()).collect();
-                detail.insert("reference_agrees".into(), json!(r.import_error.is_none() && tokens == chosen.tokens));
-            }
-        }
-        let code = chosen.code.clone().unwrap_or_default();
-        let prompt = format!("{}\n\n```python\n{}```\n", problem.trim(), skeleton);
-        record.insert("task".into(), json!({
-            "kind": "consensus", "prompt": prompt, "completion": code, "strength": strength,
-            "cluster_size": clusters[best].members.len(), "execution_success": chosen.execution_success,
-            "difficulty": record.get("difficulty").cloned().unwrap_or(Value::Null), "category": record.get("category").cloned().unwrap_or(Value::Null),
-        }));
-        record.insert("consensus".into(), Value::Object(detail));
-        record
+        candidates
     }
 
     /// Signature, e(r) and expected-output matches of one executed candidate.
@@ -506,7 +523,7 @@ impl ConsensusStep {
 
 impl Step for ConsensusStep {
     fn name(&self) -> &'static str {
-        "consensus"
+        STAGE
     }
 
     fn process(self: Arc<Self>, record: Record) -> BoxFuture {
@@ -518,36 +535,29 @@ impl Step for ConsensusStep {
     }
 
     fn tally(&self, out: &Record, counts: &mut Counts) {
-        if error_of(out).is_some() {
+        if out.error().is_some() {
             return;
         }
-        let c = out.get("consensus");
-        match c.and_then(|c| c.get("status")).and_then(Value::as_str) {
-            Some("ok") => {
-                counts.bump("selected");
-                let s = c.and_then(|c| c.get("strength")).and_then(Value::as_f64).unwrap_or(0.0);
-                counts.bump(format!("strength_{:.1}", (s * 10.0).floor() / 10.0));
+        let Some(c) = out.typed::<ConsensusOutcome>(field::CONSENSUS) else { return };
+        match c.status {
+            Some(TaskStatus::Ok) => {
+                counts.bump(counter::SELECTED);
+                counts.bump(counter::strength(c.strength.unwrap_or(0.0)));
             }
-            Some(_) => counts.bump(format!("dropped_{}", c.and_then(|c| c.get("reason")).and_then(Value::as_str).unwrap_or("?"))),
+            Some(_) => counts.bump(counter::dropped(c.reason.as_deref().unwrap_or("?"))),
             None => {}
         }
     }
 
-    fn report(&self) -> Value {
-        json!({"llm_tests": self.tester.usage(), "llm_samples": self.sampler.usage(), "sandbox": sandbox_report(&self.sandbox)})
-    }
-
-    fn budget_stopped(&self) -> bool {
-        self.tester.budget_stopped() || self.sampler.budget_stopped()
+    fn resources(&self) -> Resources<'_> {
+        Resources { agents: vec![("llm_tests", &self.tester), ("llm_samples", &self.sampler)], sandbox: Some(&self.sandbox) }
     }
 }
 
 pub fn run(ctx: &Context, args: &ConsensusArgs) -> Result<ExitCode> {
-    let out_dir: PathBuf = ctx.output_dir()?;
-    let sandbox = Arc::new(Sandbox::start(resolve_settings(ctx, &args.sandbox))?);
-    let step = Arc::new(ConsensusStep::new(ctx, args, sandbox.clone(), &out_dir)?);
-    let window = llm_sandbox_window(step.sampler.client.settings.concurrency, &sandbox);
-    run_stage(ctx, step, window)
+    let settings = ConsensusSettings::resolve(ctx, args)?;
+    let llm = llm_settings(ctx, &args.llm);
+    run_with_sandbox(ctx, llm.concurrency, args.sandbox.settings(ctx), |sandbox, out_dir| ConsensusStep::new(settings, llm, sandbox, out_dir))
 }
 
 #[cfg(test)]

@@ -22,15 +22,13 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result};
 use clap::{Args, ValueEnum};
-use ruff_python_ast::Stmt;
-use ruff_text_size::Ranged;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::cli::Context;
+use crate::context::Context;
 use crate::dedup::{code_tokens, ContaminationIndex, NearDuplicates};
-use crate::executor::{error_of, Record};
-use crate::python::parse_module;
+use crate::python::functions::split_prompt;
+use crate::record::{field, FixOutcome, FixStatus, Record, RecordExt, RefineOutcome, Status, Task, Verdict};
 use crate::shards::manifest::{fingerprint, now_rfc3339, prepare_output};
 use crate::shards::reader::{format_of, open_decompressed, read_record_items, Compression, InputFormat, LineReader, RecordItem};
 use crate::shards::{Manifest, ShardInfo, ShardWriter, ShardWriterOptions};
@@ -121,24 +119,27 @@ pub struct ExportArgs {
     pub no_near_dedup: bool,
 }
 
-pub fn resolve(ctx: &Context, args: &ExportArgs) -> ExportSettings {
-    let mut s = ctx.config.export.clone();
-    if let Some(f) = args.format {
-        s.format = f;
+impl ExportSettings {
+    /// `[export]` with flags on top.
+    pub fn resolve(ctx: &Context, args: &ExportArgs) -> Result<ExportSettings> {
+        let mut s: ExportSettings = ctx.config.section("export")?;
+        if let Some(f) = args.format {
+            s.format = f;
+        }
+        if let Some(f) = args.output_format {
+            s.output_format = f;
+        }
+        if !args.benchmark.is_empty() {
+            s.benchmarks = args.benchmark.clone();
+        }
+        if args.no_decontaminate {
+            s.decontaminate = false;
+        }
+        if args.no_near_dedup {
+            s.near_dedup = false;
+        }
+        Ok(s)
     }
-    if let Some(f) = args.output_format {
-        s.output_format = f;
-    }
-    if !args.benchmark.is_empty() {
-        s.benchmarks = args.benchmark.clone();
-    }
-    if args.no_decontaminate {
-        s.decontaminate = false;
-    }
-    if args.no_near_dedup {
-        s.near_dedup = false;
-    }
-    s
 }
 
 /// Load the benchmark solutions into an n-gram index.
@@ -182,65 +183,38 @@ pub fn load_benchmarks(s: &ExportSettings) -> Result<ContaminationIndex> {
     Ok(index)
 }
 
-/// Prompt (everything through the docstring, or through the `def` line) and completion.
-pub fn split_prompt(code: &str, entry_point: &str) -> Option<(String, String, bool)> {
-    let parsed = parse_module(code, ruff_python_ast::PythonVersion::PY314);
-    if !parsed.errors().is_empty() {
-        return None;
+/// `meta` of a row: a task's kind and metadata, or how a function was verified.
+fn row_meta(record: &Record) -> Value {
+    if let Some(task) = record.typed::<Task>(field::TASK) {
+        let mut m = task.meta;
+        m.insert("task".into(), json!(task.kind));
+        return Value::Object(m);
     }
-    let func = parsed.suite().iter().find_map(|s| match s {
-        Stmt::FunctionDef(f) if f.name.as_str() == entry_point => Some(f),
-        _ => None,
-    })?;
-    let first = func.body.first()?;
-    let has_doc = matches!(first, Stmt::Expr(e) if e.value.is_string_literal_expr());
-    let split = if has_doc {
-        let end = first.range().end().to_usize();
-        code[end..].find('\n').map(|i| end + i + 1).unwrap_or(code.len())
-    } else {
-        let start = first.range().start().to_usize();
-        code[..start].rfind('\n').map(|i| i + 1).unwrap_or(0)
-    };
-    let completion = code[split..].to_string();
-    if completion.trim().is_empty() {
-        return None;
-    }
-    Some((code[..split].to_string(), completion, has_doc))
+    let fix = record.typed::<FixOutcome>(field::FIX);
+    let refine = record.typed::<RefineOutcome>(field::REFINE);
+    let verdict = record.typed::<Verdict>(field::VERDICT);
+    json!({
+        "fixed_in_round": fix.and_then(|f| f.round),
+        "refined": refine.is_some_and(|r| r.refined),
+        "tests_passed": verdict.map(|v| v.tests_passed),
+    })
 }
 
 /// The output row for a kept record.
-fn row(format: Format, record: &Record, prompt: &str, completion: &str) -> Map<String, Value> {
+fn row(format: Format, record: &Record, prompt: &str, completion: &str) -> Record {
     let get = |k: &str| record.get(k).cloned().unwrap_or(Value::Null);
-    let task = record.get("task").and_then(Value::as_object);
-    let meta = match task {
-        // A task stage's row: its kind and metadata (consensus strength, template, ...).
-        Some(t) => {
-            let mut m: Map<String, Value> =
-                t.iter().filter(|(k, _)| *k != "prompt" && *k != "completion").map(|(k, v)| (k.clone(), v.clone())).collect();
-            let kind = m.remove("kind").unwrap_or(Value::Null);
-            m.insert("task".into(), kind);
-            Value::Object(m)
-        }
-        None => json!({
-            "fixed_in_round": record.get("fix").and_then(|f| f.get("round")).cloned().unwrap_or(Value::Null),
-            "refined": record.get("refine").and_then(|r| r.get("refined")).cloned().unwrap_or(Value::Bool(false)),
-            "tests_passed": record.get("verdict").and_then(|v| v.get("tests_passed")).cloned().unwrap_or(Value::Null),
-        }),
-    };
-    let mut out = Map::new();
+    let mut out = Record::new();
+    let is_task = record.contains_key(field::TASK);
     match format {
         Format::Completion => {
-            out.insert("id".into(), get("id"));
-            out.insert("entry_point".into(), get("entry_point"));
-            out.insert("prompt".into(), json!(prompt));
-            out.insert("completion".into(), json!(completion));
-            out.insert("packages".into(), get("packages"));
-            out.insert("source".into(), get("source"));
-            out.insert("meta".into(), meta);
+            out.insert("id".into(), get(field::ID));
+            out.insert("entry_point".into(), get(field::ENTRY_POINT));
+            out.put("prompt", prompt);
+            out.put("completion", completion);
         }
         Format::Chat => {
-            let entry = record.get("entry_point").and_then(Value::as_str).unwrap_or("the function");
-            let (user, assistant) = if task.is_some() {
+            let entry = record.text(field::ENTRY_POINT).unwrap_or("the function");
+            let (user, assistant) = if is_task {
                 (prompt.to_string(), format!("```python\n{completion}```"))
             } else {
                 (
@@ -248,17 +222,15 @@ fn row(format: Format, record: &Record, prompt: &str, completion: &str) -> Map<S
                     format!("```python\n{prompt}{completion}```"),
                 )
             };
-            out.insert("id".into(), get("id"));
-            out.insert("entry_point".into(), get("entry_point"));
+            out.insert("id".into(), get(field::ID));
+            out.insert("entry_point".into(), get(field::ENTRY_POINT));
             out.insert("messages".into(), json!([{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]));
-            out.insert("packages".into(), get("packages"));
-            out.insert("source".into(), get("source"));
-            out.insert("meta".into(), meta);
         }
-        Format::Raw => {
-            out = record.clone();
-        }
+        Format::Raw => return record.clone(),
     }
+    out.insert("packages".into(), get(field::PACKAGES));
+    out.insert("source".into(), get(field::SOURCE));
+    out.insert("meta".into(), row_meta(record));
     out
 }
 
@@ -282,37 +254,87 @@ struct Funnel {
     tasks: BTreeMap<String, u64>,
 }
 
-pub fn run(ctx: &Context, args: &ExportArgs) -> Result<ExitCode> {
-    let started = Instant::now();
-    let started_at = now_rfc3339();
-    let settings = resolve(ctx, args);
-    let out_dir = ctx.output_dir()?;
-    let inputs: Vec<_> = ctx.inputs()?.into_iter().map(|(_, f)| f).collect();
-    let output_cfg = ctx.output_config();
-    let settings_json = json!({"export": settings, "output": output_cfg});
-    let fp = fingerprint(&inputs.iter().map(|i| i.path.clone()).collect::<Vec<_>>(), &settings_json);
-    if prepare_output(&out_dir, "export", &fp, ctx.global.force)? {
-        return Ok(ExitCode::SUCCESS);
+/// Steps 2–4 for one verified record: its prompt and completion, unless decontamination
+/// or dedup drops it (counted in the funnel).
+struct Filters<'a> {
+    settings: &'a ExportSettings,
+    index: Option<ContaminationIndex>,
+    near: Option<NearDuplicates>,
+    exact: HashSet<[u8; 16]>,
+}
+
+impl Filters<'_> {
+    fn pass(&mut self, record: &Record, funnel: &mut Funnel) -> Result<(String, String), &'static str> {
+        let s = self.settings;
+        let (prompt, completion, code) = if let Some(task) = record.typed::<Task>(field::TASK) {
+            // Tasks made by case2code / consensus carry their own prompt and answer.
+            if task.prompt.trim().is_empty() || task.completion.trim().is_empty() {
+                return Err("empty_task");
+            }
+            *funnel.tasks.entry(task.kind).or_default() += 1;
+            let code = task.completion.clone();
+            (task.prompt, task.completion, code)
+        } else {
+            let (code, entry_point) = (record.text(field::CODE).unwrap_or(""), record.text(field::ENTRY_POINT).unwrap_or(""));
+            let (prompt, completion, has_doc) = split_prompt(code, entry_point).ok_or("unsplittable")?;
+            if s.require_docstring && !has_doc {
+                return Err("no_docstring");
+            }
+            (prompt, completion, code.to_string())
+        };
+        if let Some(hit) = self.index.as_ref().and_then(|i| i.check(&code, s.contamination_threshold)) {
+            *funnel.contaminated_by_benchmark.entry(hit.benchmark.clone()).or_default() += 1;
+            tracing::debug!("{}: overlaps {} ({:.2})", record.text(field::ID).unwrap_or(""), hit.task_id, hit.containment);
+            return Err("contaminated");
+        }
+        if s.exact_dedup {
+            let key: [u8; 16] = blake3::hash(code_tokens(&code, false).join(" ").as_bytes()).as_bytes()[..16].try_into().unwrap_or([0; 16]);
+            if !self.exact.insert(key) {
+                return Err("exact_duplicate");
+            }
+        }
+        if let Some(nd) = self.near.as_mut() {
+            if nd.check_and_insert(&code).is_some() {
+                return Err("near_duplicate");
+            }
+        }
+        Ok((prompt, completion))
     }
-    for entry in std::fs::read_dir(&out_dir).into_iter().flatten().flatten() {
+}
+
+/// Data files and the card of an earlier export into `dir`.
+fn remove_old_output(dir: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         if (name.starts_with("data-") && (name.ends_with(".parquet") || name.contains(".jsonl"))) || name == "README.md" {
             std::fs::remove_file(entry.path()).with_context(|| format!("cannot remove old output {}", entry.path().display()))?;
         }
     }
+    Ok(())
+}
+
+pub fn run(ctx: &Context, args: &ExportArgs) -> Result<ExitCode> {
+    let started = Instant::now();
+    let started_at = now_rfc3339();
+    let settings = ExportSettings::resolve(ctx, args)?;
+    let out_dir = ctx.output_dir()?;
+    let inputs: Vec<_> = ctx.input_files()?.into_iter().map(|(_, f)| f).collect();
+    let output_cfg = &ctx.output_format;
+    let settings_json = json!({"export": settings, "output": output_cfg});
+    let fp = fingerprint(&inputs.iter().map(|i| i.path.clone()).collect::<Vec<_>>(), &settings_json);
+    if prepare_output(&out_dir, "export", &fp, ctx.force)? {
+        return Ok(ExitCode::SUCCESS);
+    }
+    remove_old_output(&out_dir)?;
     let index = if settings.decontaminate { Some(load_benchmarks(&settings)?) } else { None };
     if let Some(i) = &index {
-        tracing::info!(
-            "export: decontaminating against {} benchmark tasks ({}-grams, threshold {})",
-            i.len(),
-            settings.ngram,
-            settings.contamination_threshold
-        );
+        let (n, ngram, threshold) = (i.len(), settings.ngram, settings.contamination_threshold);
+        tracing::info!("export: decontaminating against {n} benchmark tasks ({ngram}-grams, threshold {threshold})");
     }
-    let mut near = settings.near_dedup.then(|| NearDuplicates::new(settings.near_dup_threshold, settings.shingle));
-    let mut exact: HashSet<[u8; 16]> = HashSet::new();
+    let near = settings.near_dedup.then(|| NearDuplicates::new(settings.near_dup_threshold, settings.shingle));
+    let mut filters = Filters { settings: &settings, index, near, exact: HashSet::new() };
     let mut funnel = Funnel::default();
-    let mut rows: Vec<Map<String, Value>> = Vec::new();
+    let mut rows: Vec<Record> = Vec::new();
     let mut sink = RowSink::new(&out_dir, settings.output_format, settings.format, output_cfg.records_per_shard, output_cfg.compress)?;
 
     read_record_items(&inputs, ctx.record_line_limit(), |item| {
@@ -325,60 +347,20 @@ pub fn run(ctx: &Context, args: &ExportArgs) -> Result<ExitCode> {
             RecordItem::Record(r) => r,
         };
         funnel.records += 1;
-        if let Some(reason) = classify(&record, &mut funnel) {
-            *funnel.dropped.entry(reason).or_default() += 1;
-            return true;
-        }
-        let text = |k: &str| record.get(k).and_then(Value::as_str).unwrap_or("");
-        let task = record.get("task").and_then(Value::as_object);
-        let (prompt, completion, code) = if let Some(t) = task {
-            // Tasks made by case2code / consensus carry their own prompt and answer.
-            let field = |k: &str| t.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-            let (prompt, completion) = (field("prompt"), field("completion"));
-            if prompt.trim().is_empty() || completion.trim().is_empty() {
-                *funnel.dropped.entry("empty_task".into()).or_default() += 1;
-                return true;
-            }
-            *funnel.tasks.entry(field("kind")).or_default() += 1;
-            let code = completion.clone();
-            (prompt, completion, code)
-        } else {
-            let (code, entry_point) = (text("code"), text("entry_point"));
-            let Some((prompt, completion, has_doc)) = split_prompt(code, entry_point) else {
-                *funnel.dropped.entry("unsplittable".into()).or_default() += 1;
-                return true;
-            };
-            if settings.require_docstring && !has_doc {
-                *funnel.dropped.entry("no_docstring".into()).or_default() += 1;
-                return true;
-            }
-            (prompt, completion, code.to_string())
+        let passed = match classify(&record, &mut funnel) {
+            Some(reason) => Err(reason),
+            None => filters.pass(&record, &mut funnel).map_err(str::to_string),
         };
-        let code = code.as_str();
-        if let Some(hit) = index.as_ref().and_then(|i| i.check(code, settings.contamination_threshold)) {
-            *funnel.dropped.entry("contaminated".into()).or_default() += 1;
-            *funnel.contaminated_by_benchmark.entry(hit.benchmark.clone()).or_default() += 1;
-            tracing::debug!("{}: overlaps {} ({:.2})", text("id"), hit.task_id, hit.containment);
-            return true;
-        }
-        if settings.exact_dedup {
-            let key: [u8; 16] = blake3::hash(code_tokens(code, false).join(" ").as_bytes()).as_bytes()[..16].try_into().unwrap_or([0; 16]);
-            if !exact.insert(key) {
-                *funnel.dropped.entry("exact_duplicate".into()).or_default() += 1;
+        let (prompt, completion) = match passed {
+            Ok(pair) => pair,
+            Err(reason) => {
+                *funnel.dropped.entry(reason).or_default() += 1;
                 return true;
             }
-        }
-        if let Some(nd) = near.as_mut() {
-            if nd.check_and_insert(code).is_some() {
-                *funnel.dropped.entry("near_duplicate".into()).or_default() += 1;
-                return true;
-            }
-        }
+        };
         funnel.exported += 1;
-        if let Some(ps) = record.get("packages").and_then(Value::as_array) {
-            for p in ps.iter().filter_map(Value::as_str) {
-                *funnel.packages.entry(p.to_string()).or_default() += 1;
-            }
+        for p in record.strings(field::PACKAGES) {
+            *funnel.packages.entry(p).or_default() += 1;
         }
         rows.push(row(settings.format, &record, &prompt, &completion));
         if rows.len() >= 1024 {
@@ -393,51 +375,47 @@ pub fn run(ctx: &Context, args: &ExportArgs) -> Result<ExitCode> {
     let shards = sink.finish()?;
     anyhow::ensure!(shards.iter().map(|s| s.records).sum::<u64>() == funnel.exported, "internal error: rows written differ from rows exported");
     write_card(&out_dir, &funnel, &settings, &inputs.iter().map(|i| i.display()).collect::<Vec<_>>(), &shards)?;
-    let manifest = Manifest::finished("export", &inputs, fp, settings_json, serde_json::to_value(&funnel)?, shards, started_at, started, Value::Null);
-    manifest.write(&out_dir)?;
+    let counts = serde_json::to_value(&funnel)?;
+    Manifest::finished("export", &inputs, fp, settings_json, counts, shards, started_at, started, Value::Null).write(&out_dir)?;
     tracing::info!("export: {} of {} records exported; dropped {:?}", funnel.exported, funnel.records, funnel.dropped);
     Ok(ExitCode::SUCCESS)
 }
 
 /// Step 1 and the funnel bookkeeping: the reason a record is not exportable, if any.
 fn classify(record: &Record, f: &mut Funnel) -> Option<String> {
-    if let Some(e) = error_of(record) {
-        let stage = e.get("stage").and_then(Value::as_str).unwrap_or("unknown");
-        *f.errors_by_stage.entry(stage.to_string()).or_default() += 1;
-        return Some(format!("error_in_{stage}"));
+    if let Some(e) = record.error() {
+        *f.errors_by_stage.entry(e.stage.clone()).or_default() += 1;
+        return Some(format!("error_in_{}", e.stage));
     }
     // Output of a task stage: exportable when the stage made a task, else dropped by it.
-    for stage in ["case2code", "consensus"] {
-        if let Some(s) = record.get(stage).filter(|_| record.get("task").is_none()) {
+    let has_task = record.contains_key(field::TASK);
+    for stage in [field::CASE2CODE, field::CONSENSUS] {
+        if let Some(s) = record.get(stage).filter(|_| !has_task) {
             return Some(format!("{stage}_{}", s.get("reason").and_then(Value::as_str).unwrap_or("no_task")));
         }
     }
-    if record.get("task").is_some() && record.get("verdict").is_none() {
+    if has_task && !record.contains_key(field::VERDICT) {
         return None;
     }
-    let status = record.get("verdict").and_then(|v| v.get("status")).and_then(Value::as_str).unwrap_or("no_verdict");
-    let fix = record.get("fix");
-    let fix_status = fix.and_then(|x| x.get("status")).and_then(Value::as_str);
-    if status != "pass" {
-        let why = match fix_status {
-            Some("not_attempted") => format!("fix_not_attempted_{}", fix.and_then(|x| x.get("reason")).and_then(Value::as_str).unwrap_or("?")),
-            Some(s) => format!("fix_{s}"),
+    let fix = record.typed::<FixOutcome>(field::FIX);
+    if !record.verified() {
+        let status = record.verdict_status().map(Status::as_str).unwrap_or("no_verdict");
+        let why = match &fix {
+            Some(x) if x.status == FixStatus::NotAttempted => format!("fix_not_attempted_{}", x.reason.as_deref().unwrap_or("?")),
+            Some(x) => format!("fix_{}", x.status.as_str()),
             None => format!("verdict_{status}"),
         };
         *f.not_verified.entry(why).or_default() += 1;
         return Some("not_verified".into());
     }
     f.verified += 1;
-    match fix_status {
-        Some("fixed") => {
-            let r = fix.and_then(|x| x.get("round")).and_then(Value::as_u64).unwrap_or(0);
-            *f.fixed_by_round.entry(format!("round_{r}")).or_default() += 1;
-        }
+    match fix {
+        Some(x) if x.status == FixStatus::Fixed => *f.fixed_by_round.entry(format!("round_{}", x.round.unwrap_or(0))).or_default() += 1,
         _ => f.verified_first_try += 1,
     }
-    match record.get("refine") {
-        Some(r) if r.get("refined").and_then(Value::as_bool) == Some(true) => f.refined += 1,
-        Some(r) => *f.not_refined.entry(r.get("reason").and_then(Value::as_str).unwrap_or("?").to_string()).or_default() += 1,
+    match record.typed::<RefineOutcome>(field::REFINE) {
+        Some(r) if r.refined => f.refined += 1,
+        Some(r) => *f.not_refined.entry(r.reason.unwrap_or_else(|| "?".into())).or_default() += 1,
         None => *f.not_refined.entry("not_run".into()).or_default() += 1,
     }
     None
@@ -652,20 +630,6 @@ fn write_card(dir: &Path, f: &Funnel, s: &ExportSettings, inputs: &[String], sha
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn prompt_is_imports_signature_and_docstring() {
-        let code =
-            "import numpy as np\n\n\ndef f(x):\n    \"\"\"Double.\n\n    >>> f(1)\n    2\n    \"\"\"\n    # twice\n    return np.multiply(x, 2)\n";
-        let (p, c, doc) = split_prompt(code, "f").unwrap();
-        assert!(doc);
-        assert!(p.starts_with("import numpy as np\n") && p.ends_with("\"\"\"\n"), "{p}");
-        assert_eq!(c, "    # twice\n    return np.multiply(x, 2)\n");
-        assert_eq!(format!("{p}{c}"), code);
-        let (p, c, doc) = split_prompt("def g(a):\n    return a\n", "g").unwrap();
-        assert!(!doc);
-        assert_eq!((p.as_str(), c.as_str()), ("def g(a):\n", "    return a\n"));
-    }
 
     #[test]
     fn built_in_benchmarks_load() {

@@ -26,13 +26,19 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::cli::Context;
-use crate::executor::{error_of, error_value, run_stage, BoxFuture, Counts, Record, Step};
-use crate::llm::reply::{defines_function, pick_block};
-use crate::llm::{Agent, LlmArgs};
-use crate::sandbox::{Sandbox, Status};
-use crate::stages::revise::{apply, signature, Reviser};
-use crate::stages::sandbox_run::{check_json, llm_sandbox_window, resolve_settings, sandbox_report, verdict_status, RecordFields, SandboxRunArgs};
+use crate::context::Context;
+use crate::executor::{BoxFuture, Counts, Record, Resources, Step};
+use crate::llm::reply::{code_blocks, defines_function, pick_block};
+use crate::llm::{Agent, LlmArgs, LlmSettings};
+use crate::python::functions::signature;
+use crate::record::{
+    counter, field, AttemptOutcome, ErrorInfo, FixAlternative, FixAttempt, FixOutcome, FixStatus, FunctionRecord, RecordExt, Status, Usage, Verdict,
+};
+use crate::sandbox::Sandbox;
+use crate::stages::common::rewrite::replace_program;
+use crate::stages::common::{ask, llm_settings, rewrite_check, run_with_sandbox, RecordFields, RewriteCheck, SandboxFlags, StepError};
+
+const STAGE: &str = "fix";
 
 /// `[fix]` settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -70,23 +76,18 @@ pub struct FixArgs {
     #[command(flatten)]
     pub llm: LlmArgs,
     #[command(flatten)]
-    pub sandbox: SandboxRunArgs,
+    pub sandbox: SandboxFlags,
 }
 
-pub fn resolve(ctx: &Context, args: &FixArgs) -> FixSettings {
-    let mut s = ctx.config.fix.clone();
-    if let Some(v) = args.max_rounds {
-        s.max_rounds = v;
+impl FixSettings {
+    /// `[fix]` with flags on top (each `None` keeps the config value).
+    pub fn resolve(ctx: &Context, max_rounds: Option<u32>, samples: Option<u32>, keep: Option<u32>) -> Result<FixSettings> {
+        let mut s: FixSettings = ctx.config.section(STAGE)?;
+        s.max_rounds = max_rounds.unwrap_or(s.max_rounds);
+        s.samples = samples.unwrap_or(s.samples).max(1);
+        s.keep = keep.unwrap_or(s.keep).max(1);
+        Ok(s)
     }
-    if let Some(v) = args.samples {
-        s.samples = v;
-    }
-    if let Some(v) = args.keep {
-        s.keep = v;
-    }
-    s.samples = s.samples.max(1);
-    s.keep = s.keep.max(1);
-    s
 }
 
 pub struct FixStep {
@@ -94,188 +95,271 @@ pub struct FixStep {
     pub agent: Agent,
     pub sandbox: Arc<Sandbox>,
     pub fields: RecordFields,
-    pub reviser: Arc<Reviser>,
+    pub rewrite_check: Arc<RewriteCheck>,
+}
+
+/// A failing record the loop works on.
+struct Job {
+    tests: String,
+    entry_point: String,
+    /// The original function's source (its signature must be kept).
+    function: String,
+    signature: String,
 }
 
 /// One program under repair: its code (module) and its newest verdict.
 #[derive(Clone)]
 struct Attempt {
     code: String,
-    rewrite: Option<crate::record::FunctionRecord>,
-    verdict: Value,
+    rewrite: Option<FunctionRecord>,
+    verdict: Verdict,
 }
 
-fn tests_passed(v: &Value) -> u64 {
-    v.get("tests_passed").and_then(Value::as_u64).unwrap_or(0)
+/// What the fix prompt sees.
+#[derive(Serialize)]
+struct FixPrompt<'a> {
+    code: &'a str,
+    tests: &'a str,
+    entry_point: &'a str,
+    signature: &'a str,
+    round: u32,
+    report: String,
+}
+
+/// The state of the rounds: Algorithm 1's frontier, what was kept, and the history.
+struct Repair {
+    frontier: Vec<Attempt>,
+    kept: Vec<(u32, Attempt)>,
+    history: Vec<FixAttempt>,
+    seen_code: HashSet<String>,
+    sandbox_errors: u32,
+    usage: Usage,
+    rounds_used: u32,
+}
+
+/// After a round: go on with the frontier, or stop.
+enum Next {
+    Continue,
+    Stop,
 }
 
 impl FixStep {
-    pub fn new(ctx: &Context, args: &FixArgs, sandbox: Arc<Sandbox>, out_dir: &std::path::Path) -> Result<FixStep> {
-        let settings = resolve(ctx, args);
-        let agent = Agent::new(ctx.llm_settings(&args.llm), out_dir)?;
-        Ok(FixStep { settings, agent, sandbox, fields: args.sandbox.fields.clone(), reviser: Arc::new(Reviser::new(&ctx.config.extract)?) })
+    pub fn new(
+        settings: FixSettings,
+        llm: LlmSettings,
+        sandbox: Arc<Sandbox>,
+        fields: RecordFields,
+        rewrite_check: Arc<RewriteCheck>,
+        out_dir: &std::path::Path,
+    ) -> Result<FixStep> {
+        Ok(FixStep { settings, agent: Agent::new(llm, out_dir)?, sandbox, fields, rewrite_check })
     }
 
+    /// Algorithm 1 for one record: triage, then rounds of propose → admit → verify →
+    /// keep / next frontier / stop.
     async fn fix(self: Arc<Self>, mut record: Record) -> Record {
-        let text = |r: &Record, k: &str| r.get(k).and_then(Value::as_str).map(str::to_string);
-        let (Some(code), Some(tests), Some(entry_point)) =
-            (text(&record, &self.fields.code_field), text(&record, &self.fields.tests_field), text(&record, &self.fields.entry_point_field))
-        else {
-            record.insert("error".into(), error_value("fix", "missing_field", "the record needs code, tests and entry_point", false));
-            return record;
-        };
-        let Some(mut verdict) = record.get("verdict").cloned() else {
-            record.insert("error".into(), error_value("fix", "missing_field", "no verdict: run sandbox-run first", false));
-            return record;
-        };
-        // Step 1–2: pass, or a failure the code cannot be blamed for.
-        if verdict.get("status").and_then(Value::as_str) == Some(Status::SandboxError.as_str()) {
-            verdict = check_json(self.sandbox.clone(), code.clone(), tests.clone()).await;
-            record.insert("verdict".into(), verdict.clone());
+        let Some((job, start)) = self.triage(&mut record).await else { return record };
+        let mut repair = Repair::new(start);
+        for round in 1..=self.settings.max_rounds {
+            repair.rounds_used = round;
+            let proposals = match self.propose(&job, &repair.frontier, round, &mut repair.usage).await {
+                Ok(p) => p,
+                Err(e) => return repair.stopped(record, e, round),
+            };
+            let admitted = repair.admit(round, proposals, &self.rewrite_check, &job);
+            let verdicts = self.verify(&admitted, &job.tests).await;
+            if let Next::Stop = repair.keep(round, admitted, verdicts, &self.settings) {
+                break;
+            }
         }
-        let status = verdict.get("status").and_then(Value::as_str).unwrap_or("").to_string();
-        if status == "pass" {
-            record.insert("fix".into(), json!({"status": "not_needed"}));
-            return record;
-        }
-        if status == Status::SandboxError.as_str() {
-            record.insert("error".into(), error_value("fix", "sandbox_error", "the sandbox failed twice on this record", true));
-            return record;
-        }
-        let packages: Vec<String> = record
-            .get("packages")
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|p| p.as_str().map(str::to_string)).collect())
-            .unwrap_or_default();
-        if let Some((kind, detail)) = environment_failure(&verdict, &packages) {
-            record.insert("fix".into(), json!({"status": "not_attempted", "reason": kind, "detail": detail}));
-            return record;
-        }
-        let function = text(&record, "function").unwrap_or_else(|| code.clone());
-        let Some(sig) = signature(&function, &entry_point) else {
-            record.insert(
-                "fix".into(),
-                json!({"status": "not_attempted", "reason": "no_function", "detail": format!("no top-level def {entry_point} in the record")}),
-            );
-            return record;
-        };
+        repair.finish(record)
+    }
 
-        // Step 3–5: rounds.
+    /// Steps 1–2: the job, or `None` when the record is finished (passing, not fixable
+    /// here, or in error) with its outcome written.
+    async fn triage(&self, record: &mut Record) -> Option<(Job, Attempt)> {
+        let fields = &self.fields;
+        let texts = (record.text(&fields.code_field), record.text(&fields.tests_field), record.text(&fields.entry_point_field));
+        let (Some(code), Some(tests), Some(entry_point)) = texts else {
+            record.set_error(ErrorInfo::new(STAGE, "missing_field", "the record needs code, tests and entry_point", false));
+            return None;
+        };
+        let (code, tests, entry_point) = (code.to_string(), tests.to_string(), entry_point.to_string());
+        let Some(mut verdict) = record.typed::<Verdict>(field::VERDICT) else {
+            record.set_error(ErrorInfo::new(STAGE, "missing_field", "no verdict: run sandbox-run first", false));
+            return None;
+        };
+        if verdict.status == Status::SandboxError {
+            verdict = self.sandbox.check_async(code.clone(), tests.clone()).await;
+            record.put(field::VERDICT, &verdict);
+        }
+        match verdict.status {
+            Status::Pass => {
+                record.put(field::FIX, &FixOutcome::status(FixStatus::NotNeeded));
+                return None;
+            }
+            Status::SandboxError => {
+                record.set_error(ErrorInfo::new(STAGE, "sandbox_error", "the sandbox failed twice on this record", true));
+                return None;
+            }
+            _ => {}
+        }
+        if let Some((kind, detail)) = environment_failure(&verdict, &record.strings(field::PACKAGES)) {
+            record.put(field::FIX, &FixOutcome::not_attempted(&kind, detail));
+            return None;
+        }
+        let function = record.text(field::FUNCTION).unwrap_or(&code).to_string();
+        let Some(signature) = signature(&function, &entry_point) else {
+            let detail = format!("no top-level def {entry_point} in the record");
+            record.put(field::FIX, &FixOutcome::not_attempted("no_function", detail));
+            return None;
+        };
+        Some((Job { tests, entry_point, function, signature }, Attempt { code, rewrite: None, verdict }))
+    }
+
+    /// Step 3: candidates from the model, `samples` split over the frontier (parent index,
+    /// reply text).
+    async fn propose(&self, job: &Job, frontier: &[Attempt], round: u32, usage: &mut Usage) -> Result<Vec<(usize, String)>, StepError> {
         let s = &self.settings;
-        let mut frontier = vec![Attempt { code: code.clone(), rewrite: None, verdict: verdict.clone() }];
-        let mut history: Vec<Value> = Vec::new();
-        let mut kept: Vec<(u32, Attempt)> = Vec::new();
-        let mut seen_code: HashSet<String> = HashSet::from([code.clone()]);
-        let mut sandbox_errors = 0u32;
-        let mut usage = (0u64, 0u64);
-        let mut rounds_used = 0;
-        for round in 1..=s.max_rounds {
-            rounds_used = round;
-            let per_parent = (s.samples as usize).div_ceil(frontier.len()).max(1) as u32;
-            let mut proposals: Vec<(usize, String)> = Vec::new();
-            for (p, parent) in frontier.iter().enumerate() {
-                let context = json!({
-                    "code": parent.code, "tests": tests, "entry_point": entry_point, "signature": sig, "round": round,
-                    "report": failure_report(&parent.verdict, s.report_chars, s.traceback_lines),
-                });
-                let messages = match self.agent.prompts.render("fix", &context) {
-                    Ok(m) => m,
-                    Err(e) => {
-                        record.insert("error".into(), error_value("fix", "prompt", format!("{e:#}"), false));
-                        return record;
-                    }
-                };
-                match self.agent.client.generate(&messages, per_parent).await {
-                    Ok(g) => {
-                        usage.0 += g.prompt_tokens;
-                        usage.1 += g.completion_tokens;
-                        for c in g.choices {
-                            proposals.push((p, c.text));
-                        }
-                    }
-                    Err(e) => {
-                        record.insert("fix".into(), json!({"status": "error", "rounds_used": round, "history": history}));
-                        record.insert("error".into(), error_value("fix", e.kind(), e.to_string(), e.transient()));
-                        return record;
-                    }
-                }
-            }
-            // Step 4: check each candidate; verify the valid ones in parallel.
-            let mut to_verify = Vec::new();
-            for (parent, reply) in proposals {
-                let checked = pick_block(&reply, &format!("def {entry_point}"), |suite| defines_function(suite, &entry_point))
-                    .map_err(|e| crate::stages::revise::Rejected { reason: e.kind(), detail: e.to_string() })
-                    .and_then(|block| self.reviser.check(&block, &entry_point, &function));
-                match checked {
-                    Err(r) => history.push(json!({"round": round, "parent": parent, "candidate": reply_code(&reply), "rejected": r.reason, "detail": r.detail})),
-                    Ok(rewrite) if !seen_code.insert(rewrite.code.clone()) => {
-                        history.push(json!({"round": round, "parent": parent, "candidate": rewrite.code, "rejected": "duplicate", "detail": "same code as an earlier candidate"}))
-                    }
-                    Ok(rewrite) => to_verify.push((parent, rewrite)),
-                }
-            }
-            // Started together: the sandbox pool runs them on all its workers at once.
-            let handles: Vec<_> =
-                to_verify.iter().map(|(_, r)| tokio::spawn(check_json(self.sandbox.clone(), r.code.clone(), tests.clone()))).collect();
-            let mut verdicts = Vec::with_capacity(handles.len());
-            for h in handles {
-                verdicts.push(h.await.unwrap_or_else(|e| json!({"status": "sandbox_error", "message": format!("check task failed: {e}")})));
-            }
-            let mut failing = Vec::new();
-            for ((parent, rewrite), v) in to_verify.into_iter().zip(verdicts) {
-                let status = v.get("status").and_then(Value::as_str).unwrap_or("").to_string();
-                history.push(json!({
-                    "round": round, "parent": parent, "candidate": rewrite.code, "status": status,
-                    "tests_passed": v.get("tests_passed"), "tests_run": v.get("tests_run"), "message": v.get("message"),
-                }));
-                let attempt = Attempt { code: rewrite.code.clone(), rewrite: Some(rewrite), verdict: v };
-                match status.as_str() {
-                    "pass" if kept.len() < s.keep as usize => kept.push((round, attempt)),
-                    "pass" => {}
-                    "sandbox_error" => sandbox_errors += 1,
-                    _ => failing.push(attempt),
-                }
-            }
-            if kept.len() >= s.keep as usize || (!kept.is_empty() && round == s.max_rounds) {
-                break;
-            }
-            // The best failing candidates (most tests passed) carry on with their newest failure.
-            failing.sort_by_key(|a| std::cmp::Reverse(tests_passed(&a.verdict)));
-            failing.truncate(s.samples as usize);
-            if failing.is_empty() {
-                if kept.is_empty() && history.iter().all(|h| h.get("rejected").is_some()) && round < s.max_rounds {
-                    // Every candidate was unusable: ask again from the same parents.
-                    continue;
-                }
-                break;
-            }
-            frontier = failing;
+        let per_parent = (s.samples as usize).div_ceil(frontier.len()).max(1) as u32;
+        let mut proposals = Vec::new();
+        for (p, parent) in frontier.iter().enumerate() {
+            let report = failure_report(&parent.verdict, s.report_chars, s.traceback_lines);
+            let context =
+                FixPrompt { code: &parent.code, tests: &job.tests, entry_point: &job.entry_point, signature: &job.signature, round, report };
+            let g = ask(&self.agent, "fix", &context, per_parent).await?;
+            usage.prompt_tokens += g.prompt_tokens;
+            usage.completion_tokens += g.completion_tokens;
+            proposals.extend(g.choices.into_iter().map(|c| (p, c.text)));
         }
+        Ok(proposals)
+    }
 
-        let summary = |extra: Value| {
-            let mut f =
-                json!({"rounds_used": rounds_used, "candidates": history.len(), "usage": {"prompt_tokens": usage.0, "completion_tokens": usage.1}});
-            if let (Some(f), Some(extra)) = (f.as_object_mut(), extra.as_object()) {
-                f.extend(extra.clone());
+    /// Step 4b: verify the admitted candidates, all at once (the pool runs them on every
+    /// worker).
+    async fn verify(&self, admitted: &[(usize, FunctionRecord)], tests: &str) -> Vec<Verdict> {
+        let handles: Vec<_> = admitted
+            .iter()
+            .map(|(_, r)| {
+                let sandbox = self.sandbox.clone();
+                let (code, tests) = (r.code.clone(), tests.to_string());
+                tokio::spawn(async move { sandbox.check_async(code, tests).await })
+            })
+            .collect();
+        let mut verdicts = Vec::with_capacity(handles.len());
+        for h in handles {
+            let failed = |e: tokio::task::JoinError| Verdict::new(Status::SandboxError, 0, "", format!("check task failed: {e}"));
+            verdicts.push(h.await.unwrap_or_else(failed));
+        }
+        verdicts
+    }
+}
+
+impl Repair {
+    fn new(start: Attempt) -> Repair {
+        Repair {
+            seen_code: HashSet::from([start.code.clone()]),
+            frontier: vec![start],
+            kept: Vec::new(),
+            history: Vec::new(),
+            sandbox_errors: 0,
+            usage: Usage::default(),
+            rounds_used: 0,
+        }
+    }
+
+    /// Step 4a: admit each reply as a rewrite (or record why not); repeats are rejected.
+    fn admit(&mut self, round: u32, proposals: Vec<(usize, String)>, check: &RewriteCheck, job: &Job) -> Vec<(usize, FunctionRecord)> {
+        let mut admitted = Vec::new();
+        for (parent, reply) in proposals {
+            let checked = pick_block(&reply, &format!("def {}", job.entry_point), |suite| defines_function(suite, &job.entry_point))
+                .map_err(|e| (e.kind(), e.to_string()))
+                .and_then(|block| check.admit(&block, &job.entry_point, &job.function).map_err(|r| (r.reason, r.detail)));
+            let rejected = |candidate: String, reason: &str, detail: String| FixAttempt {
+                round,
+                parent,
+                candidate,
+                outcome: AttemptOutcome::Rejected { rejected: reason.into(), detail },
+            };
+            match checked {
+                Err((reason, detail)) => self.history.push(rejected(reply_code(&reply), reason, detail)),
+                Ok(rewrite) if !self.seen_code.insert(rewrite.code.clone()) => {
+                    self.history.push(rejected(rewrite.code, "duplicate", "same code as an earlier candidate".into()))
+                }
+                Ok(rewrite) => admitted.push((parent, rewrite)),
             }
-            f["history"] = json!(history);
-            f
+        }
+        admitted
+    }
+
+    /// Step 5: keep passing candidates, carry the best failing ones on, or stop.
+    fn keep(&mut self, round: u32, admitted: Vec<(usize, FunctionRecord)>, verdicts: Vec<Verdict>, s: &FixSettings) -> Next {
+        let mut failing = Vec::new();
+        for ((parent, rewrite), v) in admitted.into_iter().zip(verdicts) {
+            let message = Some(v.message.clone()).filter(|m| !m.is_empty());
+            let outcome = AttemptOutcome::Verified { status: v.status, tests_passed: v.tests_passed, tests_run: v.tests_run, message };
+            self.history.push(FixAttempt { round, parent, candidate: rewrite.code.clone(), outcome });
+            let status = v.status;
+            let attempt = Attempt { code: rewrite.code.clone(), rewrite: Some(rewrite), verdict: v };
+            match status {
+                Status::Pass if self.kept.len() < s.keep as usize => self.kept.push((round, attempt)),
+                Status::Pass => {}
+                Status::SandboxError => self.sandbox_errors += 1,
+                _ => failing.push(attempt),
+            }
+        }
+        if self.kept.len() >= s.keep as usize || (!self.kept.is_empty() && round == s.max_rounds) {
+            return Next::Stop;
+        }
+        // The best failing candidates (most tests passed) carry on with their newest failure.
+        failing.sort_by_key(|a| std::cmp::Reverse(a.verdict.tests_passed));
+        failing.truncate(s.samples as usize);
+        if failing.is_empty() {
+            let all_unusable = self.history.iter().all(|h| matches!(h.outcome, AttemptOutcome::Rejected { .. }));
+            if self.kept.is_empty() && all_unusable && round < s.max_rounds {
+                // Every candidate was unusable: ask again from the same parents.
+                return Next::Continue;
+            }
+            return Next::Stop;
+        }
+        self.frontier = failing;
+        Next::Continue
+    }
+
+    /// The LLM (or prompt) failed in `round`: the record keeps its history and the error.
+    fn stopped(self, mut record: Record, e: StepError, round: u32) -> Record {
+        if let StepError::Llm(_) = e {
+            let outcome = FixOutcome { rounds_used: Some(round), history: Some(self.history), ..FixOutcome::status(FixStatus::Error) };
+            record.put(field::FIX, &outcome);
+        }
+        record.set_error(e.to_error(STAGE));
+        record
+    }
+
+    /// The record after the last round: fixed (the kept candidate becomes its program),
+    /// in error (sandbox failures), or unfixed.
+    fn finish(self, mut record: Record) -> Record {
+        let summary = |status| FixOutcome {
+            rounds_used: Some(self.rounds_used),
+            candidates: Some(self.history.len()),
+            usage: Some(self.usage),
+            history: Some(self.history.clone()),
+            ..FixOutcome::status(status)
         };
-        if let Some((round, best)) = kept.first().cloned() {
+        if let Some((round, best)) = self.kept.first() {
             if let Some(rewrite) = &best.rewrite {
-                apply(&mut record, rewrite, "unfixed");
+                replace_program(&mut record, rewrite, field::BEFORE_FIX);
             }
-            record.insert("verdict".into(), best.verdict.clone());
-            let alternatives: Vec<Value> = kept.iter().skip(1).map(|(r, a)| json!({"round": r, "code": a.code})).collect();
-            record.insert("fix".into(), summary(json!({"status": "fixed", "round": round, "alternatives": alternatives})));
-        } else if sandbox_errors > 0 {
-            record.insert("fix".into(), summary(json!({"status": "error"})));
-            record.insert(
-                "error".into(),
-                error_value("fix", "sandbox_error", format!("{sandbox_errors} candidate checks ended in sandbox_error"), true),
-            );
+            record.put(field::VERDICT, &best.verdict);
+            let alternatives = self.kept.iter().skip(1).map(|(r, a)| FixAlternative { round: *r, code: a.code.clone() }).collect();
+            let outcome = FixOutcome { round: Some(*round), alternatives: Some(alternatives), ..summary(FixStatus::Fixed) };
+            record.put(field::FIX, &outcome);
+        } else if self.sandbox_errors > 0 {
+            record.put(field::FIX, &summary(FixStatus::Error));
+            let message = format!("{} candidate checks ended in sandbox_error", self.sandbox_errors);
+            record.set_error(ErrorInfo::new(STAGE, "sandbox_error", message, true));
         } else {
-            record.insert("fix".into(), summary(json!({"status": "unfixed"})));
+            record.put(field::FIX, &summary(FixStatus::Unfixed));
         }
         record
     }
@@ -283,7 +367,7 @@ impl FixStep {
 
 /// The code of a reply for the history (its first code block, else the reply).
 fn reply_code(reply: &str) -> String {
-    crate::llm::reply::code_blocks(reply).into_iter().next().unwrap_or_else(|| reply.to_string())
+    code_blocks(reply).into_iter().next().unwrap_or_else(|| reply.to_string())
 }
 
 /// `No module named 'x.y'` → `x`.
@@ -294,29 +378,22 @@ fn missing_module(text: &str) -> Option<String> {
 }
 
 /// Failures that changing the function cannot fix: (kind, detail).
-pub fn environment_failure(verdict: &Value, packages: &[String]) -> Option<(String, String)> {
-    let status = verdict.get("status").and_then(Value::as_str).unwrap_or("");
-    let failures = verdict.get("failures").and_then(Value::as_array).cloned().unwrap_or_default();
-    for f in &failures {
-        let message =
-            format!("{} {}", f.get("message").and_then(Value::as_str).unwrap_or(""), f.get("traceback").and_then(Value::as_str).unwrap_or(""));
-        if let Some(module) = missing_module(&message) {
-            let phase = f.get("test").and_then(Value::as_str).unwrap_or("");
-            if packages.iter().any(|p| p == &module) || phase == "code" {
+pub fn environment_failure(verdict: &Verdict, packages: &[String]) -> Option<(String, String)> {
+    for f in &verdict.failures {
+        if let Some(module) = missing_module(&format!("{} {}", f.message, f.traceback)) {
+            if packages.iter().any(|p| p == &module) || f.test == "code" {
                 return Some(("missing_package".into(), format!("`{module}` is not installed in the sandbox")));
             }
             return Some(("tests_unusable".into(), format!("the tests import `{module}`, which does not exist here")));
         }
     }
-    if status == Status::NoTests.as_str() {
+    if verdict.status == Status::NoTests {
         return Some(("tests_unusable".into(), "the test module has no test methods".into()));
     }
-    if let Some(f) =
-        failures.iter().find(|f| f.get("test").and_then(Value::as_str) == Some("tests") && f.get("kind").and_then(Value::as_str) == Some("error"))
-    {
-        return Some(("tests_unusable".into(), format!("the test module does not load: {}", f.get("message").and_then(Value::as_str).unwrap_or(""))));
+    if let Some(f) = verdict.failures.iter().find(|f| f.test == "tests" && f.kind == "error") {
+        return Some(("tests_unusable".into(), format!("the test module does not load: {}", f.message)));
     }
-    if failures.iter().any(|f| matches!(f.get("kind").and_then(Value::as_str), Some("tamper" | "forged_report"))) {
+    if verdict.failures.iter().any(|f| matches!(f.kind.as_str(), "tamper" | "forged_report")) {
         return Some(("tampering".into(), "the code interfered with the test harness".into()));
     }
     None
@@ -325,38 +402,33 @@ pub fn environment_failure(verdict: &Value, packages: &[String]) -> Option<(Stri
 /// A failure report for the model: status line, failures grouped by identical message,
 /// traceback tails, addresses and temp paths normalised (so the same failure always gives
 /// the same prompt, which keeps the response cache effective), truncated to `max_chars`.
-pub fn failure_report(verdict: &Value, max_chars: usize, traceback_lines: usize) -> String {
-    let get = |k: &str| verdict.get(k).and_then(Value::as_u64).unwrap_or(0);
-    let status = verdict.get("status").and_then(Value::as_str).unwrap_or("unknown");
-    let mut out = format!("Status: {status} ({} of {} tests passed)\n", get("tests_passed"), get("tests_found"));
-    if let Some(m) = verdict.get("message").and_then(Value::as_str).filter(|m| !m.is_empty()) {
-        out.push_str(&format!("Summary: {}\n", normalize(m)));
+pub fn failure_report(verdict: &Verdict, max_chars: usize, traceback_lines: usize) -> String {
+    let mut out = format!("Status: {} ({} of {} tests passed)\n", verdict.status.as_str(), verdict.tests_passed, verdict.tests_found);
+    if !verdict.message.is_empty() {
+        out.push_str(&format!("Summary: {}\n", normalize(&verdict.message)));
     }
-    let failures = verdict.get("failures").and_then(Value::as_array).cloned().unwrap_or_default();
     let mut groups: Vec<(String, String, Vec<String>, String)> = Vec::new(); // kind, message, tests, traceback
-    for f in &failures {
-        let field = |k: &str| f.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-        let (kind, message, test) = (field("kind"), normalize(&field("message")), field("test"));
-        match groups.iter_mut().find(|g| g.0 == kind && g.1 == message) {
-            Some(g) => g.2.push(test),
+    for f in &verdict.failures {
+        let message = normalize(&f.message);
+        match groups.iter_mut().find(|g| g.0 == f.kind && g.1 == message) {
+            Some(g) => g.2.push(f.test.clone()),
             None => {
-                let tb = normalize(&field("traceback"));
+                let tb = normalize(&f.traceback);
                 let lines: Vec<&str> = tb.lines().collect();
                 let tail = lines[lines.len().saturating_sub(traceback_lines)..].join("\n");
-                groups.push((kind, message, vec![test], tail));
+                groups.push((f.kind.clone(), message, vec![f.test.clone()], tail));
             }
         }
     }
     for (kind, message, tests, traceback) in &groups {
         out.push_str(&format!("\n{} in {}:\n  {}\n", kind.to_uppercase(), tests.join(", "), message));
         if !traceback.is_empty() {
-            out.push_str(&format!("  Traceback (last lines):\n{}\n", traceback.lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")));
+            let indented: Vec<String> = traceback.lines().map(|l| format!("    {l}")).collect();
+            out.push_str(&format!("  Traceback (last lines):\n{}\n", indented.join("\n")));
         }
     }
-    if groups.is_empty() {
-        if let Some(o) = verdict.get("output").and_then(Value::as_str).filter(|o| !o.is_empty()) {
-            out.push_str(&format!("\nOutput:\n{}\n", normalize(o)));
-        }
+    if groups.is_empty() && !verdict.output.is_empty() {
+        out.push_str(&format!("\nOutput:\n{}\n", normalize(&verdict.output)));
     }
     if out.len() > max_chars {
         let mut cut = max_chars;
@@ -368,7 +440,6 @@ pub fn failure_report(verdict: &Value, max_chars: usize, traceback_lines: usize)
     }
     out
 }
-
 /// Remove run-specific noise: object addresses and per-check temp directories.
 fn normalize(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -398,7 +469,7 @@ fn normalize(text: &str) -> String {
 
 impl Step for FixStep {
     fn name(&self) -> &'static str {
-        "fix"
+        STAGE
     }
 
     fn process(self: Arc<Self>, record: Record) -> BoxFuture {
@@ -410,54 +481,54 @@ impl Step for FixStep {
     }
 
     fn tally(&self, out: &Record, counts: &mut Counts) {
-        if error_of(out).is_some() {
+        if out.error().is_some() {
             return;
         }
-        let fix = out.get("fix");
-        let status = fix.and_then(|f| f.get("status")).and_then(Value::as_str).unwrap_or("none");
-        counts.bump(format!("fix_{status}"));
-        if status == "fixed" {
-            if let Some(r) = fix.and_then(|f| f.get("round")).and_then(Value::as_u64) {
-                counts.bump(format!("fixed_in_round_{r}"));
+        match out.typed::<FixOutcome>(field::FIX) {
+            Some(fix) => {
+                counts.bump(counter::fix(fix.status));
+                match (fix.status, fix.round, fix.reason.as_deref()) {
+                    (FixStatus::Fixed, Some(r), _) => counts.bump(counter::fixed_in_round(r.into())),
+                    (FixStatus::NotAttempted, _, Some(reason)) => counts.bump(counter::not_attempted(reason)),
+                    _ => {}
+                }
             }
+            None => counts.bump("fix_none"),
         }
-        if status == "not_attempted" {
-            if let Some(r) = fix.and_then(|f| f.get("reason")).and_then(Value::as_str) {
-                counts.bump(format!("not_attempted_{r}"));
-            }
-        }
-        if verdict_status(out) == Some("pass") {
-            counts.bump("verified");
+        if out.verified() {
+            counts.bump(counter::VERIFIED);
         }
     }
 
-    fn report(&self) -> Value {
-        json!({"llm": self.agent.usage(), "sandbox": sandbox_report(&self.sandbox)})
-    }
-
-    fn budget_stopped(&self) -> bool {
-        self.agent.budget_stopped()
+    fn resources(&self) -> Resources<'_> {
+        Resources { agents: vec![("llm", &self.agent)], sandbox: Some(&self.sandbox) }
     }
 }
 
 pub fn run(ctx: &Context, args: &FixArgs) -> Result<ExitCode> {
-    let out_dir = ctx.output_dir()?;
-    let sandbox = Arc::new(Sandbox::start(resolve_settings(ctx, &args.sandbox))?);
-    let step = Arc::new(FixStep::new(ctx, args, sandbox, &out_dir)?);
-    let window = llm_sandbox_window(step.agent.client.settings.concurrency, &step.sandbox);
-    run_stage(ctx, step, window)
+    let settings = FixSettings::resolve(ctx, args.max_rounds, args.samples, args.keep)?;
+    let llm = llm_settings(ctx, &args.llm);
+    let check = rewrite_check(ctx)?;
+    let fields = args.sandbox.fields.clone();
+    run_with_sandbox(ctx, llm.concurrency, args.sandbox.settings(ctx), |sandbox, out_dir| {
+        FixStep::new(settings, llm, sandbox, fields, check, out_dir)
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn verdict(v: Value) -> Verdict {
+        serde_json::from_value(v).unwrap()
+    }
+
     #[test]
     fn report_groups_normalises_and_truncates() {
-        let v = json!({"status": "fail", "tests_found": 3, "tests_passed": 1, "message": "2 of 3 tests did not pass",
+        let v = verdict(json!({"status": "fail", "tests_found": 3, "tests_passed": 1, "message": "2 of 3 tests did not pass",
             "failures": [
                 {"test": "TestCases.test_a", "kind": "fail", "message": "AssertionError: <obj at 0x7f3a2b1c9d10> != 1", "traceback": "Traceback (most recent call last):\n  File \"/tmp/check_ab12cd/test_solution.py\", line 4, in test_a\nAssertionError"},
-                {"test": "TestCases.test_b", "kind": "fail", "message": "AssertionError: <obj at 0x7f00000c9d10> != 1", "traceback": "x"}]});
+                {"test": "TestCases.test_b", "kind": "fail", "message": "AssertionError: <obj at 0x7f00000c9d10> != 1", "traceback": "x"}]}));
         let r = failure_report(&v, 10_000, 8);
         assert!(r.contains("FAIL in TestCases.test_a, TestCases.test_b"), "{r}");
         assert!(!r.contains("0x7f") && r.contains("/tmp/check/test_solution.py"), "{r}");
@@ -466,13 +537,17 @@ mod tests {
 
     #[test]
     fn environment_failures_are_classified() {
-        let missing =
-            json!({"status": "error", "failures": [{"test": "code", "kind": "error", "message": "ModuleNotFoundError: No module named 'torch.nn'"}]});
+        let missing = verdict(
+            json!({"status": "error", "failures": [{"test": "code", "kind": "error", "message": "ModuleNotFoundError: No module named 'torch.nn'"}]}),
+        );
         assert_eq!(environment_failure(&missing, &["torch".into()]).unwrap().0, "missing_package");
-        let hallucinated = json!({"status": "error", "failures": [{"test": "tests", "kind": "error", "message": "ModuleNotFoundError: No module named 'solution'"}]});
+        let hallucinated = verdict(
+            json!({"status": "error", "failures": [{"test": "tests", "kind": "error", "message": "ModuleNotFoundError: No module named 'solution'"}]}),
+        );
         assert_eq!(environment_failure(&hallucinated, &[]).unwrap().0, "tests_unusable");
-        let real = json!({"status": "fail", "failures": [{"test": "TestCases.test_a", "kind": "fail", "message": "AssertionError: 1 != 2"}]});
+        let real =
+            verdict(json!({"status": "fail", "failures": [{"test": "TestCases.test_a", "kind": "fail", "message": "AssertionError: 1 != 2"}]}));
         assert!(environment_failure(&real, &[]).is_none());
-        assert_eq!(environment_failure(&json!({"status": "no_tests", "failures": []}), &[]).unwrap().0, "tests_unusable");
+        assert_eq!(environment_failure(&verdict(json!({"status": "no_tests", "failures": []})), &[]).unwrap().0, "tests_unusable");
     }
 }

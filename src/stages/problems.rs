@@ -29,18 +29,22 @@ use anyhow::{Context as _, Result};
 use clap::Args;
 use ruff_python_ast::Stmt;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
-use crate::cli::Context;
+use crate::context::Context;
 use crate::dedup::{text_tokens, NearDuplicates};
-use crate::executor::{error_of, error_value, run_stage, BoxFuture, Counts, Record, Step};
+use crate::executor::{run_stage, BoxFuture, Counts, Record, Resources, Step};
 use crate::llm::reply::code_blocks;
 use crate::llm::{Agent, LlmArgs};
+use crate::python::functions::{docstring, split_prompt};
 use crate::python::parse_module;
+use crate::record::{content_id, counter, field, DuplicateOf, ErrorInfo, Problem, ProblemSource, RecordExt};
 use crate::shards::manifest::{fingerprint, now_rfc3339, prepare_output};
 use crate::shards::reader::{read_record_items, RecordItem};
 use crate::shards::{expand_inputs, Manifest, ShardWriter, ShardWriterOptions};
-use crate::stages::export::split_prompt;
+use crate::stages::common::{ask, llm_settings};
+
+const STAGE: &str = "problems";
 
 /// `[problems]` settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -125,18 +129,21 @@ pub struct ProblemsArgs {
     pub llm: LlmArgs,
 }
 
-pub fn resolve(ctx: &Context, args: &ProblemsArgs) -> ProblemsSettings {
-    let mut s = ctx.config.problems.clone();
-    if let Some(v) = args.count {
-        s.count = v;
+impl ProblemsSettings {
+    /// `[problems]` with flags on top.
+    pub fn resolve(ctx: &Context, args: &ProblemsArgs) -> Result<ProblemsSettings> {
+        let mut s: ProblemsSettings = ctx.config.section(STAGE)?;
+        if let Some(v) = args.count {
+            s.count = v;
+        }
+        if let Some(v) = args.seed {
+            s.seed = v;
+        }
+        if args.no_rate {
+            s.rate = false;
+        }
+        Ok(s)
     }
-    if let Some(v) = args.seed {
-        s.seed = v;
-    }
-    if args.no_rate {
-        s.rate = false;
-    }
-    s
 }
 
 fn pick<'a>(list: &'a [String], seed: u64, index: usize, salt: &str) -> &'a str {
@@ -170,18 +177,6 @@ pub fn read_skeleton(block: &str) -> std::result::Result<(String, String), Strin
         Some((_, _, false)) => Err("the skeleton has no docstring".into()),
         None => Err("the skeleton has no body".into()),
     }
-}
-
-/// The docstring of top-level function `name`.
-fn docstring(code: &str, name: &str) -> Option<String> {
-    let parsed = parse_module(code, ruff_python_ast::PythonVersion::PY314);
-    parsed.suite().iter().find_map(|s| match s {
-        Stmt::FunctionDef(f) if f.name.as_str() == name => match f.body.first() {
-            Some(Stmt::Expr(e)) => e.value.as_string_literal_expr().map(|s| s.value.to_str().to_string()),
-            _ => None,
-        },
-        _ => None,
-    })
 }
 
 fn dedent(text: &str) -> String {
@@ -219,73 +214,53 @@ pub struct ProblemsStep {
 
 impl ProblemsStep {
     async fn process_record(self: Arc<Self>, mut record: Record) -> Record {
-        let text = |r: &Record, k: &str| r.get(k).and_then(Value::as_str).map(str::to_string);
-        if let (Some(code), Some(entry_point)) = (text(&record, "code"), text(&record, "entry_point")) {
-            // From an existing record: the docstring is the statement.
-            let (Some((skeleton, _, true)), Some(doc)) = (split_prompt(&code, &entry_point), docstring(&code, &entry_point)) else {
-                record.insert("error".into(), error_value("problems", "no_docstring", "the function has no docstring to state the problem", false));
-                return record;
-            };
-            let mut out = Map::new();
-            out.insert("id".into(), record.get("id").cloned().unwrap_or_else(|| json!(crate::record::content_id(&code))));
-            out.insert("problem".into(), json!(dedent(&doc)));
-            out.insert("skeleton".into(), json!(skeleton));
-            out.insert("entry_point".into(), json!(entry_point));
-            out.insert("reference".into(), json!(code));
-            out.insert("problem_source".into(), json!({"kind": "record", "source": record.get("source").cloned().unwrap_or(Value::Null)}));
-            if let Some(p) = record.get("packages") {
-                out.insert("packages".into(), p.clone());
+        let problem = match (record.text(field::CODE), record.text(field::ENTRY_POINT)) {
+            (Some(code), Some(entry_point)) => from_record(&record, code, entry_point),
+            _ => self.generate(&record).await,
+        };
+        match problem {
+            Ok(problem) => {
+                let mut out = Record::new();
+                if let Value::Object(m) = serde_json::to_value(&problem).unwrap_or_default() {
+                    out = m;
+                }
+                self.rate(out).await
             }
-            return self.rate(out).await;
+            Err(e) => {
+                record.set_error(e);
+                record
+            }
         }
-        let (Some(topic), Some(skill)) = (text(&record, "topic"), text(&record, "skill")) else {
-            record.insert(
-                "error".into(),
-                error_value("problems", "missing_field", "a record needs `code` + `entry_point`, or `topic` + `skill`", false),
-            );
-            return record;
+    }
+
+    /// A generated problem: the model writes a statement and a skeleton for a seed record.
+    async fn generate(&self, seed: &Record) -> Result<Problem, ErrorInfo> {
+        let (Some(topic), Some(skill)) = (seed.text("topic"), seed.text("skill")) else {
+            return Err(ErrorInfo::new(STAGE, "missing_field", "a record needs `code` + `entry_point`, or `topic` + `skill`", false));
         };
-        let index = record.get("index").cloned().unwrap_or(json!(0));
-        let messages = match self.agent.prompts.render("problems_generate", json!({"topic": topic, "skill": skill, "index": index})) {
-            Ok(m) => m,
-            Err(e) => {
-                record.insert("error".into(), error_value("problems", "prompt", format!("{e:#}"), false));
-                return record;
-            }
-        };
-        let generation = match self.agent.client.generate(&messages, 1).await {
-            Ok(g) => g,
-            Err(e) => {
-                record.insert("error".into(), error_value("problems", e.kind(), e.to_string(), e.transient()));
-                return record;
-            }
-        };
+        let index = seed.get("index").cloned().unwrap_or(json!(0));
+        let generation =
+            ask(&self.agent, "problems_generate", json!({"topic": topic, "skill": skill, "index": index}), 1).await.map_err(|e| e.to_error(STAGE))?;
         let reply = generation.choices.first().map(|c| c.text.clone()).unwrap_or_default();
         let statement = reply.split("```").next().unwrap_or("").trim();
         let statement = statement.strip_prefix("Problem:").or_else(|| statement.strip_prefix("**Problem:**")).unwrap_or(statement).trim().to_string();
         let skeleton =
             code_blocks(&reply).iter().map(|b| read_skeleton(b)).find(|r| r.is_ok()).unwrap_or_else(|| Err("no code block holds a skeleton".into()));
-        let (entry_point, skeleton) = match skeleton {
-            Ok(v) if !statement.is_empty() => v,
-            Ok(_) => {
-                record.insert("error".into(), error_value("problems", "malformed_reply", "no problem statement before the skeleton", false));
-                return record;
-            }
-            Err(why) => {
-                record.insert("error".into(), error_value("problems", "malformed_reply", why, false));
-                return record;
-            }
-        };
-        let mut out = Map::new();
-        out.insert("id".into(), record.get("id").cloned().unwrap_or(Value::Null));
-        out.insert("problem".into(), json!(statement));
-        out.insert("skeleton".into(), json!(skeleton));
-        out.insert("entry_point".into(), json!(entry_point));
-        out.insert(
-            "problem_source".into(),
-            json!({"kind": "generated", "topic": topic, "skill": skill, "index": index, "model": self.agent.client.settings.model}),
-        );
-        self.rate(out).await
+        let malformed = |why: String| ErrorInfo::new(STAGE, "malformed_reply", why, false);
+        let (entry_point, skeleton) = skeleton.map_err(malformed)?;
+        if statement.is_empty() {
+            return Err(malformed("no problem statement before the skeleton".into()));
+        }
+        let source = ProblemSource::Generated { topic: topic.into(), skill: skill.into(), index, model: self.agent.client.settings.model.clone() };
+        Ok(Problem {
+            id: seed.get(field::ID).cloned().unwrap_or(Value::Null),
+            problem: statement,
+            skeleton,
+            entry_point,
+            reference: None,
+            problem_source: source,
+            packages: None,
+        })
     }
 
     /// Step 1: difficulty and category, judged by the model.
@@ -293,38 +268,44 @@ impl ProblemsStep {
         if !self.settings.rate {
             return out;
         }
-        let ctx = json!({"problem": out["problem"], "skeleton": out["skeleton"], "categories": self.settings.categories});
-        let messages = match self.agent.prompts.render("problems_rate", &ctx) {
-            Ok(m) => m,
-            Err(e) => {
-                out.insert("error".into(), error_value("problems", "prompt", format!("{e:#}"), false));
-                return out;
-            }
-        };
-        match self.agent.client.generate(&messages, 1).await {
+        let ctx = json!({"problem": out[field::PROBLEM], "skeleton": out[field::SKELETON], "categories": self.settings.categories});
+        match ask(&self.agent, "problems_rate", &ctx, 1).await {
             Ok(g) => match read_rating(g.choices.first().map(|c| c.text.as_str()).unwrap_or(""), &self.settings.categories) {
                 Some((difficulty, category)) => {
-                    out.insert("difficulty".into(), json!(difficulty));
-                    out.insert("category".into(), json!(category));
+                    out.put(field::DIFFICULTY, &difficulty);
+                    out.put(field::CATEGORY, &category);
                 }
                 None => {
-                    out.insert(
-                        "error".into(),
-                        error_value("problems", "malformed_rating", "the rating reply holds no JSON object with difficulty easy|medium|hard", false),
-                    );
+                    let message = "the rating reply holds no JSON object with difficulty easy|medium|hard";
+                    out.set_error(ErrorInfo::new(STAGE, "malformed_rating", message, false));
                 }
             },
-            Err(e) => {
-                out.insert("error".into(), error_value("problems", e.kind(), e.to_string(), e.transient()));
-            }
+            Err(e) => out.set_error(e.to_error(STAGE)),
         }
         out
     }
 }
 
+/// A problem from an existing record: the docstring is the statement, the export prompt
+/// the skeleton, the code the reference.
+fn from_record(record: &Record, code: &str, entry_point: &str) -> Result<Problem, ErrorInfo> {
+    let (Some((skeleton, _, true)), Some(doc)) = (split_prompt(code, entry_point), docstring(code, entry_point)) else {
+        return Err(ErrorInfo::new(STAGE, "no_docstring", "the function has no docstring to state the problem", false));
+    };
+    Ok(Problem {
+        id: record.get(field::ID).cloned().unwrap_or_else(|| json!(content_id(code))),
+        problem: dedent(&doc),
+        skeleton,
+        entry_point: entry_point.into(),
+        reference: Some(code.into()),
+        problem_source: ProblemSource::Record { source: record.get(field::SOURCE).cloned().unwrap_or(Value::Null) },
+        packages: record.get(field::PACKAGES).cloned(),
+    })
+}
+
 impl Step for ProblemsStep {
     fn name(&self) -> &'static str {
-        "problems"
+        STAGE
     }
 
     fn process(self: Arc<Self>, record: Record) -> BoxFuture {
@@ -336,17 +317,13 @@ impl Step for ProblemsStep {
     }
 
     fn tally(&self, out: &Record, counts: &mut Counts) {
-        if let Some(d) = out.get("difficulty").and_then(Value::as_str) {
-            counts.bump(format!("difficulty_{d}"));
+        if let Some(d) = out.text(field::DIFFICULTY) {
+            counts.bump(counter::difficulty(d));
         }
     }
 
-    fn report(&self) -> Value {
-        json!({"llm": self.agent.usage()})
-    }
-
-    fn budget_stopped(&self) -> bool {
-        self.agent.budget_stopped()
+    fn resources(&self) -> Resources<'_> {
+        Resources { agents: vec![("llm", &self.agent)], sandbox: None }
     }
 }
 
@@ -355,21 +332,19 @@ fn dedup_pass(ctx: &Context, generated: &Path, out_dir: &Path, s: &ProblemsSetti
     let started = Instant::now();
     let started_at = now_rfc3339();
     let inputs = expand_inputs(&[generated.display().to_string()])?;
-    let output_cfg = ctx.output_config();
+    let output_cfg = &ctx.output_format;
     let settings_json = json!({"near_dup_threshold": s.near_dup_threshold, "shingle": s.shingle, "output": output_cfg});
     let fp = fingerprint(&inputs.iter().map(|i| i.path.clone()).collect::<Vec<_>>(), &settings_json);
-    if prepare_output(out_dir, "problems", &fp, ctx.global.force)? {
+    if prepare_output(out_dir, STAGE, &fp, ctx.force)? {
         return Ok(());
     }
-    let mut writer = ShardWriter::new(
-        out_dir,
-        ShardWriterOptions {
-            prefix: "shard".into(),
-            records_per_shard: output_cfg.records_per_shard,
-            compress: output_cfg.compress,
-            ..Default::default()
-        },
-    )?;
+    let options = ShardWriterOptions {
+        prefix: "shard".into(),
+        records_per_shard: output_cfg.records_per_shard,
+        compress: output_cfg.compress,
+        ..Default::default()
+    };
+    let mut writer = ShardWriter::new(out_dir, options)?;
     let mut near = NearDuplicates::new(s.near_dup_threshold, s.shingle);
     let mut kept_ids: Vec<Value> = Vec::new();
     let mut counts = Counts::default();
@@ -378,32 +353,33 @@ fn dedup_pass(ctx: &Context, generated: &Path, out_dir: &Path, s: &ProblemsSetti
         let mut record = match item {
             RecordItem::Record(r) => r,
             RecordItem::Bad { file, line, bad } => {
-                let mut r = Map::new();
-                r.insert("error".into(), error_value("problems", "bad_input", format!("{file}:{line}: {} ({})", bad.reason, bad.detail), false));
-                r
+                let message = format!("{file}:{line}: {} ({})", bad.reason, bad.detail);
+                ErrorInfo::new(STAGE, "bad_input", message, false).into_record()
             }
         };
         counts.records += 1;
-        if error_of(&record).is_none() {
-            let statement = record.get("problem").and_then(Value::as_str).unwrap_or("");
-            match near.check_and_insert_tokens(&text_tokens(statement)) {
-                Some((first, similarity)) => {
-                    record
-                        .insert("duplicate_of".into(), json!({"id": kept_ids.get(first).cloned().unwrap_or(Value::Null), "similarity": similarity}));
-                    counts.bump("near_duplicate");
-                }
-                None => {
-                    kept_ids.push(record.get("id").cloned().unwrap_or(Value::Null));
-                    counts.ok += 1;
+        match record.error() {
+            None => {
+                let statement = record.text(field::PROBLEM).unwrap_or("");
+                match near.check_and_insert_tokens(&text_tokens(statement)) {
+                    Some((first, similarity)) => {
+                        let original = DuplicateOf { id: kept_ids.get(first).cloned().unwrap_or(Value::Null), similarity };
+                        record.put(field::DUPLICATE_OF, &original);
+                        counts.bump(counter::NEAR_DUPLICATE);
+                    }
+                    None => {
+                        kept_ids.push(record.get(field::ID).cloned().unwrap_or(Value::Null));
+                        counts.ok += 1;
+                    }
                 }
             }
-        } else if let Some(e) = error_of(&record).filter(|e| e.get("stage").and_then(Value::as_str) == Some("problems")) {
-            *counts.errors_by_kind.entry(e.get("kind").and_then(Value::as_str).unwrap_or("unknown").to_string()).or_default() += 1;
-            if e.get("transient").and_then(Value::as_bool) == Some(true) {
-                counts.retryable += 1;
+            Some(e) if e.stage == STAGE => {
+                *counts.errors_by_kind.entry(e.kind).or_default() += 1;
+                if e.transient {
+                    counts.retryable += 1;
+                }
             }
-        } else {
-            counts.upstream_errors += 1;
+            Some(_) => counts.upstream_errors += 1,
         }
         if let Err(e) = writer.write(&record) {
             failure = Some(e);
@@ -415,42 +391,46 @@ fn dedup_pass(ctx: &Context, generated: &Path, out_dir: &Path, s: &ProblemsSetti
         return Err(e);
     }
     let shards = writer.finish()?;
-    let manifest =
-        Manifest::finished("problems", &inputs, fp, settings_json, serde_json::to_value(&counts)?, shards, started_at, started, Value::Null);
-    manifest.write(out_dir)?;
+    let counts_json = serde_json::to_value(&counts)?;
+    Manifest::finished(STAGE, &inputs, fp, settings_json, counts_json, shards, started_at, started, Value::Null).write(out_dir)?;
     tracing::info!(
         "problems: {} problems, {} kept, {} near-duplicates, errors {:?}",
         counts.records,
         counts.ok,
-        counts.outcomes.get("near_duplicate").copied().unwrap_or(0),
+        counts.outcomes.get(counter::NEAR_DUPLICATE).copied().unwrap_or(0),
         counts.errors_by_kind
     );
     Ok(())
 }
 
+/// Generation seeds (no `--input`), rewritten only when they change: their mtime is part
+/// of the fingerprint that makes a rerun up to date.
+fn seed_file(ctx: &Context, settings: &ProblemsSettings, out_dir: &Path) -> Result<String> {
+    let seeds_dir = out_dir.join(".seeds");
+    std::fs::create_dir_all(&seeds_dir).with_context(|| format!("cannot create {}", seeds_dir.display()))?;
+    let path: PathBuf = seeds_dir.join("seeds.jsonl");
+    let text: String = seed_records(settings, ctx.rank, ctx.world_size).iter().map(|r| format!("{r}\n")).collect();
+    if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+        crate::shards::writer::write_atomic(&path, text.as_bytes())?;
+    }
+    Ok(path.display().to_string())
+}
+
 pub fn run(ctx: &Context, args: &ProblemsArgs) -> Result<ExitCode> {
-    let settings = resolve(ctx, args);
+    let settings = ProblemsSettings::resolve(ctx, args)?;
     let out_dir = ctx.output_dir()?;
     let generated = out_dir.join(".generated");
-    let inputs: Vec<String> = if ctx.global.input.is_empty() {
-        // Generation seeds: rewritten only when they change (their mtime is part of the
-        // fingerprint that makes a rerun up to date).
-        let seeds_dir = out_dir.join(".seeds");
-        std::fs::create_dir_all(&seeds_dir).with_context(|| format!("cannot create {}", seeds_dir.display()))?;
-        let path: PathBuf = seeds_dir.join("seeds.jsonl");
-        let text: String = seed_records(&settings, ctx.global.rank, ctx.global.world_size).iter().map(|r| format!("{r}\n")).collect();
-        if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
-            crate::shards::writer::write_atomic(&path, text.as_bytes())?;
-        }
-        vec![path.display().to_string()]
+    let inputs: Vec<String> = if ctx.inputs.is_empty() {
+        vec![seed_file(ctx, &settings, &out_dir)?]
     } else {
-        ctx.inputs()?.into_iter().map(|(_, f)| f.path.display().to_string()).collect()
+        ctx.input_files()?.into_iter().map(|(_, f)| f.path.display().to_string()).collect()
     };
-    let sub = crate::stages::run::stage_ctx(ctx, inputs, generated.clone(), false);
-    let step = Arc::new(ProblemsStep { settings: settings.clone(), agent: Agent::new(sub.llm_settings(&args.llm), &out_dir)? });
-    let window = (step.agent.client.settings.concurrency * 2).max(16);
+    let sub = ctx.with_io(inputs, generated.clone(), false);
+    let llm = llm_settings(ctx, &args.llm);
+    let window = (llm.concurrency * 2).max(16);
+    let step = Arc::new(ProblemsStep { settings: settings.clone(), agent: Agent::new(llm, &out_dir)? });
     let code = run_stage(&sub, step, window)?;
-    if code != ExitCode::SUCCESS && code != ExitCode::from(crate::executor::EXIT_RETRYABLE) {
+    if code != ExitCode::SUCCESS && code != crate::exit::code(crate::exit::RETRYABLE) {
         return Ok(code);
     }
     dedup_pass(ctx, &generated, &out_dir, &settings)?;

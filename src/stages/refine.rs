@@ -21,13 +21,17 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::cli::Context;
-use crate::executor::{error_of, run_stage, BoxFuture, Counts, Record, Step};
+use crate::context::Context;
+use crate::executor::{BoxFuture, Counts, Record, Resources, Step};
 use crate::llm::reply::{defines_function, pick_block};
-use crate::llm::{Agent, LlmArgs};
+use crate::llm::{Agent, LlmArgs, LlmSettings};
+use crate::python::functions::{docstring, signature};
+use crate::record::{counter, field, DoctestOutcome, FunctionRecord, RecordExt, RefineOutcome, Status};
 use crate::sandbox::Sandbox;
-use crate::stages::revise::{apply, docstring, signature, Reviser};
-use crate::stages::sandbox_run::{check_json, llm_sandbox_window, resolve_settings, sandbox_report, verdict_status, RecordFields, SandboxRunArgs};
+use crate::stages::common::rewrite::replace_program;
+use crate::stages::common::{ask, llm_settings, rewrite_check, run_with_sandbox, RecordFields, RewriteCheck, SandboxFlags, StepError};
+
+const STAGE: &str = "refine";
 
 /// `[refine]` settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -45,6 +49,15 @@ impl Default for RefineSettings {
     }
 }
 
+impl RefineSettings {
+    /// `[refine]` with flags on top.
+    pub fn resolve(ctx: &Context, no_doctests: bool) -> Result<RefineSettings> {
+        let mut s: RefineSettings = ctx.config.section(STAGE)?;
+        s.doctests &= !no_doctests;
+        Ok(s)
+    }
+}
+
 #[derive(Debug, Clone, Args, Default)]
 pub struct RefineArgs {
     /// Accept rewrites whose docstring examples fail (they are still reported).
@@ -53,7 +66,7 @@ pub struct RefineArgs {
     #[command(flatten)]
     pub llm: LlmArgs,
     #[command(flatten)]
-    pub sandbox: SandboxRunArgs,
+    pub sandbox: SandboxFlags,
 }
 
 pub struct RefineStep {
@@ -61,7 +74,21 @@ pub struct RefineStep {
     pub agent: Agent,
     pub sandbox: Arc<Sandbox>,
     pub fields: RecordFields,
-    pub reviser: Arc<Reviser>,
+    pub rewrite_check: Arc<RewriteCheck>,
+}
+
+/// What the refine prompt sees.
+#[derive(Serialize)]
+struct RefinePrompt<'a> {
+    code: &'a str,
+    tests: &'a str,
+    entry_point: &'a str,
+    signature: &'a str,
+}
+
+/// The outcome of a record that keeps its verified original.
+fn no(reason: &str, detail: impl Into<String>) -> RefineOutcome {
+    RefineOutcome::not_refined(reason, detail)
 }
 
 /// A test module that runs the docstring examples of `entry_point` as doctests.
@@ -86,130 +113,110 @@ class TestCases(unittest.TestCase):
     )
 }
 
-fn not_refined(record: &mut Record, reason: &str, detail: impl Into<String>) {
-    record.insert("refine".into(), json!({"refined": false, "reason": reason, "detail": detail.into()}));
-}
-
 impl RefineStep {
-    pub fn new(ctx: &Context, args: &RefineArgs, sandbox: Arc<Sandbox>, out_dir: &std::path::Path) -> Result<RefineStep> {
-        let mut settings = ctx.config.refine.clone();
-        if args.no_doctests {
-            settings.doctests = false;
-        }
-        let agent = Agent::new(ctx.llm_settings(&args.llm), out_dir)?;
-        Ok(RefineStep { settings, agent, sandbox, fields: args.sandbox.fields.clone(), reviser: Arc::new(Reviser::new(&ctx.config.extract)?) })
+    pub fn new(
+        settings: RefineSettings,
+        llm: LlmSettings,
+        sandbox: Arc<Sandbox>,
+        fields: RecordFields,
+        rewrite_check: Arc<RewriteCheck>,
+        out_dir: &std::path::Path,
+    ) -> Result<RefineStep> {
+        Ok(RefineStep { settings, agent: Agent::new(llm, out_dir)?, sandbox, fields, rewrite_check })
     }
 
     async fn refine(self: Arc<Self>, mut record: Record) -> Record {
+        let outcome = self.try_refine(&mut record).await.unwrap_or_else(|o| o);
+        record.put(field::REFINE, &outcome);
+        record
+    }
+
+    /// Steps 1–6; `Err` is the outcome of a record that keeps its verified original.
+    // The Err is the record's outcome itself, built once per record: boxing it buys nothing.
+    #[allow(clippy::result_large_err)]
+    async fn try_refine(&self, record: &mut Record) -> Result<RefineOutcome, RefineOutcome> {
         // Step 1.
-        if verdict_status(&record) != Some("pass") {
-            not_refined(&mut record, "not_verified", "the record does not pass its tests");
-            return record;
+        if !record.verified() {
+            return Err(no("not_verified", "the record does not pass its tests"));
         }
-        let text = |k: &str| record.get(k).and_then(Value::as_str).map(str::to_string);
-        let (Some(code), Some(tests), Some(entry_point)) =
-            (text(&self.fields.code_field), text(&self.fields.tests_field), text(&self.fields.entry_point_field))
-        else {
-            not_refined(&mut record, "missing_field", "the record needs code, tests and entry_point");
-            return record;
+        let fields = &self.fields;
+        let texts = (record.text(&fields.code_field), record.text(&fields.tests_field), record.text(&fields.entry_point_field));
+        let (Some(code), Some(tests), Some(entry_point)) = texts else {
+            return Err(no("missing_field", "the record needs code, tests and entry_point"));
         };
-        let function = text("function").unwrap_or_else(|| code.clone());
-        let Some(sig) = signature(&function, &entry_point) else {
-            not_refined(&mut record, "no_function", format!("no top-level def {entry_point}"));
-            return record;
-        };
+        let (code, tests, entry_point) = (code.to_string(), tests.to_string(), entry_point.to_string());
+        let function = record.text(field::FUNCTION).unwrap_or(&code).to_string();
+        let sig = signature(&function, &entry_point).ok_or_else(|| no("no_function", format!("no top-level def {entry_point}")))?;
         // Step 2.
-        let context = json!({"code": code, "tests": tests, "entry_point": entry_point, "signature": sig});
-        let messages = match self.agent.prompts.render("refine", &context) {
-            Ok(m) => m,
-            Err(e) => {
-                not_refined(&mut record, "prompt", format!("{e:#}"));
-                return record;
-            }
-        };
-        let reply = match self.agent.client.generate(&messages, 1).await {
-            Ok(g) => match g.choices.into_iter().next() {
-                Some(c) if c.finish_reason.as_deref() == Some("length") => {
-                    not_refined(&mut record, "truncated", "the reply hit max_tokens");
-                    return record;
-                }
-                Some(c) => c.text,
-                None => {
-                    not_refined(&mut record, "no_choices", "the model returned nothing");
-                    return record;
-                }
-            },
-            Err(e) => {
-                record.insert(
-                    "refine".into(),
-                    json!({"refined": false, "reason": "llm_error", "detail": e.to_string(), "kind": e.kind(), "transient": e.transient()}),
-                );
-                return record;
-            }
-        };
+        let reply = self.ask_rewrite(&RefinePrompt { code: &code, tests: &tests, entry_point: &entry_point, signature: &sig }).await?;
         // Step 3.
-        let checked = pick_block(&reply, &format!("def {entry_point}"), |suite| defines_function(suite, &entry_point))
-            .map_err(|e| (e.kind(), e.to_string()))
-            .and_then(|block| self.reviser.check(&block, &entry_point, &function).map_err(|r| (r.reason, r.detail)));
-        let rewrite = match checked {
-            Ok(r) => r,
-            Err((reason, detail)) => {
-                not_refined(&mut record, reason, detail);
-                return record;
-            }
-        };
-        let old_imports: Vec<Value> = record.get("imports").and_then(Value::as_array).cloned().unwrap_or_default();
-        let mut before: Vec<&str> = old_imports.iter().filter_map(Value::as_str).collect();
-        let mut after: Vec<&str> = rewrite.imports.iter().map(String::as_str).collect();
+        let rewrite = pick_block(&reply, &format!("def {entry_point}"), |suite| defines_function(suite, &entry_point))
+            .map_err(|e| no(e.kind(), e.to_string()))
+            .and_then(|block| self.rewrite_check.admit(&block, &entry_point, &function).map_err(|r| no(r.reason, r.detail)))?;
+        let mut before = record.strings(field::IMPORTS);
+        let mut after = rewrite.imports.clone();
         before.sort_unstable();
         after.sort_unstable();
         if before != after {
-            not_refined(&mut record, "imports_changed", format!("imports were {before:?}, now {after:?}"));
-            return record;
+            return Err(no("imports_changed", format!("imports were {before:?}, now {after:?}")));
         }
         let doc = docstring(&rewrite.function, &entry_point);
         if self.settings.require_docstring && doc.is_none() {
-            not_refined(&mut record, "no_docstring", "the rewrite has no docstring");
-            return record;
+            return Err(no("no_docstring", "the rewrite has no docstring"));
         }
         // Step 4.
-        let verdict = check_json(self.sandbox.clone(), rewrite.code.clone(), tests.clone()).await;
-        if verdict.get("status").and_then(Value::as_str) != Some("pass") {
-            let msg = verdict.get("message").and_then(Value::as_str).unwrap_or("").to_string();
-            record.insert("refine".into(), json!({"refined": false, "reason": "tests_failed", "detail": msg, "rejected_code": rewrite.code}));
-            return record;
+        let verdict = self.sandbox.check_async(rewrite.code.clone(), tests).await;
+        if verdict.status != Status::Pass {
+            return Err(RefineOutcome { rejected_code: Some(rewrite.code), ..no("tests_failed", verdict.message) });
         }
         // Step 5.
-        let examples = doc.as_deref().map(|d| d.lines().filter(|l| l.trim_start().starts_with(">>>")).count()).unwrap_or(0);
-        let mut doctest = json!({"examples": examples});
-        if examples > 0 {
-            let v = check_json(self.sandbox.clone(), rewrite.code.clone(), doctest_module(&entry_point)).await;
-            let passed = v.get("status").and_then(Value::as_str) == Some("pass");
-            doctest["passed"] = json!(passed);
-            if !passed {
-                let detail =
-                    v.get("failures").and_then(|f| f.get(0)).and_then(|f| f.get("message")).and_then(Value::as_str).unwrap_or("").to_string();
-                if self.settings.doctests {
-                    record.insert(
-                        "refine".into(),
-                        json!({"refined": false, "reason": "doctest_failed", "detail": detail, "rejected_code": rewrite.code}),
-                    );
-                    return record;
-                }
-                doctest["detail"] = json!(detail);
-            }
-        }
+        let doctest = self.run_doctests(doc.as_deref(), &rewrite, &entry_point).await?;
         // Step 6.
-        apply(&mut record, &rewrite, "unrefined");
-        record.insert("verdict".into(), verdict);
-        record.insert("refine".into(), json!({"refined": true, "doctest": doctest}));
-        record
+        replace_program(record, &rewrite, field::BEFORE_REFINE);
+        record.put(field::VERDICT, &verdict);
+        Ok(RefineOutcome::refined(doctest))
+    }
+
+    /// Step 2: the model's rewrite (one sample).
+    #[allow(clippy::result_large_err)]
+    async fn ask_rewrite(&self, context: &RefinePrompt<'_>) -> Result<String, RefineOutcome> {
+        let generation = ask(&self.agent, "refine", context, 1).await.map_err(|e| match e {
+            StepError::Llm(e) => RefineOutcome { kind: Some(e.kind().into()), transient: Some(e.transient()), ..no("llm_error", e.to_string()) },
+            other => no("prompt", other.to_string()),
+        })?;
+        match generation.choices.into_iter().next() {
+            Some(c) if c.finish_reason.as_deref() == Some("length") => Err(no("truncated", "the reply hit max_tokens")),
+            Some(c) => Ok(c.text),
+            None => Err(no("no_choices", "the model returned nothing")),
+        }
+    }
+
+    #[allow(clippy::result_large_err)]
+    /// Step 5: the docstring's examples as doctests (a failure rejects the rewrite unless
+    /// doctests are only reported).
+    async fn run_doctests(&self, doc: Option<&str>, rewrite: &FunctionRecord, entry_point: &str) -> Result<DoctestOutcome, RefineOutcome> {
+        let examples = doc.map(|d| d.lines().filter(|l| l.trim_start().starts_with(">>>")).count()).unwrap_or(0);
+        let mut outcome = DoctestOutcome { examples, passed: None, detail: None };
+        if examples == 0 {
+            return Ok(outcome);
+        }
+        let v = self.sandbox.check_async(rewrite.code.clone(), doctest_module(entry_point)).await;
+        let passed = v.status == Status::Pass;
+        outcome.passed = Some(passed);
+        if !passed {
+            let detail = v.failures.first().map(|f| f.message.clone()).unwrap_or_default();
+            if self.settings.doctests {
+                return Err(RefineOutcome { rejected_code: Some(rewrite.code.clone()), ..RefineOutcome::not_refined("doctest_failed", detail) });
+            }
+            outcome.detail = Some(detail);
+        }
+        Ok(outcome)
     }
 }
 
 impl Step for RefineStep {
     fn name(&self) -> &'static str {
-        "refine"
+        STAGE
     }
 
     fn process(self: Arc<Self>, record: Record) -> BoxFuture {
@@ -221,41 +228,38 @@ impl Step for RefineStep {
     }
 
     fn needs_retry(&self, out: &Record) -> bool {
-        out.get("refine").and_then(|r| r.get("transient")).and_then(Value::as_bool) == Some(true)
+        out.typed::<RefineOutcome>(field::REFINE).and_then(|r| r.transient) == Some(true)
     }
 
     fn tally(&self, out: &Record, counts: &mut Counts) {
-        if error_of(out).is_some() {
+        if out.error().is_some() {
             return;
         }
-        let r = out.get("refine");
-        if r.and_then(|r| r.get("refined")).and_then(Value::as_bool) == Some(true) {
-            counts.bump("refined");
-            if let Some(n) = r.and_then(|r| r.get("doctest")).and_then(|d| d.get("examples")).and_then(Value::as_u64) {
-                *counts.outcomes.entry("doctest_examples".into()).or_default() += n;
+        match out.typed::<RefineOutcome>(field::REFINE) {
+            Some(r) if r.refined => {
+                counts.bump(counter::REFINED);
+                if let Some(d) = r.doctest {
+                    counts.add_to(counter::DOCTEST_EXAMPLES, d.examples as u64);
+                }
             }
-        } else {
-            let reason = r.and_then(|r| r.get("reason")).and_then(Value::as_str).unwrap_or("unknown");
-            counts.bump(format!("not_refined_{reason}"));
+            r => counts.bump(counter::not_refined(r.as_ref().and_then(|r| r.reason.as_deref()).unwrap_or("unknown"))),
         }
-        if verdict_status(out) == Some("pass") {
-            counts.bump("verified");
+        if out.verified() {
+            counts.bump(counter::VERIFIED);
         }
     }
 
-    fn report(&self) -> Value {
-        json!({"llm": self.agent.usage(), "sandbox": sandbox_report(&self.sandbox)})
-    }
-
-    fn budget_stopped(&self) -> bool {
-        self.agent.budget_stopped()
+    fn resources(&self) -> Resources<'_> {
+        Resources { agents: vec![("llm", &self.agent)], sandbox: Some(&self.sandbox) }
     }
 }
 
 pub fn run(ctx: &Context, args: &RefineArgs) -> Result<ExitCode> {
-    let out_dir = ctx.output_dir()?;
-    let sandbox = Arc::new(Sandbox::start(resolve_settings(ctx, &args.sandbox))?);
-    let step = Arc::new(RefineStep::new(ctx, args, sandbox, &out_dir)?);
-    let window = llm_sandbox_window(step.agent.client.settings.concurrency, &step.sandbox);
-    run_stage(ctx, step, window)
+    let settings = RefineSettings::resolve(ctx, args.no_doctests)?;
+    let llm = llm_settings(ctx, &args.llm);
+    let check = rewrite_check(ctx)?;
+    let fields = args.sandbox.fields.clone();
+    run_with_sandbox(ctx, llm.concurrency, args.sandbox.settings(ctx), |sandbox, out_dir| {
+        RefineStep::new(settings, llm, sandbox, fields, check, out_dir)
+    })
 }

@@ -1,4 +1,5 @@
-//! `unitcoder run`: the whole method in one command.
+//! `unitcoder run`: the whole method in one command (the one stage that composes the
+//! others).
 //!
 //!   1. `extract` the corpus into `WORK/extract/` (skipped when up to date);
 //!   2. stream every extracted record through gen-tests → sandbox-run → fix → refine, each
@@ -14,7 +15,7 @@
 //!
 //! Killed at any point, the same command continues where it stopped.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -23,13 +24,18 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::cli::Context;
-use crate::executor::{drive, log_report, DriveOptions, StageDir, Step};
-use crate::llm::LlmArgs;
+use crate::context::Context;
+use crate::executor::{drive, log_report, DriveOptions, StageDir};
+use crate::llm::{LlmArgs, LlmSettings};
 use crate::sandbox::Sandbox;
 use crate::shards::{expand_inputs, Manifest};
-use crate::stages::sandbox_run::{resolve_settings, SandboxRunArgs, SandboxStep};
-use crate::stages::{case2code, export, extract, fix, gen_tests, refine};
+use crate::stages::case2code::{Case2CodeSettings, Case2CodeStep};
+use crate::stages::common::{llm_settings, rewrite_check, SandboxFlags};
+use crate::stages::fix::{FixSettings, FixStep};
+use crate::stages::gen_tests::GenTestsStep;
+use crate::stages::refine::{RefineSettings, RefineStep};
+use crate::stages::sandbox_run::SandboxStep;
+use crate::stages::{export, extract, stats};
 
 /// `[run]` settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -68,91 +74,53 @@ pub struct RunArgs {
     #[command(flatten)]
     pub llm: LlmArgs,
     #[command(flatten)]
-    pub sandbox: SandboxRunArgs,
-}
-
-/// A context for one stage of the run: same flags and config, other input and output.
-pub(crate) fn stage_ctx(ctx: &Context, inputs: Vec<String>, output: PathBuf, split: bool) -> Context {
-    let mut global = ctx.global.clone();
-    global.input = inputs;
-    global.output = Some(output);
-    if !split {
-        global.rank = 0;
-        global.world_size = 1;
-    }
-    Context { global, config: ctx.config.clone(), config_dir: ctx.config_dir.clone(), jobs: ctx.jobs }
+    pub sandbox: SandboxFlags,
 }
 
 pub fn run(ctx: &Context, args: &RunArgs) -> Result<ExitCode> {
-    let rs = &ctx.config.run;
+    let rs: RunSettings = ctx.config.section("run")?;
     let work = args
         .work_dir
         .clone()
-        .or_else(|| ctx.global.output.clone())
+        .or_else(|| ctx.output.clone())
         .or_else(|| (!rs.work_dir.is_empty()).then(|| PathBuf::from(&rs.work_dir)))
         .context("--work-dir DIR is required (or [run] work_dir in the config)")?;
-    let corpus = if ctx.global.input.is_empty() { rs.inputs.clone() } else { ctx.global.input.clone() };
+    let corpus = if ctx.inputs.is_empty() { rs.inputs.clone() } else { ctx.inputs.clone() };
     anyhow::ensure!(!corpus.is_empty(), "--input is required (or [run] inputs in the config)");
     std::fs::create_dir_all(&work).with_context(|| format!("cannot create work directory {}", work.display()))?;
 
     // Step 1: extract (this rank's share of the corpus).
-    let ex_ctx = stage_ctx(ctx, corpus, work.join("extract"), true);
+    let ex_ctx = ctx.with_io(corpus, work.join("extract"), true);
     let code = extract::run(&ex_ctx, &extract::ExtractArgs::default())?;
     anyhow::ensure!(code == ExitCode::SUCCESS, "extract failed");
     let extract_dir = ex_ctx.output_dir()?;
     let manifest = Manifest::read(&extract_dir)?.context("extract wrote no manifest")?;
     let shard_specs: Vec<String> = manifest.shards.iter().map(|s| extract_dir.join(&s.file).display().to_string()).collect();
-    let rank_dir = |stage: &str| ctx.rank_dir(work.join(stage));
 
     // Step 2: the record chain, one LLM cache for the whole run.
-    let mut chain_ctx = stage_ctx(ctx, shard_specs.clone(), rank_dir("gen-tests"), false);
-    if chain_ctx.config.llm.cache.is_empty() && args.llm.cache.is_none() {
-        chain_ctx.config.llm.cache = work.join("llm-cache.sqlite").display().to_string();
+    let mut llm = llm_settings(ctx, &args.llm);
+    if llm.cache.is_empty() {
+        llm.cache = work.join("llm-cache.sqlite").display().to_string();
     }
-    let sandbox = Arc::new(Sandbox::start(resolve_settings(&chain_ctx, &args.sandbox))?);
-    let fix_args =
-        fix::FixArgs { max_rounds: args.max_rounds, samples: args.samples, keep: None, llm: args.llm.clone(), sandbox: args.sandbox.clone() };
-    let refine_args = refine::RefineArgs { no_doctests: false, llm: args.llm.clone(), sandbox: args.sandbox.clone() };
-    let gen = Arc::new(gen_tests::GenTestsStep::new(&chain_ctx, &args.llm, Some(rs.test_samples), &rank_dir("gen-tests"))?);
-    let window = crate::stages::sandbox_run::llm_sandbox_window(gen.agent.client.settings.concurrency, &sandbox);
-    let mut stages: Vec<StageDir> = vec![
-        StageDir { step: gen, dir: rank_dir("gen-tests") },
-        StageDir { step: Arc::new(SandboxStep { sandbox: sandbox.clone(), fields: args.sandbox.fields.clone() }), dir: rank_dir("sandbox-run") },
-        StageDir { step: Arc::new(fix::FixStep::new(&chain_ctx, &fix_args, sandbox.clone(), &rank_dir("fix"))?), dir: rank_dir("fix") },
-    ];
-    if rs.refine {
-        stages.push(StageDir {
-            step: Arc::new(refine::RefineStep::new(&chain_ctx, &refine_args, sandbox.clone(), &rank_dir("refine"))?),
-            dir: rank_dir("refine"),
-        });
-    }
-    if rs.case2code {
-        let c2c_args = case2code::Case2CodeArgs { llm: args.llm.clone(), sandbox: args.sandbox.clone(), ..Default::default() };
-        stages.push(StageDir {
-            step: Arc::new(case2code::Case2CodeStep::new(&chain_ctx, &c2c_args, sandbox.clone(), &rank_dir("case2code"))?),
-            dir: rank_dir("case2code"),
-        });
-    }
+    let sandbox = Arc::new(Sandbox::start(args.sandbox.settings(ctx))?);
+    let stages = chain(ctx, args, &rs, &work, llm.clone(), &sandbox)?;
     let inputs: Vec<_> = expand_inputs(&shard_specs)?.into_iter().enumerate().collect();
-    let run_fp = crate::shards::manifest::fingerprint(
-        &inputs.iter().map(|(_, i)| i.path.clone()).collect::<Vec<_>>(),
-        &json!({"compress": ctx.output_config().compress}),
-    );
+    let paths: Vec<PathBuf> = inputs.iter().map(|(_, i)| i.path.clone()).collect();
+    let run_fp = crate::shards::manifest::fingerprint(&paths, &json!({"compress": ctx.output_format.compress}));
     let opts = DriveOptions {
-        window,
-        retry_errors: ctx.global.retry_errors,
-        force: ctx.global.force,
-        compress: ctx.output_config().compress,
-        quiet: ctx.global.quiet,
+        window: sandbox.window_with_llm(llm.concurrency),
+        retry_errors: ctx.retry_errors,
+        force: ctx.force,
+        compress: ctx.output_format.compress,
+        quiet: ctx.quiet,
         max_line_bytes: ctx.record_line_limit(),
         label: extract_dir.display().to_string(),
     };
-    tracing::info!("run: {} extracted shard(s) through {}", inputs.len(), stages.iter().map(|s| s.step.name()).collect::<Vec<_>>().join(" → "));
+    let names: Vec<&str> = stages.iter().map(|s| s.step.name()).collect();
+    tracing::info!("run: {} extracted shard(s) through {}", inputs.len(), names.join(" → "));
     let report = drive(&inputs, &stages, &run_fp, &opts)?;
-    let steps: Vec<Arc<dyn Step>> = stages.iter().map(|s| s.step.clone()).collect();
-    log_report(&steps, &report);
+    log_report(&stages.iter().map(|s| s.step.clone()).collect::<Vec<_>>(), &report);
     drop(stages);
-    drop(steps);
     drop(sandbox);
     if report.budget_stopped {
         return Ok(report.exit_code());
@@ -160,27 +128,44 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<ExitCode> {
 
     // Step 3: export (one process only: dedup needs every record).
     let last = if rs.refine { "refine" } else { "fix" };
-    if rs.export && ctx.global.world_size <= 1 {
-        let ex = stage_ctx(ctx, vec![work.join(last).display().to_string()], work.join("export"), false);
+    if rs.export && ctx.world_size <= 1 {
+        let ex = ctx.with_io(vec![work.join(last).display().to_string()], work.join("export"), false);
         export::run(&ex, &export::ExportArgs::default())?;
         if rs.case2code {
-            let ex = stage_ctx(ctx, vec![work.join("case2code").display().to_string()], work.join("export-case2code"), false);
+            let ex = ctx.with_io(vec![work.join("case2code").display().to_string()], work.join("export-case2code"), false);
             export::run(&ex, &export::ExportArgs::default())?;
         }
     } else if rs.export {
-        tracing::info!(
-            "run: rank {} done; when every rank is, run `unitcoder export -i {} -o {}`",
-            ctx.global.rank,
-            work.join(last).display(),
-            work.join("export").display()
-        );
+        let (from, to) = (work.join(last), work.join("export"));
+        tracing::info!("run: rank {} done; when every rank is, run `unitcoder export -i {} -o {}`", ctx.rank, from.display(), to.display());
     }
 
     // Step 4: the funnel.
-    if !ctx.global.quiet {
-        if let Ok(report) = crate::stages::stats::collect(&work) {
-            eprintln!("{}", crate::stages::stats::render(&report));
-        }
+    if !ctx.quiet {
+        stats::print_funnel(&work);
     }
     Ok(report.exit_code())
+}
+
+/// The record chain of step 2, each step built from its resolved settings.
+fn chain(ctx: &Context, args: &RunArgs, rs: &RunSettings, work: &Path, llm: LlmSettings, sandbox: &Arc<Sandbox>) -> Result<Vec<StageDir>> {
+    let dir = |stage: &str| ctx.rank_dir(work.join(stage));
+    let fields = args.sandbox.fields.clone();
+    let check = rewrite_check(ctx)?;
+    let fix = FixSettings::resolve(ctx, args.max_rounds, args.samples, None)?;
+    let mut stages: Vec<StageDir> = vec![
+        StageDir { step: Arc::new(GenTestsStep::new(llm.clone(), rs.test_samples, &dir("gen-tests"))?), dir: dir("gen-tests") },
+        StageDir { step: Arc::new(SandboxStep { sandbox: sandbox.clone(), fields: fields.clone() }), dir: dir("sandbox-run") },
+        StageDir { step: Arc::new(FixStep::new(fix, llm.clone(), sandbox.clone(), fields.clone(), check.clone(), &dir("fix"))?), dir: dir("fix") },
+    ];
+    if rs.refine {
+        let settings = RefineSettings::resolve(ctx, false)?;
+        let step = RefineStep::new(settings, llm.clone(), sandbox.clone(), fields, check, &dir("refine"))?;
+        stages.push(StageDir { step: Arc::new(step), dir: dir("refine") });
+    }
+    if rs.case2code {
+        let step = Case2CodeStep::new(Case2CodeSettings::from_config(ctx)?, llm, sandbox.clone(), &dir("case2code"))?;
+        stages.push(StageDir { step: Arc::new(step), dir: dir("case2code") });
+    }
+    Ok(stages)
 }

@@ -11,7 +11,8 @@ use clap::Args;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::cli::Context;
+use crate::context::Context;
+use crate::record::counter;
 use crate::shards::Manifest;
 
 #[derive(Debug, Clone, Args)]
@@ -25,8 +26,6 @@ pub struct StatsArgs {
     #[arg(long, default_value_t = 15)]
     pub top: usize,
 }
-
-const ORDER: &[&str] = &["extract", "gen-tests", "sandbox-run", "fix", "refine", "case2code", "problems", "consensus", "export"];
 
 #[derive(Debug, Default, Serialize)]
 pub struct StageStats {
@@ -97,7 +96,7 @@ pub fn collect(dir: &Path) -> Result<Report> {
                 s.records += num("candidates");
                 s.ok += num("kept");
                 add_map(&mut s.outcomes, c.get("dropped"));
-                *s.outcomes.entry("documents".into()).or_default() += num("documents");
+                *s.outcomes.entry(counter::DOCUMENTS.into()).or_default() += num("documents");
             }
             "export" => {
                 s.records += num("records");
@@ -113,7 +112,7 @@ pub fn collect(dir: &Path) -> Result<Report> {
                 add_map(&mut s.outcomes, c.get("outcomes"));
                 let up = num("upstream_errors");
                 if up > 0 {
-                    *s.outcomes.entry("upstream_errors".into()).or_default() += up;
+                    *s.outcomes.entry(counter::UPSTREAM_ERRORS.into()).or_default() += up;
                 }
             }
         }
@@ -128,36 +127,29 @@ pub fn collect(dir: &Path) -> Result<Report> {
     let mut report = Report::default();
     let get = |stage: &str, key: &str| by_stage.get(stage).and_then(|s| s.outcomes.get(key)).copied().unwrap_or(0);
     if let Some(sr) = by_stage.get("sandbox-run") {
-        let checked: u64 = sr.outcomes.iter().filter(|(k, _)| k.starts_with("verdict_")).map(|(_, n)| n).sum();
+        let checked: u64 = sr.outcomes.iter().filter(|(k, _)| counter::is_verdict(k)).map(|(_, n)| n).sum();
         if checked > 0 {
-            let mut passing = get("sandbox-run", "verdict_pass");
+            let mut passing = get("sandbox-run", &counter::verdict(crate::record::Status::Pass));
             report.pass_rate_by_round.push(("initial".into(), passing as f64 / checked as f64));
-            let rounds = by_stage
-                .get("fix")
-                .map(|f| f.outcomes.keys().filter_map(|k| k.strip_prefix("fixed_in_round_")?.parse::<u32>().ok()).max().unwrap_or(0))
-                .unwrap_or(0);
+            let rounds =
+                by_stage.get("fix").map(|f| f.outcomes.keys().filter_map(|k| counter::parse_fixed_in_round(k)).max().unwrap_or(0)).unwrap_or(0);
             for r in 1..=rounds {
-                passing += get("fix", &format!("fixed_in_round_{r}"));
+                passing += get("fix", &counter::fixed_in_round(r.into()));
                 report.pass_rate_by_round.push((format!("after round {r}"), passing as f64 / checked as f64));
             }
         }
     }
     if let Some(rf) = by_stage.get("refine") {
-        let attempted: u64 = rf
-            .outcomes
-            .iter()
-            .filter(|(k, _)| *k == "refined" || (k.starts_with("not_refined_") && *k != "not_refined_not_verified"))
-            .map(|(_, n)| n)
-            .sum();
+        let attempted: u64 = rf.outcomes.iter().filter(|(k, _)| counter::is_refine_attempt(k)).map(|(_, n)| n).sum();
         if attempted > 0 {
-            report.refine_success = Some(get("refine", "refined") as f64 / attempted as f64);
+            report.refine_success = Some(get("refine", counter::REFINED) as f64 / attempted as f64);
         }
     }
     let mut packages: Vec<(String, u64)> = packages.into_iter().collect();
     packages.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     report.packages = packages;
     let mut stages: Vec<StageStats> = by_stage.into_values().collect();
-    stages.sort_by_key(|s| ORDER.iter().position(|o| *o == s.stage).unwrap_or(ORDER.len()));
+    stages.sort_by_key(|s| super::funnel_position(&s.stage));
     report.total_tokens = stages.iter().map(|s| s.prompt_tokens + s.completion_tokens).sum();
     report.total_cost_usd = stages.iter().map(|s| s.cost_usd).sum();
     report.stages = stages;
@@ -220,6 +212,13 @@ pub fn render_top(r: &Report, top: usize) -> String {
         out.push('\n');
     }
     out
+}
+
+/// The funnel of `dir` on stderr (the end of `unitcoder run`); nothing when there is none.
+pub fn print_funnel(dir: &Path) {
+    if let Ok(report) = collect(dir) {
+        eprintln!("{}", render(&report));
+    }
 }
 
 pub fn run(_ctx: &Context, args: &StatsArgs) -> Result<ExitCode> {

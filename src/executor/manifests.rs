@@ -1,0 +1,67 @@
+//! Manifests of a chain: whether a previous run already made the same output ("up to
+//! date"), and one manifest per step when the run ends.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use anyhow::Result;
+
+use super::{Counts, StageDir};
+use crate::shards::manifest::now_rfc3339;
+use crate::shards::reader::InputFile;
+use crate::shards::{Manifest, ShardInfo};
+
+pub fn read_all(stages: &[StageDir]) -> Result<Vec<Option<Manifest>>> {
+    stages.iter().map(|s| Manifest::read(&s.dir)).collect()
+}
+
+/// Every step's manifest complete, with the same fingerprint and its shards present: their
+/// counts.
+pub fn up_to_date(stages: &[StageDir], fingerprints: &[String], previous: &[Option<Manifest>]) -> Option<Vec<Counts>> {
+    stages
+        .iter()
+        .zip(fingerprints)
+        .zip(previous)
+        .map(|((s, fp), m)| match m {
+            Some(m) if m.complete && &m.fingerprint == fp && m.shards_present(&s.dir) => {
+                Some(serde_json::from_value::<Counts>(m.counts.clone()).unwrap_or_default())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// What a run was, for its manifests.
+pub struct Run<'a> {
+    pub inputs: &'a [(usize, InputFile)],
+    /// The inputs as named in the first step's manifest.
+    pub label: &'a str,
+    pub fingerprints: &'a [String],
+    pub started_at: String,
+    pub started: Instant,
+    pub complete: bool,
+}
+
+/// One manifest per step; each later step names the previous step's directory as input.
+pub fn write_all(stages: &[StageDir], run: &Run, counts: &[Counts], sealed: &[BTreeMap<usize, ShardInfo>]) -> Result<()> {
+    let mut inputs_desc: Vec<String> = vec![run.label.to_string()];
+    for (s, stage) in stages.iter().enumerate() {
+        let manifest = Manifest {
+            stage: stage.step.name().to_string(),
+            unitcoder_version: env!("CARGO_PKG_VERSION").into(),
+            inputs: if s == 0 { run.inputs.iter().map(|(_, i)| i.display()).collect() } else { inputs_desc.clone() },
+            fingerprint: run.fingerprints[s].clone(),
+            settings: stage.step.settings(),
+            counts: serde_json::to_value(&counts[s])?,
+            shards: sealed[s].values().cloned().collect(),
+            started_at: run.started_at.clone(),
+            finished_at: now_rfc3339(),
+            elapsed_seconds: run.started.elapsed().as_secs_f64(),
+            timings: stage.step.report(),
+            complete: run.complete,
+        };
+        manifest.write(&stage.dir)?;
+        inputs_desc = vec![stage.dir.display().to_string()];
+    }
+    Ok(())
+}

@@ -1,0 +1,17 @@
+//! Exit statuses of every `unitcoder` command, in one place (documented in the README).
+
+/// Success: the output is complete.
+pub const SUCCESS: u8 = 0;
+/// A fatal error: unreadable input, unwritable output, a bad config, unreadable input files.
+pub const FATAL: u8 = 1;
+/// Unusable arguments (clap's usage errors).
+pub const USAGE: u8 = 2;
+/// An LLM budget stopped the run: rerun (with a larger budget) to continue.
+pub const BUDGET: u8 = 3;
+/// Finished, but some records ended in a transient error (endpoint down, offline cache miss,
+/// `sandbox_error`): rerun with `--retry-errors` to redo just those.
+pub const RETRYABLE: u8 = 4;
+
+pub fn code(status: u8) -> std::process::ExitCode {
+    std::process::ExitCode::from(status)
+}
