@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every test. Set-up included: on a fresh machine this creates the sandbox's Python
+# Runs every test (formatting and clippy gates first). Set-up included: on a fresh machine this creates the sandbox's Python
 # environment (numpy + pandas; bubblewrap when root) and builds everything it needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -7,4 +7,7 @@ command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup) fi
 command -v python3 >/dev/null || { echo "python3 not found: the tests run generated code with CPython" >&2; exit 1; }
 bash scripts/setup-sandbox.sh
 export UNITCODER_TEST_PYTHON="$PWD/.venv-sandbox/bin/python"
+# Gates: one format (rustfmt.toml) and no clippy warnings, before any test runs.
+cargo fmt --check || { echo "cargo fmt --check failed: run 'cargo fmt'" >&2; exit 1; }
+cargo clippy --all-targets --locked -- -D warnings
 cargo test --all-targets --locked "$@"

@@ -273,8 +273,8 @@ impl Repair {
         let mut admitted = Vec::new();
         for (parent, reply) in proposals {
             let checked = pick_block(&reply, &format!("def {}", job.entry_point), |suite| defines_function(suite, &job.entry_point))
-                .map_err(|e| (e.kind(), e.to_string()))
-                .and_then(|block| check.admit(&block, &job.entry_point, &job.function).map_err(|r| (r.reason, r.detail)));
+                .map_err(StepError::from)
+                .and_then(|block| check.admit(&block, &job.entry_point, &job.function).map_err(StepError::from));
             let rejected = |candidate: String, reason: &str, detail: String| FixAttempt {
                 round,
                 parent,
@@ -282,7 +282,7 @@ impl Repair {
                 outcome: AttemptOutcome::Rejected { rejected: reason.into(), detail },
             };
             match checked {
-                Err((reason, detail)) => self.history.push(rejected(reply_code(&reply), reason, detail)),
+                Err(e) => self.history.push(rejected(reply_code(&reply), e.kind(), e.to_string())),
                 Ok(rewrite) if !self.seen_code.insert(rewrite.code.clone()) => {
                     self.history.push(rejected(rewrite.code, "duplicate", "same code as an earlier candidate".into()))
                 }

@@ -151,8 +151,9 @@ impl RefineStep {
         let reply = self.ask_rewrite(&RefinePrompt { code: &code, tests: &tests, entry_point: &entry_point, signature: &sig }).await?;
         // Step 3.
         let rewrite = pick_block(&reply, &format!("def {entry_point}"), |suite| defines_function(suite, &entry_point))
-            .map_err(|e| no(e.kind(), e.to_string()))
-            .and_then(|block| self.rewrite_check.admit(&block, &entry_point, &function).map_err(|r| no(r.reason, r.detail)))?;
+            .map_err(StepError::from)
+            .and_then(|block| self.rewrite_check.admit(&block, &entry_point, &function).map_err(StepError::from))
+            .map_err(|e| no(e.kind(), e.to_string()))?;
         let mut before = record.strings(field::IMPORTS);
         let mut after = rewrite.imports.clone();
         before.sort_unstable();
