@@ -5,7 +5,7 @@ use ruff_python_ast::Stmt;
 use ruff_text_size::Ranged;
 
 use crate::python::literals::{parse_inputs, InputLiteral, Signature};
-use crate::python::{parse_module, too_deep_to_parse};
+use crate::python::{on_parse_stack, parse_untrusted};
 
 /// Why no usable code was found in a reply.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -73,24 +73,26 @@ pub fn code_blocks(reply: &str) -> Vec<String> {
 }
 
 /// The first block that parses and satisfies `wanted` (which names what was missing).
-pub fn pick_block(reply: &str, what: &str, wanted: impl Fn(&[Stmt]) -> bool) -> Result<String, ReplyError> {
+pub fn pick_block(reply: &str, what: &str, wanted: impl Fn(&[Stmt]) -> bool + Sync) -> Result<String, ReplyError> {
     let blocks = code_blocks(reply);
     if blocks.is_empty() {
         return Err(ReplyError::NoCode);
     }
     let mut syntax = None;
     for block in &blocks {
-        if too_deep_to_parse(block).is_some() {
-            syntax.get_or_insert_with(|| "too deeply nested".to_string());
-            continue;
-        }
-        let parsed = parse_module(block, ruff_python_ast::PythonVersion::PY314);
-        if let Some(e) = parsed.errors().first() {
-            syntax.get_or_insert_with(|| e.error.to_string());
-            continue;
-        }
-        if wanted(parsed.suite()) {
-            return Ok(block.clone());
+        let verdict = on_parse_stack(|| match parse_untrusted(block, ruff_python_ast::PythonVersion::PY314) {
+            Err(why) => Err(why),
+            Ok(parsed) => match parsed.errors().first() {
+                Some(e) => Err(e.error.to_string()),
+                None => Ok(wanted(parsed.suite())),
+            },
+        });
+        match verdict {
+            Err(why) => {
+                syntax.get_or_insert(why);
+            }
+            Ok(true) => return Ok(block.clone()),
+            Ok(false) => {}
         }
     }
     match syntax {
@@ -131,7 +133,11 @@ pub fn defines_function(suite: &[Stmt], name: &str) -> bool {
 /// definitions of `entry_point` (a copy of the function) and imports of it from a module
 /// (`from solution import f`). Returns the cleaned module and what was removed.
 pub fn clean_tests(tests: &str, entry_point: &str) -> (String, Vec<String>) {
-    let parsed = parse_module(tests, ruff_python_ast::PythonVersion::PY314);
+    on_parse_stack(|| clean_tests_here(tests, entry_point))
+}
+
+fn clean_tests_here(tests: &str, entry_point: &str) -> (String, Vec<String>) {
+    let Ok(parsed) = parse_untrusted(tests, ruff_python_ast::PythonVersion::PY314) else { return (tests.to_string(), Vec::new()) };
     if !parsed.errors().is_empty() {
         return (tests.to_string(), Vec::new());
     }
@@ -202,7 +208,7 @@ mod tests {
         assert_eq!(removed, ["import of add from solution", "def add"]);
         assert!(!clean.contains("return a + b"));
         assert!(clean.contains("class TestCases"));
-        let parsed = parse_module(&clean, ruff_python_ast::PythonVersion::PY311);
+        let parsed = crate::python::parse_module(&clean, ruff_python_ast::PythonVersion::PY311);
         assert!(parsed.errors().is_empty());
     }
 }

@@ -5,12 +5,16 @@
 use ruff_python_ast::{Parameters, Stmt};
 use ruff_text_size::Ranged;
 
-use crate::python::parse_module;
+use crate::python::{on_parse_stack, parse_untrusted};
 
 /// `[async ]def name(params)` with default values as written (whitespace removed) and
 /// annotations left out: what callers depend on.
 pub fn signature(source: &str, entry_point: &str) -> Option<String> {
-    let parsed = parse_module(source, ruff_python_ast::PythonVersion::PY314);
+    on_parse_stack(|| signature_here(source, entry_point))
+}
+
+fn signature_here(source: &str, entry_point: &str) -> Option<String> {
+    let parsed = parse_untrusted(source, ruff_python_ast::PythonVersion::PY314).ok()?;
     parsed.suite().iter().find_map(|stmt| match stmt {
         Stmt::FunctionDef(f) if f.name.as_str() == entry_point => {
             Some(format!("{}def {}({})", if f.is_async { "async " } else { "" }, entry_point, parameters(source, &f.parameters)))
@@ -51,7 +55,11 @@ fn parameters(source: &str, p: &Parameters) -> String {
 
 /// The function's docstring, if it has one.
 pub fn docstring(source: &str, entry_point: &str) -> Option<String> {
-    let parsed = parse_module(source, ruff_python_ast::PythonVersion::PY314);
+    on_parse_stack(|| docstring_here(source, entry_point))
+}
+
+fn docstring_here(source: &str, entry_point: &str) -> Option<String> {
+    let parsed = parse_untrusted(source, ruff_python_ast::PythonVersion::PY314).ok()?;
     parsed.suite().iter().find_map(|stmt| match stmt {
         Stmt::FunctionDef(f) if f.name.as_str() == entry_point => match f.body.first() {
             Some(Stmt::Expr(e)) => e.value.as_string_literal_expr().map(|s| s.value.to_str().to_string()),
@@ -63,7 +71,11 @@ pub fn docstring(source: &str, entry_point: &str) -> Option<String> {
 
 /// Prompt (everything through the docstring, or through the `def` line) and completion.
 pub fn split_prompt(code: &str, entry_point: &str) -> Option<(String, String, bool)> {
-    let parsed = parse_module(code, ruff_python_ast::PythonVersion::PY314);
+    on_parse_stack(|| split_prompt_here(code, entry_point))
+}
+
+fn split_prompt_here(code: &str, entry_point: &str) -> Option<(String, String, bool)> {
+    let parsed = parse_untrusted(code, ruff_python_ast::PythonVersion::PY314).ok()?;
     if !parsed.errors().is_empty() {
         return None;
     }

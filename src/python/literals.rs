@@ -7,7 +7,7 @@
 use ruff_python_ast::{Expr, Operator, Stmt, UnaryOp};
 use ruff_text_size::Ranged;
 
-use super::parse_module;
+use super::{on_parse_stack, parse_untrusted};
 
 /// Constructors an input may call (the sandbox harness gets this list too).
 pub const SAFE_CALLS: &[&str] = &[
@@ -86,7 +86,11 @@ pub struct Signature {
 
 /// The signature of top-level function `entry_point` in `code`.
 pub fn signature(code: &str, entry_point: &str) -> Option<Signature> {
-    let parsed = parse_module(code, ruff_python_ast::PythonVersion::PY314);
+    on_parse_stack(|| signature_here(code, entry_point))
+}
+
+fn signature_here(code: &str, entry_point: &str) -> Option<Signature> {
+    let parsed = parse_untrusted(code, ruff_python_ast::PythonVersion::PY314).ok()?;
     let func = parsed.suite().iter().find_map(|s| match s {
         Stmt::FunctionDef(f) if f.name.as_str() == entry_point => Some(f),
         _ => None,
@@ -232,7 +236,11 @@ fn is_identifier(s: &str) -> bool {
 /// The inputs in a model's code block: a list (or tuple) of dicts, an assignment of one,
 /// or one dict per statement. Each element is accepted or rejected on its own.
 pub fn parse_inputs(block: &str, sig: Option<&Signature>) -> Result<Vec<Result<InputLiteral, String>>, String> {
-    let parsed = parse_module(block, ruff_python_ast::PythonVersion::PY314);
+    on_parse_stack(|| parse_inputs_here(block, sig))
+}
+
+fn parse_inputs_here(block: &str, sig: Option<&Signature>) -> Result<Vec<Result<InputLiteral, String>>, String> {
+    let parsed = parse_untrusted(block, ruff_python_ast::PythonVersion::PY314).map_err(|why| format!("the inputs were not parsed: {why}"))?;
     if let Some(e) = parsed.errors().first() {
         return Err(format!("the inputs do not parse: {}", e.error));
     }

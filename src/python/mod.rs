@@ -36,6 +36,39 @@ pub fn parse_module(source: &str, target: PythonVersion) -> Parsed<ModModule> {
     }
 }
 
+/// The largest untrusted source parsed (a test module, a reply, a record's code): deeper
+/// expression chains than a source this size can hold parse and drop safely on a
+/// `PARSE_STACK_BYTES` stack (a 2,000,000-deep chain was measured to).
+pub const MAX_UNTRUSTED_BYTES: usize = 4 << 20;
+
+/// Parse untrusted source safely: refused (with the reason) when larger than
+/// `MAX_UNTRUSTED_BYTES` or nested deeper than CPython accepts. Call it inside
+/// [`on_parse_stack`]: the parse, any walk of the AST and its drop recurse.
+pub fn parse_untrusted(source: &str, target: PythonVersion) -> Result<Parsed<ModModule>, String> {
+    if source.len() > MAX_UNTRUSTED_BYTES {
+        return Err(format!("{} bytes of source: more than the {} parsed", source.len(), MAX_UNTRUSTED_BYTES));
+    }
+    let depth = max_bracket_depth(source);
+    if depth > MAX_BRACKET_DEPTH {
+        return Err(format!("{depth} nested brackets: more than CPython accepts ({MAX_BRACKET_DEPTH})"));
+    }
+    Ok(parse_module(source, target))
+}
+
+/// Run `f` on a thread with a `PARSE_STACK_BYTES` stack, so that a deeply nested input
+/// cannot overflow the caller's stack (which would abort the whole process). A panic in
+/// `f` is passed on to the caller.
+pub fn on_parse_stack<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|scope| {
+        let handle = std::thread::Builder::new().name("parse".into()).stack_size(PARSE_STACK_BYTES).spawn_scoped(scope, f);
+        match handle {
+            Ok(h) => h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)),
+            // No thread to be had (resource limits): parse here rather than not at all.
+            Err(_) => panic!("cannot start a parse thread"),
+        }
+    })
+}
+
 /// Parse "3.11" into a version.
 pub fn parse_version(text: &str) -> Option<PythonVersion> {
     let (major, minor) = text.trim().split_once('.')?;

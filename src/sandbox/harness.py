@@ -112,6 +112,15 @@ import unittest  # noqa: E402
 import unittest.mock  # noqa: E402,F401  (tests use it; import once, warm)
 import unittest.case  # noqa: E402
 import unittest.result  # noqa: E402
+# unittest imports these lazily (assertLogs → unittest._log, IsolatedAsyncioTestCase →
+# unittest.async_case): import them now, so a test's first use does not change the
+# namespaces watched below.
+for _sub in ("unittest._log", "unittest.async_case", "unittest.util", "unittest.suite", "unittest.loader", "unittest.runner",
+             "unittest.main", "unittest.signals"):
+    try:
+        __import__(_sub)
+    except ImportError:
+        pass
 
 # Everything imported so far is permanent: children never collect (and so never touch,
 # and copy) these objects' pages. This keeps a fork of a pandas/sklearn worker cheap.
@@ -306,6 +315,10 @@ def make_judge(watched, cap, _dict=dict, _any=any, _len=len, _list=list, _type=t
     # `warnings` adds `__warningregistry__` to the globals of the module a warning is
     # attributed to; that is bookkeeping, not tampering.
     ignored = ("__warningregistry__",)
+    # Display settings a test module may set on TestCase (`TestCase.maxDiff = None`):
+    # plain data that changes messages, never outcomes.
+    settings = {"unittest.TestCase": ("maxDiff", "longMessage")}
+    plain = (type(None), int, bool)
 
     def tampered():
         changed = []
@@ -313,6 +326,9 @@ def make_judge(watched, cap, _dict=dict, _any=any, _len=len, _list=list, _type=t
             now = _dict(ns)
             for k in ignored:
                 now.pop(k, None)
+            for k in settings.get(name, ()):
+                if k in now and _type(now[k]) in plain:
+                    now[k] = before.get(k)
             if now.keys() != before.keys() or _any(now[k] is not before[k] for k in before):
                 changed.append(name)
         return changed
@@ -876,7 +892,7 @@ def other_processes(include_zombies=True):
             with open("/proc/%s/stat" % entry, "rb") as fh:
                 stat = fh.read()
             fields = stat[stat.rindex(b")") + 2:].split()
-            if not include_zombies and fields[0] in (b"Z", b"X"):
+            if not include_zombies and fields[0] in (b"Z", b"X") and not live_threads(entry):
                 continue
             parents[int(entry)] = int(fields[1])
         except (OSError, ValueError, IndexError):
@@ -888,6 +904,23 @@ def other_processes(include_zombies=True):
         frontier = {p for p, pp in parents.items() if pp in frontier and p not in found}
         found |= frontier
     return _sorted(found)
+
+
+def live_threads(pid):
+    """A process whose main thread exited shows as a zombie while its other threads run."""
+    try:
+        tasks = os.listdir("/proc/%s/task" % pid)
+    except OSError:
+        return False
+    for tid in tasks:
+        try:
+            with open("/proc/%s/task/%s/stat" % (pid, tid), "rb") as fh:
+                stat = fh.read()
+            if stat[stat.rindex(b")") + 2:].split()[0] not in (b"Z", b"X"):
+                return True
+        except (OSError, ValueError, IndexError):
+            continue
+    return False
 
 
 def reap():
@@ -922,26 +955,124 @@ def kill_everything():
         reap()
 
 
+def remove_tree(path):
+    """Remove `path` and everything under it without recursion and without long paths
+    (directory fds, an explicit stack), so a tree of any depth a check left behind goes.
+    Returns False when something could not be removed."""
+    try:
+        if not os.path.isdir(path) or os.path.islink(path):
+            os.unlink(path)
+            return True
+        try:
+            os.chmod(path, 0o700)
+        except OSError:
+            pass
+        top = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    ok = True
+    stack = [(top, None)]  # (directory fd, name in its parent)
+    while stack:
+        fd, _ = stack[-1]
+        sub = None
+        try:
+            with os.scandir(fd) as entries:
+                for entry in entries:
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            try:
+                                os.chmod(entry.name, 0o700, dir_fd=fd, follow_symlinks=False)
+                            except (OSError, NotImplementedError):
+                                pass
+                            sub = entry.name
+                            break
+                        os.unlink(entry.name, dir_fd=fd)
+                    except OSError:
+                        ok = False
+        except OSError:
+            ok = False
+        if sub is not None:
+            try:
+                stack.append((os.open(sub, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd), sub))
+                continue
+            except OSError:
+                ok = False
+        # This directory is as empty as it gets: close it and remove it from its parent.
+        _, name = stack.pop()
+        os.close(fd)
+        if stack:
+            try:
+                os.rmdir(name, dir_fd=stack[-1][0])
+            except OSError:
+                # Still there: give up rather than rescan it forever.
+                for left, _ in stack:
+                    os.close(left)
+                return False
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        ok = False
+    return ok
+
+
 def wipe(path):
-    shutil.rmtree(path, ignore_errors=True)
+    return remove_tree(path)
 
 
 def clean_private_tmp():
+    """Empty the private /tmp, /var/tmp and /dev/shm. False when something stayed."""
     if not CONFIG.get("private_tmp"):
-        return
+        return True
+    ok = True
     for root in ("/tmp", "/var/tmp", "/dev/shm"):
         try:
-            for entry in os.listdir(root):
-                full = os.path.join(root, entry)
-                if os.path.isdir(full) and not os.path.islink(full):
-                    shutil.rmtree(full, ignore_errors=True)
-                else:
-                    try:
-                        os.unlink(full)
-                    except OSError:
-                        pass
+            names = os.listdir(root)
         except OSError:
-            pass
+            continue
+        for entry in names:
+            ok &= remove_tree(os.path.join(root, entry))
+    return ok
+
+
+def remove_ipc():
+    """Remove the System V shared memory segments, semaphores and message queues a check
+    made (this worker's IPC namespace is its own; without one, only those of the check's
+    uid). They outlive processes and would carry memory and data into the next check."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    own_namespace = CONFIG.get("private_ipc") or PID1
+    for table, remove in (("shm", lambda i: libc.shmctl(i, 0, None)), ("sem", lambda i: libc.semctl(i, 0, 0)),
+                          ("msg", lambda i: libc.msgctl(i, 0, None))):
+        try:
+            with open("/proc/sysvipc/" + table) as fh:
+                header = fh.readline().split()
+                rows = [line.split() for line in fh]
+        except OSError:
+            continue
+        col_id, col_uid = header.index(table + "id") if table + "id" in header else 1, header.index("uid")
+        for row in rows:
+            try:
+                if own_namespace or (UID is not None and int(row[col_uid]) == UID):
+                    remove(int(row[col_id]))
+            except (ValueError, IndexError):
+                pass
+
+
+def cleanup(workdir):
+    """After a check: its files, the private temp dirs and its IPC objects. False when
+    something stayed behind: the supervisor then replaces this worker, so that nothing of
+    one check can reach the next."""
+    ok = wipe(workdir)
+    ok &= clean_private_tmp()
+    try:
+        remove_ipc()
+    except BaseException:
+        ok = False
+    ok &= not other_processes(include_zombies=False)
+    return ok
 
 
 def make_workdir(prefix):
@@ -1055,8 +1186,7 @@ def run_job(job):
     for fd in (out_r, rep_r, pidfd):
         os.close(fd)
     reap()
-    wipe(workdir)
-    clean_private_tmp()
+    healthy = cleanup(workdir)
     exit_info = {}
     if status is not None:
         if os.WIFSIGNALED(status):
@@ -1081,7 +1211,8 @@ def run_job(job):
     if out_total > len(head):
         text += "\n... [%d bytes cut] ...\n" % (out_total - len(head) - len(tail)) + bytes(tail).decode("utf-8", "replace")
     return {"id": job["id"], "reports": lines, "forged_lines": forged, "timed_out": timed_out, "exit": exit_info,
-            "lingering": lingering, "duration_ms": int(elapsed * 1000), "output": text, "output_bytes": out_total}
+            "lingering": lingering, "duration_ms": int(elapsed * 1000), "output": text, "output_bytes": out_total,
+            "restart": not healthy}
 
 
 def run_call_job(job):
@@ -1096,6 +1227,7 @@ def run_call_job(job):
     outcomes = [None] * n
     prefix = job["nonce"].encode() + b"\t"
     forged = 0
+    healthy = True
     import_error = None
     setup_error = None
     started_all = perf_counter()
@@ -1187,8 +1319,7 @@ def run_call_job(job):
         for fd in (out_r, rep_r, pidfd):
             os.close(fd)
         reap()
-        wipe(workdir)
-        clean_private_tmp()
+        healthy &= cleanup(workdir)
         if import_error is not None or setup_error is not None:
             break
         missing = [i for i in range(start, end) if outcomes[i] is None]
@@ -1221,7 +1352,7 @@ def run_call_job(job):
             outcomes[i] = {"i": i, "kind": "not_run", "message": "the program failed to import" if import_error else "the job's time budget ran out"}
     return {"id": job["id"], "kind": "call", "outcomes": outcomes, "import_error": import_error, "setup_error": setup_error,
             "forged_lines": forged, "children": children, "duration_ms": int((perf_counter() - started_all) * 1000),
-            "output": bytes(output).decode("utf-8", "replace")}
+            "output": bytes(output).decode("utf-8", "replace"), "restart": not healthy}
 
 
 def read_exact(n):
@@ -1251,8 +1382,8 @@ def serve():
         job = json.loads(read_exact(struct.unpack(">I", header)[0]))
         try:
             result = run_call_job(job) if job.get("kind") == "call" else run_job(job)
-        except BaseException as e:  # our own failure: report it as such, keep serving
-            result = {"id": job.get("id"), "sandbox_error": "%s: %s" % (type(e).__name__, e)}
+        except BaseException as e:  # our own failure: report it; the supervisor replaces us
+            result = {"id": job.get("id"), "sandbox_error": "%s: %s" % (type(e).__name__, e), "restart": True}
             kill_everything()
         send_frame(result)
 

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::isolation::{self, IsolationChoice, Launch, PythonInfo};
-use super::testcount::count_tests;
+use super::testcount::test_plan;
 use super::verdict::{judge, Status, Verdict};
 use super::HARNESS;
 
@@ -164,21 +164,21 @@ impl Sandbox {
 
     pub fn check_with_timeout(&self, code: &str, tests: &str, timeout: f64) -> Verdict {
         let isolation = self.isolation();
-        let found = match count_tests(tests) {
-            Ok(n) => n,
+        let plan = match test_plan(tests) {
+            Ok(plan) => plan,
             Err(e) => {
                 let mut v = Verdict::new(Status::Error, 0, isolation, format!("the tests do not parse: {e}"));
                 v.failures.push(super::Failure { test: "tests".into(), kind: "error".into(), message: e, traceback: String::new() });
                 return v;
             }
         };
-        if found == 0 {
+        if plan.possible() == 0 {
             return Verdict::new(Status::NoTests, 0, isolation, "the test module defines no test methods");
         }
         let fields = json!({"code": code, "tests": tests, "timeout": timeout});
         match self.submit(fields, Duration::from_secs_f64(timeout + 15.0)) {
-            Ok(result) => judge(&result, found, isolation, self.settings.output_cap),
-            Err(message) => Verdict::new(Status::SandboxError, found, isolation, message),
+            Ok(result) => judge(&result, &plan, isolation, self.settings.output_cap),
+            Err(message) => Verdict::new(Status::SandboxError, plan.required.len(), isolation, message),
         }
     }
 
@@ -356,6 +356,12 @@ fn worker_loop(index: usize, jobs: Receiver<Job>, launch: Launch, settings: Sand
         // The worker enforces the timeout itself; this is the backstop if it hangs.
         match s.frames.recv_timeout(job.backstop) {
             Ok(result) if result.get("id").and_then(Value::as_str) == Some(job.id.to_string().as_str()) => {
+                // The worker could not clean up after this check (files, IPC objects or
+                // processes stayed): a fresh worker takes the next one.
+                if result.get("restart").and_then(Value::as_bool) == Some(true) {
+                    tracing::debug!("sandbox worker {index}: cleanup incomplete, replacing it");
+                    server = None;
+                }
                 let _ = job.reply.send(result);
             }
             Ok(_) => {

@@ -9,6 +9,8 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::testcount::TestPlan;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
@@ -116,6 +118,8 @@ struct Reports<'a> {
     /// Report lines naming a test already reported.
     duplicates: usize,
     class_errors: Vec<String>,
+    /// The tests reported, by name, once each.
+    ran: Vec<String>,
 }
 
 impl<'a> Reports<'a> {
@@ -138,6 +142,7 @@ impl<'a> Reports<'a> {
                         r.duplicates += 1;
                         continue;
                     }
+                    r.ran.push(name.clone());
                     v.tests_run += 1;
                     r.memory_error |= payload.get("memory_error").and_then(Value::as_bool).unwrap_or(false);
                     let kind = text(payload, "kind");
@@ -177,8 +182,8 @@ impl Ending {
 }
 
 /// Judge one worker result (the harness server's JSON answer).
-pub fn judge(result: &Value, tests_found: usize, isolation: &str, output_cap: usize) -> Verdict {
-    let mut v = Verdict::new(Status::Pass, tests_found, isolation, "");
+pub fn judge(result: &Value, plan: &TestPlan, isolation: &str, output_cap: usize) -> Verdict {
+    let mut v = Verdict::new(Status::Pass, plan.required.len(), isolation, "");
     if let Some(err) = result.get("sandbox_error").and_then(Value::as_str) {
         v.status = Status::SandboxError;
         v.message = format!("sandbox failure: {err}");
@@ -188,7 +193,7 @@ pub fn judge(result: &Value, tests_found: usize, isolation: &str, output_cap: us
     v.output = clip(&text(result, "output"), output_cap);
     let reports = Reports::read(result, &mut v);
     let ending = Ending::read(result);
-    let (status, message) = decide(&mut v, reports, &ending);
+    let (status, message) = decide(&mut v, plan, reports, &ending);
     v.status = status;
     v.message = message;
     v
@@ -197,8 +202,7 @@ pub fn judge(result: &Value, tests_found: usize, isolation: &str, output_cap: us
 /// The status, in order of precedence: a failure to set up, running out of memory or
 /// time, a load error, tampering, a death, a missing end, then the tests themselves.
 /// Only a run that passes every earlier gate and every test is a pass.
-fn decide(v: &mut Verdict, r: Reports, e: &Ending) -> (Status, String) {
-    let tests_found = v.tests_found;
+fn decide(v: &mut Verdict, plan: &TestPlan, r: Reports, e: &Ending) -> (Status, String) {
     let forged = e.forged_lines + r.duplicates;
     let fail = |v: &mut Verdict, test: &str, kind: &str, message: String| {
         v.failures.push(Failure { test: test.into(), kind: kind.into(), message, traceback: String::new() });
@@ -239,7 +243,7 @@ fn decide(v: &mut Verdict, r: Reports, e: &Ending) -> (Status, String) {
     if r.memory_error {
         return (Status::Oom, "MemoryError during a test".to_string());
     }
-    if tests_found == 0 || r.harness_found == Some(0) {
+    if plan.possible() == 0 || r.harness_found == Some(0) {
         return (Status::NoTests, "the test module defines no test methods".to_string());
     }
     if forged > 0 {
@@ -247,9 +251,12 @@ fn decide(v: &mut Verdict, r: Reports, e: &Ending) -> (Status, String) {
         return (Status::Fail, "report lines were forged".to_string());
     }
     let run = v.tests_run;
-    if run != tests_found {
-        fail(v, "count", "count_mismatch", format!("ran {run} tests; the test module defines {tests_found}"));
-        return (Status::Error, format!("ran {run} tests but the test module defines {tests_found}"));
+    match plan.accepts(r.ran.iter().map(String::as_str)) {
+        Ok(n) => v.tests_found = n,
+        Err(why) => {
+            fail(v, "count", "count_mismatch", format!("ran {run} tests; {why}"));
+            return (Status::Error, format!("ran {run} tests, not the ones the test module defines: {why}"));
+        }
     }
     if e.lingering > 0 {
         fail(v, "processes", "lingering_process", format!("{} processes left running (killed)", e.lingering));
@@ -297,6 +304,10 @@ mod tests {
         reports.extend((0..n).map(|i| test_line(&format!("T.test_{i}"), "pass")));
         reports.push(json!(["done", {}]));
         json!({"reports": reports, "exit": {"code": 0}, "duration_ms": 5, "output": ""})
+    }
+
+    fn plan(n: usize) -> TestPlan {
+        TestPlan::exactly((0..n).map(|i| format!("T.test_{i}")))
     }
 
     fn with(mut base: Value, f: impl FnOnce(&mut Value)) -> Value {
@@ -353,8 +364,15 @@ mod tests {
             ("no tests counted", clean(0), 0, Status::NoTests, "no test methods"),
             ("forged lines", with(clean(2), |v| v["forged_lines"] = json!(1)), 2, Status::Fail, "forged"),
             ("a test reported twice", with(clean(2), |v| push_report(v, test_line("T.test_0", "pass"))), 2, Status::Fail, "forged"),
-            ("fewer tests ran than counted", clean(2), 3, Status::Error, "ran 2 tests"),
-            ("more tests ran than counted", clean(3), 2, Status::Error, "ran 3 tests"),
+            ("fewer tests ran than counted", clean(2), 3, Status::Error, "did not run (T.test_2)"),
+            ("more tests ran than counted", clean(3), 2, Status::Error, "does not define (T.test_2)"),
+            (
+                "a renamed test, same count",
+                with(clean(2), |v| v["reports"][2] = test_line("T.test_renamed", "pass")),
+                2,
+                Status::Error,
+                "does not define (T.test_renamed)",
+            ),
             ("lingering process", with(clean(2), |v| v["lingering"] = json!(1)), 2, Status::Fail, "left running"),
             ("a failing test", with(clean(2), |v| v["reports"][2] = test_line("T.test_1", "fail")), 2, Status::Fail, "1 of 2 tests"),
             ("a skipped test is no pass", with(clean(2), |v| v["reports"][2] = test_line("T.test_1", "skip")), 2, Status::Fail, "(skip)"),
@@ -379,7 +397,7 @@ mod tests {
             ("tampering beats passing tests", with(clean(2), |v| push_report(v, json!(["tamper", {"changed": ["x"]}]))), 2, Status::Fail, "modified"),
         ];
         for (name, result, found, status, needle) in cases {
-            let v = judge(&result, found, "none", 1000);
+            let v = judge(&result, &plan(found), "none", 1000);
             assert_eq!(v.status, status, "{name}: {}", v.message);
             assert!(v.message.contains(needle), "{name}: {:?} lacks {needle:?}", v.message);
             assert_eq!(v.status == Status::Pass, v.message.is_empty(), "{name}");
@@ -388,7 +406,7 @@ mod tests {
 
     #[test]
     fn counts_come_from_the_report_lines() {
-        let v = judge(&with(clean(3), |v| v["reports"][2] = test_line("T.test_1", "fail")), 3, "bwrap", 1000);
+        let v = judge(&with(clean(3), |v| v["reports"][2] = test_line("T.test_1", "fail")), &plan(3), "bwrap", 1000);
         assert_eq!((v.tests_found, v.tests_run, v.tests_passed, v.failures.len()), (3, 3, 2, 1));
         assert_eq!(v.failures[0].test, "T.test_1");
         assert_eq!(v.isolation, "bwrap");

@@ -46,7 +46,7 @@ use crate::executor::{BoxFuture, Counts, Record, Resources, Step};
 use crate::llm::reply::{defines_function, inputs_block, pick_block};
 use crate::llm::{Agent, LlmArgs, LlmSettings};
 use crate::python::literals::{check_literal, parse_inputs, signature, take_distinct, InputLiteral, Signature};
-use crate::python::parse_module;
+use crate::python::{on_parse_stack, parse_untrusted};
 use crate::record::{counter, field, ConsensusOutcome, ConsensusTests, ErrorInfo, RecordExt, Task, TaskStatus};
 use crate::sandbox::calls::{CallOptions, CallsResult, OutcomeKind};
 use crate::sandbox::Sandbox;
@@ -143,10 +143,13 @@ fn split_case(lit: &InputLiteral, sig: &Signature) -> std::result::Result<TestCa
     let input = parsed.into_iter().next().ok_or("empty input")??;
     // Both parts were checked as literals already (the outer dict was); keep it explicit.
     if let Some(e) = &expected {
-        let module = parse_module(e, ruff_python_ast::PythonVersion::PY314);
-        if let Some(ruff_python_ast::Stmt::Expr(x)) = module.suite().first() {
-            check_literal(&x.value, 0)?;
-        }
+        on_parse_stack(|| {
+            let module = parse_untrusted(e, ruff_python_ast::PythonVersion::PY314)?;
+            match module.suite().first() {
+                Some(ruff_python_ast::Stmt::Expr(x)) => check_literal(&x.value, 0),
+                _ => Ok(()),
+            }
+        })?;
     }
     Ok(TestCase { input, expected })
 }

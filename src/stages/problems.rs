@@ -37,7 +37,7 @@ use crate::executor::{run_stage, BoxFuture, Counts, Record, Resources, Step};
 use crate::llm::reply::code_blocks;
 use crate::llm::{Agent, LlmArgs};
 use crate::python::functions::{docstring, split_prompt};
-use crate::python::parse_module;
+use crate::python::{on_parse_stack, parse_untrusted};
 use crate::record::{content_id, counter, field, DuplicateOf, ErrorInfo, Problem, ProblemSource, RecordExt};
 use crate::shards::manifest::{fingerprint, now_rfc3339, prepare_output};
 use crate::shards::reader::{read_record_items, RecordItem};
@@ -165,7 +165,11 @@ pub fn seed_records(s: &ProblemsSettings, rank: usize, world: usize) -> Vec<Valu
 
 /// A skeleton as the model wrote it → (entry point, skeleton through the docstring).
 pub fn read_skeleton(block: &str) -> std::result::Result<(String, String), String> {
-    let parsed = parse_module(block, ruff_python_ast::PythonVersion::PY314);
+    on_parse_stack(|| read_skeleton_here(block))
+}
+
+fn read_skeleton_here(block: &str) -> std::result::Result<(String, String), String> {
+    let parsed = parse_untrusted(block, ruff_python_ast::PythonVersion::PY314)?;
     if let Some(e) = parsed.errors().first() {
         return Err(format!("the skeleton does not parse: {}", e.error));
     }

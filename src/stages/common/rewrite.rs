@@ -7,6 +7,7 @@
 
 use crate::python::extractor::{ExtractSettings, Extractor, PackageAllowList};
 use crate::python::functions::signature;
+use crate::python::on_parse_stack;
 use crate::record::{field, FunctionRecord, PreviousProgram, Record, RecordExt};
 
 /// Why a rewrite was rejected without running it.
@@ -43,8 +44,8 @@ impl RewriteCheck {
 
     /// Admit `block` as a rewrite of `entry_point` whose original source is `original`.
     pub fn admit(&self, block: &str, entry_point: &str, original: &str) -> Result<FunctionRecord, Rejected> {
-        let candidates =
-            self.extractor.extract(block, "candidate", None).map_err(|bad| reject("syntax_error", format!("{}: {}", bad.reason, bad.detail)))?;
+        let extracted = on_parse_stack(|| self.extractor.extract(block, "candidate", None));
+        let candidates = extracted.map_err(|bad| reject("syntax_error", format!("{}: {}", bad.reason, bad.detail)))?;
         let Some(candidate) = candidates.into_iter().find(|c| c.name == entry_point) else {
             return Err(reject("missing_function", format!("no top-level `def {entry_point}`")));
         };
