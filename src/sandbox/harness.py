@@ -1041,7 +1041,34 @@ def clean_private_tmp():
 def remove_ipc():
     """Remove the System V shared memory segments, semaphores and message queues a check
     made (this worker's IPC namespace is its own; without one, only those of the check's
-    uid). They outlive processes and would carry memory and data into the next check."""
+    uid). They outlive processes and would carry memory and data into the next check.
+    Only their owner may remove them, so a short-lived child with the check's uid does."""
+    if not any(ipc_rows(t) for t in ("shm", "sem", "msg")):
+        return  # the common case: nothing to remove, no fork
+    if UID is None or os.geteuid() != 0:
+        remove_ipc_here()
+        return
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setgroups([])
+            os.setgid(CONFIG["gid"])
+            os.setuid(UID)
+            remove_ipc_here()
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+
+
+def ipc_rows(table):
+    try:
+        with open("/proc/sysvipc/" + table) as fh:
+            return fh.read().count("\n") > 1
+    except OSError:
+        return False
+
+
+def remove_ipc_here():
     libc = ctypes.CDLL(None, use_errno=True)
     own_namespace = CONFIG.get("private_ipc") or PID1
     for table, remove in (("shm", lambda i: libc.shmctl(i, 0, None)), ("sem", lambda i: libc.semctl(i, 0, 0)),

@@ -1,0 +1,174 @@
+//! Sandbox, round two: poison records (one record must never stop the run or change
+//! another record's verdict), state shared between checks, test-side cheats, and the honest
+//! controls — ordinary unittest usage that must keep passing.
+
+mod common;
+
+use std::sync::OnceLock;
+
+use common::{bin, manifest, python, read_records};
+use serde_json::{json, Value};
+use unitcoder::sandbox::{Sandbox, SandboxSettings, Status, Verdict};
+
+fn sandbox() -> &'static Sandbox {
+    static SB: OnceLock<Sandbox> = OnceLock::new();
+    SB.get_or_init(|| {
+        let settings = SandboxSettings { python: python(), workers: 2, timeout: 10.0, memory_mb: 512, preimport: vec![], ..Default::default() };
+        Sandbox::start(settings).expect("sandbox starts")
+    })
+}
+
+const ADD: &str = "def add(a, b):\n    return a + b\n";
+const WRONG_ADD: &str = "def add(a, b):\n    return a - b\n";
+const ADD_TESTS: &str = "import unittest\nclass TestCases(unittest.TestCase):\n    def test_add(self):\n        self.assertEqual(add(2, 3), 5)\n    def test_zero(self):\n        self.assertEqual(add(0, 0), 0)\n";
+
+/// After anything hostile: several good checks (so every worker takes one) still pass.
+fn pool_still_honest() {
+    for _ in 0..4 {
+        let v = sandbox().check(ADD, ADD_TESTS);
+        assert_eq!(v.status, Status::Pass, "a later check was changed: {v:?}");
+        let v = sandbox().check(WRONG_ADD, ADD_TESTS);
+        assert_eq!(v.status, Status::Fail, "a later check was changed: {v:?}");
+    }
+}
+
+fn check(code: &str, tests: &str) -> Verdict {
+    let v = sandbox().check(code, tests);
+    pool_still_honest();
+    v
+}
+
+// ---------------------------------------------------------------- poison records
+
+#[test]
+fn a_test_module_built_to_overflow_the_parser_is_an_error_not_an_abort() {
+    let tests = format!("import unittest\nX = {}1\n{}", "1+".repeat(60_000), &ADD_TESTS["import unittest\n".len()..]);
+    let v = check(ADD, &tests);
+    assert_ne!(v.status, Status::Pass);
+    assert_ne!(v.status, Status::SandboxError, "{v:?}");
+    let power = format!("import unittest\nX = {}2\n{}", "2**".repeat(200_000), &ADD_TESTS["import unittest\n".len()..]);
+    assert_ne!(check(ADD, &power).status, Status::Pass);
+}
+
+#[test]
+fn a_deep_directory_tree_left_behind_poisons_nothing() {
+    // A correct function that leaves a 1,500-deep tree in its working directory and in /tmp.
+    let code = "import os\ndef add(a, b):\n    for root in ('.', '/tmp'):\n        try:\n            p = os.path.join(root, 'deep')\n            os.makedirs(p, exist_ok=True)\n            fd = os.open(p, os.O_RDONLY)\n            for _ in range(1500):\n                os.mkdir('d', dir_fd=fd)\n                nfd = os.open('d', os.O_RDONLY, dir_fd=fd)\n                os.close(fd)\n                fd = nfd\n            os.close(fd)\n        except OSError:\n            pass\n    return a + b\n";
+    for _ in 0..3 {
+        let v = sandbox().check(code, ADD_TESTS);
+        assert_eq!(v.status, Status::Pass, "{v:?}");
+    }
+    pool_still_honest();
+}
+
+#[test]
+fn a_thread_outliving_the_main_thread_is_a_lingering_process() {
+    // The main thread exits (pthread_exit) while another thread keeps running: the process
+    // looks like a zombie, but it is not finished.
+    let code = "import threading, time, ctypes, os\ndef add(a, b):\n    if os.fork() == 0:\n        threading.Thread(target=time.sleep, args=(30,)).start()\n        ctypes.CDLL(None).pthread_exit(None)\n    return a + b\n";
+    let v = check(code, ADD_TESTS);
+    assert_eq!(v.status, Status::Fail, "{v:?}");
+    assert!(v.failures.iter().any(|f| f.kind == "lingering_process"), "{v:?}");
+}
+
+#[test]
+fn shared_memory_does_not_carry_over_to_the_next_check() {
+    // Check 1 leaves a System V segment with data; later checks (on every worker) must not
+    // find it.
+    let leave = "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nlibc.shmget.restype = ctypes.c_int\nlibc.shmat.restype = ctypes.c_void_p\ndef add(a, b):\n    i = libc.shmget(0x5eed, 1 << 20, 0o1666)\n    if i >= 0:\n        p = libc.shmat(i, None, 0)\n        if p and p != ctypes.c_void_p(-1).value:\n            ctypes.memmove(p, b'left behind', 11)\n    return a + b\n";
+    let find = "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nlibc.shmget.restype = ctypes.c_int\ndef add(a, b):\n    if libc.shmget(0x5eed, 0, 0o666) >= 0:\n        return 'found'\n    return a + b\n";
+    for _ in 0..2 {
+        sandbox().check(leave, ADD_TESTS);
+    }
+    for _ in 0..4 {
+        let v = sandbox().check(find, ADD_TESTS);
+        assert_eq!(v.status, Status::Pass, "a segment from an earlier check was visible: {v:?}");
+    }
+}
+
+/// Through the binary: every input record comes back exactly once, poison ones included,
+/// and a rerun finds the output complete.
+#[test]
+fn every_record_survives_a_stage_full_of_poison() {
+    let dir = tempfile::tempdir().unwrap();
+    let deep_sum = format!("import unittest\nX = {}1\nclass TestCases(unittest.TestCase):\n    def test_a(self):\n        self.assertEqual(add(1, 1), 2)\n", "1+".repeat(60_000));
+    let brackets = format!("x = {}1{}\n", "[".repeat(100_000), "]".repeat(100_000));
+    let records = [
+        json!({"id": "good", "code": ADD, "tests": ADD_TESTS}),
+        json!({"id": "deep-sum", "code": ADD, "tests": deep_sum}),
+        json!({"id": "brackets", "code": brackets, "tests": ADD_TESTS}),
+        json!({"id": "huge", "code": ADD, "tests": "x = 1\n".repeat(1_000_000)}),
+        json!({"id": "after", "code": ADD, "tests": ADD_TESTS}),
+    ];
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, records.iter().map(|r| format!("{r}\n")).collect::<String>()).unwrap();
+    let out = dir.path().join("out");
+    let run = || {
+        bin()
+            .args(["-i", input.to_str().unwrap(), "-o", out.to_str().unwrap(), "sandbox-run", "--workers", "2", "--timeout", "20", "--python", &python()])
+            .assert()
+            .success();
+    };
+    run();
+    let got = read_records(&out, "shard");
+    let ids: Vec<&str> = got.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["good", "deep-sum", "brackets", "huge", "after"]);
+    let status = |i: usize| got[i]["verdict"]["status"].clone();
+    assert_eq!(status(0), "pass");
+    assert_eq!(status(4), "pass");
+    for i in 1..4 {
+        assert!(status(i) == "error" || status(i) == "fail", "{}: {}", ids[i], got[i]["verdict"]);
+    }
+    assert_eq!(manifest(&out)["counts"]["records"], 5);
+    run(); // up to date: nothing aborts on the way either
+}
+
+// ---------------------------------------------------------------- test-side cheats
+
+#[test]
+fn tests_renamed_or_hidden_at_run_time_do_not_pass() {
+    // Same number of tests, other names: the failing one is swapped for a trivial one.
+    let swap = "import unittest\nclass TestCases(unittest.TestCase):\n    def test_add(self):\n        self.assertEqual(add(2, 3), 5)\n    def test_zero(self):\n        self.assertEqual(add(0, 0), 0)\ndef _ok(self):\n    pass\nTestCases.test_other = _ok\ndel TestCases.test_add\n";
+    let v = check(WRONG_ADD, swap);
+    assert_ne!(v.status, Status::Pass, "{v:?}");
+    // The test class hidden from the module at run time.
+    let hide = format!("{ADD_TESTS}globals().pop('TestCases')\n");
+    assert_ne!(check(WRONG_ADD, &hide).status, Status::Pass);
+}
+
+// ---------------------------------------------------------------- honest controls
+
+/// Ordinary unittest usage; each module must pass with the correct function (and fail
+/// with the wrong one, so the test is not vacuous).
+const HONEST: &[(&str, &str)] = &[
+    ("assertLogs", "import logging, unittest\nclass TestCases(unittest.TestCase):\n    def test_logs(self):\n        with self.assertLogs('x', level='INFO') as cm:\n            logging.getLogger('x').info('hi %s', add(1, 2))\n        self.assertIn('hi 3', cm.output[0])\n        self.assertEqual(add(2, 3), 5)\n"),
+    ("module-level maxDiff", "import unittest\nunittest.TestCase.maxDiff = None\nunittest.TestCase.longMessage = True\nclass TestCases(unittest.TestCase):\n    def test_a(self):\n        self.assertEqual(add(2, 3), 5)\n"),
+    ("aliased TestCase", "from unittest import TestCase as TC\nclass TestCases(TC):\n    def test_a(self):\n        self.assertEqual(add(2, 3), 5)\n"),
+    ("version-conditional test", "import sys, unittest\nclass TestCases(unittest.TestCase):\n    def test_a(self):\n        self.assertEqual(add(2, 3), 5)\n    if sys.version_info >= (3, 8):\n        def test_new(self):\n            self.assertEqual(add(1, 1), 2)\n    else:\n        def test_old(self):\n            self.assertEqual(add(1, 1), 2)\n"),
+    ("subTest", "import unittest\nclass TestCases(unittest.TestCase):\n    def test_many(self):\n        for a, b, c in [(1, 2, 3), (2, 3, 5)]:\n            with self.subTest(a=a):\n                self.assertEqual(add(a, b), c)\n"),
+    ("setUpClass and setUpModule", "import unittest\nSTATE = {}\ndef setUpModule():\n    STATE['m'] = 1\ndef tearDownModule():\n    STATE.clear()\nclass TestCases(unittest.TestCase):\n    @classmethod\n    def setUpClass(cls):\n        cls.base = add(1, 1)\n    @classmethod\n    def tearDownClass(cls):\n        cls.base = None\n    def test_a(self):\n        self.assertEqual(STATE['m'] + self.base, 3)\n        self.assertEqual(add(2, 3), 5)\n"),
+    ("mock.patch builtins.open", "import unittest\nfrom unittest import mock\ndef read_it():\n    with open('f') as fh:\n        return fh.read()\nclass TestCases(unittest.TestCase):\n    @mock.patch('builtins.open', mock.mock_open(read_data='5'))\n    def test_a(self):\n        self.assertEqual(add(2, 3), int(read_it()))\n"),
+    ("patch.dict os.environ", "import os, unittest\nfrom unittest.mock import patch\nclass TestCases(unittest.TestCase):\n    @patch.dict(os.environ, {'N': '5'})\n    def test_a(self):\n        self.assertEqual(add(2, 3), int(os.environ['N']))\n"),
+    ("assertWarns and addCleanup", "import unittest, warnings\nclass TestCases(unittest.TestCase):\n    def test_a(self):\n        done = []\n        self.addCleanup(done.append, 1)\n        with self.assertWarns(UserWarning):\n            warnings.warn('careful')\n        self.assertEqual(add(2, 3), 5)\n"),
+    ("skip decorators that do not trigger", "import sys, unittest\nclass TestCases(unittest.TestCase):\n    @unittest.skipIf(sys.version_info < (3, 0), 'old')\n    def test_a(self):\n        self.assertEqual(add(2, 3), 5)\n    @unittest.skipUnless(True, 'never')\n    def test_b(self):\n        self.assertEqual(add(1, 1), 2)\n"),
+    ("IsolatedAsyncioTestCase", "import unittest, asyncio\nclass TestCases(unittest.IsolatedAsyncioTestCase):\n    async def test_a(self):\n        await asyncio.sleep(0)\n        self.assertEqual(add(2, 3), 5)\n"),
+    ("tempfiles and threads", "import os, tempfile, threading, unittest\nclass TestCases(unittest.TestCase):\n    def test_a(self):\n        with tempfile.TemporaryDirectory() as d:\n            p = os.path.join(d, 'x')\n            with open(p, 'w') as fh:\n                fh.write(str(add(2, 3)))\n            out = []\n            t = threading.Thread(target=lambda: out.append(open(p).read()))\n            t.start()\n            t.join()\n            self.assertEqual(out, ['5'])\n"),
+];
+
+#[test]
+fn ordinary_unittest_usage_keeps_passing() {
+    for (name, tests) in HONEST {
+        let v = sandbox().check(ADD, tests);
+        assert_eq!(v.status, Status::Pass, "{name}: {v:?}");
+        let v = sandbox().check(WRONG_ADD, tests);
+        assert_ne!(v.status, Status::Pass, "{name} is vacuous: {v:?}");
+    }
+    pool_still_honest();
+}
+
+#[test]
+fn a_skip_that_triggers_is_still_not_a_pass() {
+    let tests = "import unittest\nclass TestCases(unittest.TestCase):\n    def test_a(self):\n        self.assertEqual(add(2, 3), 5)\n    @unittest.skip('later')\n    def test_b(self):\n        self.assertEqual(add(1, 1), 3)\n";
+    let v: Value = serde_json::to_value(check(ADD, tests)).unwrap();
+    assert_eq!(v["status"], "fail", "{v}");
+}
