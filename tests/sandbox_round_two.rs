@@ -91,7 +91,10 @@ fn shared_memory_does_not_carry_over_to_the_next_check() {
 #[test]
 fn every_record_survives_a_stage_full_of_poison() {
     let dir = tempfile::tempdir().unwrap();
-    let deep_sum = format!("import unittest\nX = {}1\nclass TestCases(unittest.TestCase):\n    def test_a(self):\n        self.assertEqual(add(1, 1), 2)\n", "1+".repeat(60_000));
+    let deep_sum = format!(
+        "import unittest\nX = {}1\nclass TestCases(unittest.TestCase):\n    def test_a(self):\n        self.assertEqual(add(1, 1), 2)\n",
+        "1+".repeat(60_000)
+    );
     let brackets = format!("x = {}1{}\n", "[".repeat(100_000), "]".repeat(100_000));
     let records = [
         json!({"id": "good", "code": ADD, "tests": ADD_TESTS}),
@@ -105,7 +108,19 @@ fn every_record_survives_a_stage_full_of_poison() {
     let out = dir.path().join("out");
     let run = || {
         bin()
-            .args(["-i", input.to_str().unwrap(), "-o", out.to_str().unwrap(), "sandbox-run", "--workers", "2", "--timeout", "20", "--python", &python()])
+            .args([
+                "-i",
+                input.to_str().unwrap(),
+                "-o",
+                out.to_str().unwrap(),
+                "sandbox-run",
+                "--workers",
+                "2",
+                "--timeout",
+                "20",
+                "--python",
+                &python(),
+            ])
             .assert()
             .success();
     };
@@ -171,4 +186,57 @@ fn a_skip_that_triggers_is_still_not_a_pass() {
     let tests = "import unittest\nclass TestCases(unittest.TestCase):\n    def test_a(self):\n        self.assertEqual(add(2, 3), 5)\n    @unittest.skip('later')\n    def test_b(self):\n        self.assertEqual(add(1, 1), 3)\n";
     let v: Value = serde_json::to_value(check(ADD, tests)).unwrap();
     assert_eq!(v["status"], "fail", "{v}");
+}
+
+// ---------------------------------------------------------------- host reach (seccomp)
+
+/// Each call a check must not make, as (name, Python expression returning the raw syscall
+/// result); the function returns the errno of every call that did not fail with EPERM.
+#[test]
+fn system_calls_no_check_needs_are_denied() {
+    if std::env::consts::ARCH != "x86_64" {
+        eprintln!("skipped: the syscall numbers in this test are x86_64's");
+        return;
+    }
+    let m = format!("ucmarkkey{}", std::process::id());
+    let code = format!(
+        r#"import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+CALLS = {{
+    "add_key": lambda: libc.syscall(248, b"user", b"{m}", b"secret", 6, -4),
+    "keyctl": lambda: libc.syscall(250, 0, -4, 0, 0, 0),
+    "request_key": lambda: libc.syscall(249, b"user", b"{m}", None, 0),
+    "ptrace": lambda: libc.syscall(101, 16, 1, 0, 0),
+    "process_vm_readv": lambda: libc.syscall(310, 1, 0, 0, 0, 0, 0),
+    "mount": lambda: libc.syscall(165, b"none", b"/tmp", b"tmpfs", 0, None),
+    "unshare_user": lambda: libc.syscall(272, 0x10000000),
+    "setns": lambda: libc.syscall(308, 0, 0),
+    "bpf": lambda: libc.syscall(321, 0, 0, 0),
+    "perf_event_open": lambda: libc.syscall(298, 0, 0, -1, -1, 0),
+    "clone_newuser": lambda: libc.syscall(56, 0x10000000 | 17, 0, 0, 0, 0),
+}}
+def add(a, b):
+    allowed = []
+    for name, call in CALLS.items():
+        r = call()
+        if r == 0 and name == "clone_newuser":
+            os._exit(0)  # the child of a clone that got through
+        if not (r == -1 and ctypes.get_errno() == 1):
+            allowed.append(name)
+    return a + b if not allowed else allowed
+"#
+    );
+    let v = check(&code, ADD_TESTS);
+    assert_eq!(v.status, Status::Pass, "some calls were allowed: {v:?}");
+    let keys = std::fs::read_to_string("/proc/keys").unwrap_or_default();
+    assert!(!keys.contains(&m), "a key from a check is in the host kernel");
+    assert!(sandbox().isolation().contains("seccomp"), "{}", sandbox().isolation());
+}
+
+#[test]
+fn fork_threads_and_subprocesses_still_work_under_the_filter() {
+    let code = "import os, subprocess, sys, threading, multiprocessing\ndef add(a, b):\n    out = subprocess.run([sys.executable, '-c', 'print(2)'], capture_output=True, text=True).stdout.strip()\n    box = []\n    t = threading.Thread(target=lambda: box.append(1))\n    t.start(); t.join()\n    pid = os.fork()\n    if pid == 0:\n        os._exit(3)\n    _, st = os.waitpid(pid, 0)\n    assert os.WEXITSTATUS(st) == 3 and box == [1] and out == '2'\n    return a + b\n";
+    let v = check(code, ADD_TESTS);
+    assert_eq!(v.status, Status::Pass, "{v:?}");
 }

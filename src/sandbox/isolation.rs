@@ -100,6 +100,11 @@ fn world_reachable(path: &Path) -> bool {
     }
 }
 
+/// The harness has a system-call table for this architecture (see `harness.py`).
+pub fn seccomp_supported() -> bool {
+    matches!(std::env::consts::ARCH, "x86_64" | "aarch64")
+}
+
 fn which(program: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|d| d.join(program)).find(|p| p.is_file()))
 }
@@ -323,6 +328,18 @@ pub fn report(info: &PythonInfo) -> Vec<(String, bool, String)> {
             "running as root: checks drop to uid 65534 (RLIMIT_NPROC binds)".into()
         } else {
             "not root: checks run as your uid; RLIMIT_NPROC binds per user".into()
+        },
+    ));
+    rows.push((
+        "seccomp filter".into(),
+        seccomp_supported(),
+        if seccomp_supported() {
+            format!(
+                "{}: keyrings, ptrace, process_vm_*, mounts, new namespaces, bpf, perf, module/kexec loading denied in every check",
+                std::env::consts::ARCH
+            )
+        } else {
+            format!("no system-call table for {}: checks run without a filter", std::env::consts::ARCH)
         },
     ));
     let cg2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();

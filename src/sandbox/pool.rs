@@ -45,6 +45,9 @@ pub struct SandboxSettings {
     pub output_cap: usize,
     /// Traceback length kept per failure (head and tail), characters.
     pub traceback_cap: usize,
+    /// Deny, in every check, the system calls no check needs (keyrings, ptrace, mounts, new
+    /// namespaces, bpf, perf, module loading; see docs/sandbox.md).
+    pub seccomp: bool,
 }
 
 impl Default for SandboxSettings {
@@ -62,6 +65,7 @@ impl Default for SandboxSettings {
             preimport: ["numpy", "pandas", "matplotlib", "scipy", "sklearn"].map(String::from).to_vec(),
             output_cap: 8192,
             traceback_cap: 4000,
+            seccomp: true,
         }
     }
 }
@@ -117,7 +121,10 @@ impl Sandbox {
             settings.workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         }
         let python = isolation::probe_python(&settings.resolve_python())?;
-        let launch = isolation::plan(settings.isolation, &python, settings.tmpfs_mb)?;
+        let mut launch = isolation::plan(settings.isolation, &python, settings.tmpfs_mb)?;
+        if settings.seccomp && isolation::seccomp_supported() {
+            launch.description.push_str("; seccomp: keyrings, ptrace, mounts, namespaces, bpf, perf denied");
+        }
         tracing::info!(
             "sandbox: {} workers, Python {} ({}), isolation {}",
             settings.workers,
@@ -227,6 +234,7 @@ impl Server {
             "tmpfs_mb": settings.tmpfs_mb,
             "output_cap": settings.output_cap,
             "traceback_cap": settings.traceback_cap,
+            "seccomp": settings.seccomp && isolation::seccomp_supported(),
             "safe_calls": crate::python::literals::SAFE_CALLS,
             "safe_names": crate::python::literals::SAFE_NAMES,
         });
