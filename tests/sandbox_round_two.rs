@@ -240,3 +240,52 @@ fn fork_threads_and_subprocesses_still_work_under_the_filter() {
     let v = check(code, ADD_TESTS);
     assert_eq!(v.status, Status::Pass, "{v:?}");
 }
+
+// ---------------------------------------------------------------- host reach (filesystem)
+
+#[test]
+fn host_sockets_and_files_outside_the_system_dirs_are_out_of_reach() {
+    if sandbox().launch.kind != unitcoder::sandbox::IsolationChoice::Bwrap {
+        eprintln!("skipped: bubblewrap is not what the sandbox uses here ({})", sandbox().isolation());
+        return;
+    }
+    let m = format!("ucmarkreach{}", std::process::id());
+    // A host daemon's socket, and world-readable files in a work directory and in /opt.
+    let socket_dir = if std::path::Path::new("/run").is_dir() && std::fs::write(format!("/run/{m}.probe"), "x").is_ok() {
+        let _ = std::fs::remove_file(format!("/run/{m}.probe"));
+        "/run".to_string()
+    } else {
+        format!("{}/target", env!("CARGO_MANIFEST_DIR"))
+    };
+    let socket = format!("{socket_dir}/{m}.sock");
+    let _ = std::fs::remove_file(&socket);
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let work_file = format!("{}/target/{m}.txt", env!("CARGO_MANIFEST_DIR"));
+    std::fs::write(&work_file, "secret").unwrap();
+    let code = format!(
+        "import os, socket\ndef add(a, b):\n    reached = []\n    s = socket.socket(socket.AF_UNIX)\n    try:\n        s.connect({socket:?})\n        reached.append('socket')\n    except OSError:\n        pass\n    for p in [{work_file:?}, '/root', '/home', '/run', '/srv', '/opt', '/mnt']:\n        try:\n            if os.path.isfile(p):\n                open(p).read()\n                reached.append(p)\n            elif os.path.isdir(p) and [e for e in os.listdir(p) if not e.startswith('.pyenv')]:\n                reached.append(p)\n        except OSError:\n            pass\n    return a + b if not reached else reached\n"
+    );
+    let v = check(&code, ADD_TESTS);
+    drop(listener);
+    let _ = std::fs::remove_file(&socket);
+    let _ = std::fs::remove_file(&work_file);
+    assert_eq!(v.status, Status::Pass, "host reached: {v:?}");
+}
+
+#[test]
+fn no_mode_runs_checks_as_root() {
+    use unitcoder::sandbox::IsolationChoice;
+    let code = "import os\ndef add(a, b):\n    return a + b if os.getuid() != 0 and os.geteuid() != 0 else 'root'\n";
+    let mut ran = Vec::new();
+    for mode in [IsolationChoice::Bwrap, IsolationChoice::Unshare, IsolationChoice::None] {
+        let settings = SandboxSettings { python: python(), isolation: mode, workers: 1, preimport: vec![], ..Default::default() };
+        let Ok(sb) = Sandbox::start(settings) else { continue };
+        let v = sb.check(code, ADD_TESTS);
+        assert_eq!(v.status, Status::Pass, "{mode:?}: {v:?}");
+        // The interpreter stays usable under the uid drop: lazy stdlib imports still work.
+        let v = sb.check("import json, decimal, fractions, email.mime.text\ndef add(a, b):\n    return int(fractions.Fraction(a + b))\n", ADD_TESTS);
+        assert_eq!(v.status, Status::Pass, "{mode:?}: {v:?}");
+        ran.push(mode);
+    }
+    assert!(!ran.is_empty(), "no isolation mode started");
+}

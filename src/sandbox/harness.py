@@ -62,21 +62,31 @@ def setup_mounts():
         if fstype in skip_types or point.startswith(("/proc", "/sys", "/dev")):
             continue
         subprocess.run(["mount", "-o", "remount,bind,ro", point], stderr=subprocess.DEVNULL)
-    for point in ("/tmp", "/var/tmp", "/dev/shm"):
+    # Everything of the host but the system directories is hidden under an empty tmpfs
+    # (homes, /run and its sockets, /srv, /opt, work directories), as in bwrap mode; the
+    # temp dirs get private size-capped ones.
+    system = set(CONFIG.get("system_dirs", [])) | {"/proc", "/sys", "/dev", "/tmp", "/var"}
+    hidden = [os.path.join("/", e) for e in sorted(os.listdir("/")) if os.path.join("/", e) not in system
+              and os.path.isdir(os.path.join("/", e)) and not os.path.islink(os.path.join("/", e))]
+    for point in ["/tmp", "/var/tmp", "/dev/shm"] + hidden:
         if not os.path.isdir(point):
             continue
+        tmp = point in ("/tmp", "/var/tmp", "/dev/shm")
         # The interpreter may live under this directory: keep a handle on it, and bind it
         # back (read-only) on top of the fresh tmpfs.
         keep = [p for p in CONFIG.get("keep_paths", []) if p == point or p.startswith(point.rstrip("/") + "/")]
         handles = [(p, os.open(p, os.O_RDONLY | os.O_DIRECTORY)) for p in keep if os.path.isdir(p)]
-        subprocess.run(["mount", "-t", "tmpfs", "-o", size + ",mode=1777", "tmpfs", point], check=True)
+        options = size + ",mode=1777" if tmp else "size=1m,mode=0755"
+        subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", point], check=True)
         for path, fd in handles:
             os.makedirs(path, exist_ok=True)
-            for parent in [path] + [os.path.dirname(path)]:
+            parent = path
+            while len(parent) > len(point):  # every directory made on the way: searchable
                 try:
                     os.chmod(parent, 0o755)
                 except OSError:
                     pass
+                parent = os.path.dirname(parent)
             # --no-canonicalize: the fd link must not be resolved back to the (now hidden) name.
             subprocess.run(["mount", "--no-canonicalize", "--bind", "/proc/%d/fd/%d" % (os.getpid(), fd), path], check=True)
             subprocess.run(["mount", "-o", "remount,bind,ro", path], check=True)

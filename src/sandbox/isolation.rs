@@ -126,38 +126,58 @@ fn python_paths(info: &PythonInfo) -> Vec<PathBuf> {
 /// them is bound back read-only.
 const MASKED: [&str; 5] = ["/tmp", "/var/tmp", "/dev/shm", "/root", "/home"];
 
+/// The host directories a check sees (read-only); everything else is absent, except the
+/// interpreter's own directories.
+pub const SYSTEM_DIRS: [&str; 8] = ["/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"];
+
+/// Private tmpfs mounts: the interpreter's ancestors below them need no `--dir`.
+fn is_tmpfs_root(p: &Path) -> bool {
+    ["/tmp", "/var/tmp", "/dev/shm"].iter().any(|t| p == Path::new(t))
+}
+
 fn bwrap_launch(info: &PythonInfo, tmpfs_mb: u64) -> Option<Launch> {
     let bwrap = which("bwrap")?;
     let root = is_root();
     let mut a: Vec<OsString> = vec![bwrap.into()];
     let mut push = |xs: &[&str]| a.extend(xs.iter().map(OsString::from));
     push(&["--die-with-parent", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--as-pid-1", "--new-session"]);
-    push(&["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]);
+    // A minimal filesystem view: the system directories read-only, the interpreter and its
+    // libraries, private size-capped temp dirs — and nothing else of the host (no /home,
+    // /root, /run and its sockets, /srv, /opt, /mnt, work directories).
+    push(&["--dev", "/dev", "--proc", "/proc"]);
+    for dir in SYSTEM_DIRS {
+        let path = Path::new(dir);
+        match std::fs::read_link(path) {
+            Ok(target) => {
+                let t = target.to_string_lossy().into_owned();
+                push(&["--symlink", &t, dir]);
+            }
+            Err(_) if path.is_dir() => push(&["--ro-bind", dir, dir]),
+            Err(_) => {}
+        }
+    }
+    push(&["--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu"]);
     let size = (tmpfs_mb * 1024 * 1024).to_string();
     for dir in ["/tmp", "/var/tmp", "/dev/shm"] {
         push(&["--size", &size, "--perms", "1777", "--tmpfs", dir]);
     }
-    // Hide home directories (keys, tokens, caches); bind the interpreter back if it is there.
-    // Directories bwrap creates are not searchable by other users unless we say so.
-    for home in ["/root", "/home"] {
-        if Path::new(home).is_dir() {
-            push(&["--perms", "0755", "--tmpfs", home]);
-        }
-    }
+    // The interpreter wherever it lives; directories bwrap creates on the way are not
+    // searchable by other users unless we say so.
     let mut made: Vec<PathBuf> = Vec::new();
     for p in python_paths(info) {
-        if MASKED.iter().any(|m| p.starts_with(m)) {
-            for ancestor in p.ancestors().collect::<Vec<_>>().into_iter().rev() {
-                let depth = ancestor.components().count();
-                if depth > 2 && ancestor != p && !made.iter().any(|m| m == ancestor) {
-                    made.push(ancestor.to_path_buf());
-                    let s = ancestor.to_string_lossy().into_owned();
-                    push(&["--perms", "0755", "--dir", &s]);
-                }
-            }
-            let s = p.to_string_lossy().into_owned();
-            push(&["--ro-bind", &s, &s]);
+        if SYSTEM_DIRS.iter().any(|d| p.starts_with(d)) && !MASKED.iter().any(|m| p.starts_with(m)) {
+            continue;
         }
+        for ancestor in p.ancestors().collect::<Vec<_>>().into_iter().rev() {
+            let depth = ancestor.components().count();
+            if depth > 1 && ancestor != p && !made.iter().any(|m| m == ancestor) && !is_tmpfs_root(ancestor) {
+                made.push(ancestor.to_path_buf());
+                let s = ancestor.to_string_lossy().into_owned();
+                push(&["--perms", "0755", "--dir", &s]);
+            }
+        }
+        let s = p.to_string_lossy().into_owned();
+        push(&["--ro-bind", &s, &s]);
     }
     push(&["--clearenv", "--chdir", "/tmp"]);
     if root {
@@ -169,7 +189,7 @@ fn bwrap_launch(info: &PythonInfo, tmpfs_mb: u64) -> Option<Launch> {
     a.push("--".into());
     let drop_to = root.then_some((65534, 65534));
     let description = format!(
-        "bwrap: net,pid,ipc,uts namespaces; read-only root; private /tmp ({tmpfs_mb} MiB); homes hidden; {}",
+        "bwrap: net,pid,ipc,uts namespaces; minimal read-only filesystem (system dirs and the interpreter; no homes, /run, /opt, /srv, work dirs); private /tmp ({tmpfs_mb} MiB); {}",
         if root { "checks run as uid 65534" } else { "checks run as the invoking user in a user namespace" }
     );
     Some(Launch {
@@ -193,44 +213,47 @@ fn unshare_launch(info: &PythonInfo) -> Option<Launch> {
     let wrapper = ["--net", "--pid", "--ipc", "--uts", "--mount", "--fork", "--kill-child", "--mount-proc", "--propagation", "private", "--"]
         .iter()
         .map(OsString::from);
-    let reachable = python_paths(info).iter().all(|p| world_reachable(p));
-    let drop_to = reachable.then_some((65534, 65534));
+    // The interpreter is bound back onto the tmpfs that hides the rest of the host, with
+    // searchable directories on the way, so checks can always drop to their own uid.
     Some(Launch {
         kind: IsolationChoice::Unshare,
         wrapper: std::iter::once(unshare.into_os_string()).chain(wrapper).collect(),
         python: info.executable.clone(),
-        description: format!(
-            "unshare: net,pid,ipc,uts,mount namespaces; read-only mounts; private /tmp; {}",
-            if reachable {
-                "checks run as uid 65534"
-            } else {
-                "checks run as root without capabilities (the interpreter is not readable by other users)"
-            }
-        ),
+        description: "unshare: net,pid,ipc,uts,mount namespaces; minimal read-only filesystem (system dirs and the interpreter); private /tmp; checks run as their own uid".into(),
         private_tmp: true,
         mount_setup: true,
-        drop_to,
+        drop_to: Some((65534, 65534)),
         workroot: "/tmp".into(),
         keep_paths: python_paths(info),
     })
 }
 
-fn none_launch(info: &PythonInfo) -> Launch {
-    let reachable = is_root() && python_paths(info).iter().all(|p| world_reachable(p));
-    Launch {
+/// `none`: no namespaces. As root, checks must drop to their own uid, which needs an
+/// interpreter other users can read; without one the mode is refused rather than run
+/// checks as uid 0.
+fn none_launch(info: &PythonInfo) -> std::result::Result<Launch, String> {
+    let root = is_root();
+    let reachable = python_paths(info).iter().all(|p| world_reachable(p));
+    if root && !reachable {
+        return Err(format!(
+            "none: as root the checks would run as uid 0, because the interpreter ({}) is not readable by other users; use bwrap or unshare, or an interpreter outside /root",
+            info.executable.display()
+        ));
+    }
+    Ok(Launch {
         kind: IsolationChoice::None,
         wrapper: Vec::new(),
         python: info.executable.clone(),
         description: format!(
             "none: rlimits and process cleanup only — network and the filesystem are reachable{}",
-            if reachable { "; checks run as uid 65534" } else { "" }
+            if root { "; checks run as their own uid" } else { "" }
         ),
         private_tmp: false,
         mount_setup: false,
-        drop_to: reachable.then_some((65534, 65534)),
+        drop_to: root.then_some((65534, 65534)),
         workroot: std::env::temp_dir(),
         keep_paths: Vec::new(),
-    }
+    })
 }
 
 /// Does a trial worker start and run Python inside this launch?
@@ -262,14 +285,27 @@ pub fn command(launch: &Launch) -> Command {
 /// Pick the isolation: the requested one (an error if it does not work), or for `auto` the
 /// strongest that passes a trial.
 pub fn plan(choice: IsolationChoice, info: &PythonInfo, tmpfs_mb: u64) -> Result<Launch> {
-    let candidates: Vec<Option<Launch>> = match choice {
-        IsolationChoice::Bwrap => vec![bwrap_launch(info, tmpfs_mb)],
-        IsolationChoice::Unshare => vec![unshare_launch(info)],
-        IsolationChoice::None => vec![Some(none_launch(info))],
-        IsolationChoice::Auto => vec![bwrap_launch(info, tmpfs_mb), unshare_launch(info), Some(none_launch(info))],
+    let none = || none_launch(info);
+    let candidates: Vec<std::result::Result<Launch, String>> = match choice {
+        IsolationChoice::Bwrap => vec![bwrap_launch(info, tmpfs_mb).ok_or_else(|| "bwrap: not installed".to_string())],
+        IsolationChoice::Unshare => vec![unshare_launch(info).ok_or_else(|| "unshare: needs root and util-linux unshare".to_string())],
+        IsolationChoice::None => vec![none()],
+        IsolationChoice::Auto => {
+            let mut v: Vec<std::result::Result<Launch, String>> =
+                [bwrap_launch(info, tmpfs_mb), unshare_launch(info)].into_iter().flatten().map(Ok).collect();
+            v.push(none());
+            v
+        }
     };
     let mut errors = Vec::new();
-    for launch in candidates.into_iter().flatten() {
+    for launch in candidates {
+        let launch = match launch {
+            Ok(l) => l,
+            Err(why) => {
+                errors.push(why);
+                continue;
+            }
+        };
         match trial(&launch) {
             Ok(()) => {
                 if launch.kind == IsolationChoice::None {
@@ -280,10 +316,7 @@ pub fn plan(choice: IsolationChoice, info: &PythonInfo, tmpfs_mb: u64) -> Result
             Err(e) => errors.push(format!("{e:#}")),
         }
     }
-    if errors.is_empty() {
-        bail!("isolation {choice:?} is not available here (see `unitcoder doctor`)");
-    }
-    bail!("isolation {choice:?} is not available: {}", errors.join("; "))
+    bail!("isolation {choice:?} is not available here: {} (see `unitcoder doctor`)", errors.join("; "))
 }
 
 /// One line per mechanism: does it work here, and if not, what would fix it.
@@ -308,6 +341,10 @@ pub fn report(info: &PythonInfo) -> Vec<(String, bool, String)> {
             Ok(()) => rows.push(("unshare".into(), true, l.description)),
             Err(e) => rows.push(("unshare".into(), false, format!("{e:#}"))),
         },
+    }
+    match none_launch(info) {
+        Ok(l) => rows.push(("none".into(), true, l.description)),
+        Err(why) => rows.push(("none".into(), false, why)),
     }
     let userns = Command::new("unshare")
         .args(["--user", "--map-root-user", "true"])

@@ -229,6 +229,7 @@ impl Server {
             "gid": uid,
             "mount_setup": launch.mount_setup,
             "keep_paths": launch.keep_paths,
+            "system_dirs": isolation::SYSTEM_DIRS,
             "private_tmp": launch.private_tmp,
             "workroot": launch.workroot,
             "tmpfs_mb": settings.tmpfs_mb,

@@ -53,6 +53,8 @@ pub struct Seen {
     pub requests: AtomicU64,
     /// Request bodies whose answer was sent completely (for "no completed request repeated").
     pub completed: Mutex<Vec<String>>,
+    /// When each completed answer was sent (the client stores it moments later).
+    pub completed_at: Mutex<Vec<std::time::Instant>>,
     /// Requests received and not yet answered.
     pub inflight: AtomicU64,
     pub authorization: Mutex<Vec<String>>,
@@ -164,6 +166,7 @@ impl MockServer {
                         if status == 200 {
                             let key = json!({"messages": body["messages"], "n": body["n"]}).to_string();
                             seen.completed.lock().unwrap().push(key);
+                            seen.completed_at.lock().unwrap().push(std::time::Instant::now());
                         }
                     }
                 });
