@@ -289,3 +289,26 @@ fn no_mode_runs_checks_as_root() {
     }
     assert!(!ran.is_empty(), "no isolation mode started");
 }
+
+// ---------------------------------------------------------------- memory beyond the limit
+
+/// Memory that a per-process address-space limit does not see: memfd files, System V
+/// shared memory, forked children. Each function gets through only if the memory is
+/// granted; with the worker's memory cgroup it never is (the sandbox here allows 512 MiB).
+#[test]
+fn memory_outside_the_address_space_is_limited_too() {
+    if !sandbox().isolation().contains("memory cgroup per worker") {
+        eprintln!("skipped: no writable memory cgroup here ({})", sandbox().isolation());
+        return;
+    }
+    // Many memfd files, each under the file-size limit, 1.4 GiB together.
+    let memfd = "import os\ndef add(a, b):\n    fds = []\n    chunk = b'x' * (60 << 20)\n    for _ in range(24):\n        fd = os.memfd_create('x')\n        os.write(fd, chunk)\n        fds.append(fd)\n    return a + b\n";
+    let shm = "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nlibc.shmget.restype = ctypes.c_int\nlibc.shmat.restype = ctypes.c_void_p\ndef add(a, b):\n    for k in range(6):\n        i = libc.shmget(0x7a00 + k, 256 << 20, 0o1600)\n        p = libc.shmat(i, None, 0)\n        if i < 0 or not p or p == ctypes.c_void_p(-1).value:\n            return 'refused'\n        ctypes.memset(p, 1, 256 << 20)\n        libc.shmdt(ctypes.c_void_p(p))\n    return a + b\n";
+    let children = "import os, time\ndef add(a, b):\n    pids = []\n    for _ in range(6):\n        r, w = os.pipe()\n        pid = os.fork()\n        if pid == 0:\n            data = bytearray(200 << 20)\n            for i in range(0, len(data), 4096):\n                data[i] = 1\n            os.write(w, b'1')\n            time.sleep(5)\n            os._exit(0)\n        os.close(w)\n        if os.read(r, 1) != b'1':\n            return 'child died'\n        pids.append(pid)\n    for p in pids:\n        os.kill(p, 9)\n        os.waitpid(p, 0)\n    return a + b\n";
+    for (name, code) in [("memfd", memfd), ("sysv shm", shm), ("forked children", children)] {
+        let v = sandbox().check(code, ADD_TESTS);
+        assert_ne!(v.status, Status::Pass, "{name}: more memory than the limit was granted: {v:?}");
+        assert!(v.status == Status::Oom || v.message.contains("refused") || v.message.contains("child died"), "{name}: {v:?}");
+        pool_still_honest();
+    }
+}

@@ -13,6 +13,7 @@
 pub mod args;
 pub mod asynchronous;
 pub mod calls;
+pub mod cgroup;
 pub mod isolation;
 pub mod pool;
 pub mod testcount;

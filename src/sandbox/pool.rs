@@ -14,6 +14,7 @@ use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::cgroup::{Hierarchy, MemoryCgroup};
 use super::isolation::{self, IsolationChoice, Launch, PythonInfo};
 use super::testcount::test_plan;
 use super::verdict::{judge, Status, Verdict};
@@ -48,6 +49,9 @@ pub struct SandboxSettings {
     /// Deny, in every check, the system calls no check needs (keyrings, ptrace, mounts, new
     /// namespaces, bpf, perf, module loading; see docs/sandbox.md).
     pub seccomp: bool,
+    /// Limit each worker with a memory cgroup where one can be made (memfd, shared memory,
+    /// tmpfs and children counted); see `sandbox::cgroup`.
+    pub memory_cgroup: bool,
 }
 
 impl Default for SandboxSettings {
@@ -66,6 +70,7 @@ impl Default for SandboxSettings {
             output_cap: 8192,
             traceback_cap: 4000,
             seccomp: true,
+            memory_cgroup: true,
         }
     }
 }
@@ -125,6 +130,16 @@ impl Sandbox {
         if settings.seccomp && isolation::seccomp_supported() {
             launch.description.push_str("; seccomp: keyrings, ptrace, mounts, namespaces, bpf, perf denied");
         }
+        let hierarchy = if settings.memory_cgroup { Hierarchy::find() } else { None };
+        if let Some(h) = &hierarchy {
+            h.remove_stale();
+        }
+        match &hierarchy {
+            Some(_) => {
+                launch.description.push_str(&format!("; memory cgroup per worker ({} MiB a check, memfd/shm/children counted)", settings.memory_mb))
+            }
+            None => launch.description.push_str("; memory: per-process rlimit only (no writable memory cgroup)"),
+        }
         tracing::info!(
             "sandbox: {} workers, Python {} ({}), isolation {}",
             settings.workers,
@@ -137,10 +152,11 @@ impl Sandbox {
         let mut threads = Vec::new();
         for w in 0..settings.workers {
             let (rx, launch, settings, ready) = (job_rx.clone(), launch.clone(), settings.clone(), ready_tx.clone());
+            let hierarchy = hierarchy.clone();
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("sandbox-{w}"))
-                    .spawn(move || worker_loop(w, rx, launch, settings, ready))
+                    .spawn(move || worker_loop(w, rx, launch, settings, hierarchy, ready))
                     .context("cannot start sandbox worker thread")?,
             );
         }
@@ -215,10 +231,12 @@ struct Server {
     child: Child,
     stdin: ChildStdin,
     frames: Receiver<Value>,
+    /// Dropped after the worker is killed (fields drop after `Drop::drop`).
+    cgroup: Option<MemoryCgroup>,
 }
 
 impl Server {
-    fn spawn(index: usize, launch: &Launch, settings: &SandboxSettings) -> Result<(Server, WorkerInfo)> {
+    fn spawn(index: usize, launch: &Launch, settings: &SandboxSettings, hierarchy: Option<&Hierarchy>) -> Result<(Server, WorkerInfo)> {
         // Each worker's checks get their own uid: RLIMIT_NPROC counts per uid across the
         // whole machine, so a fork bomb in one check must not starve another worker's, and
         // checks of different workers cannot signal each other.
@@ -243,6 +261,14 @@ impl Server {
         cmd.args(["-I", "-B", "-c", HARNESS]).arg(config.to_string());
         cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let cgroup = hierarchy.map(|h| h.create(&format!("w{index}"))).transpose()?;
+        if let Some(cg) = &cgroup {
+            let target = cg.enter_handle();
+            // SAFETY: the hook only makes async-signal-safe calls (see `enter_self`).
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || target.enter_self());
+            }
+        }
         let mut child = cmd.spawn().context("cannot start sandbox worker")?;
         let stdin = child.stdin.take().context("worker stdin")?;
         let mut stdout = child.stdout.take().context("worker stdout")?;
@@ -270,7 +296,7 @@ impl Server {
                 tracing::debug!("sandbox worker stderr: {line}");
             }
         });
-        let mut server = Server { child, stdin, frames };
+        let mut server = Server { child, stdin, frames, cgroup };
         let ready = server.frames.recv_timeout(Duration::from_secs(300));
         match ready {
             Ok(v) if v.get("ready").and_then(Value::as_bool) == Some(true) => {
@@ -279,6 +305,11 @@ impl Server {
                     preimported: serde_json::from_value(v.get("preimported").cloned().unwrap_or_default()).unwrap_or_default(),
                     missing: serde_json::from_value(v.get("missing").cloned().unwrap_or_default()).unwrap_or_default(),
                 };
+                if let Some(cg) = &server.cgroup {
+                    // The warm worker is charged already; each check may add memory_mb.
+                    let limit = cg.usage()? + settings.memory_mb * 1024 * 1024;
+                    cg.set_limit(limit)?;
+                }
                 Ok((server, info))
             }
             _ => {
@@ -328,8 +359,15 @@ fn nonce() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn worker_loop(index: usize, jobs: Receiver<Job>, launch: Launch, settings: SandboxSettings, ready: Sender<Result<WorkerInfo>>) {
-    let mut server = match Server::spawn(index, &launch, &settings) {
+fn worker_loop(
+    index: usize,
+    jobs: Receiver<Job>,
+    launch: Launch,
+    settings: SandboxSettings,
+    hierarchy: Option<Hierarchy>,
+    ready: Sender<Result<WorkerInfo>>,
+) {
+    let mut server = match Server::spawn(index, &launch, &settings, hierarchy.as_ref()) {
         Ok((s, info)) => {
             let _ = ready.send(Ok(info));
             Some(s)
@@ -342,7 +380,7 @@ fn worker_loop(index: usize, jobs: Receiver<Job>, launch: Launch, settings: Sand
     drop(ready);
     for job in jobs {
         if server.is_none() {
-            match Server::spawn(index, &launch, &settings) {
+            match Server::spawn(index, &launch, &settings, hierarchy.as_ref()) {
                 Ok((s, _)) => server = Some(s),
                 Err(e) => {
                     let _ = job.reply.send(json!({"sandbox_error": format!("cannot restart worker {index}: {e:#}")}));
@@ -362,9 +400,17 @@ fn worker_loop(index: usize, jobs: Receiver<Job>, launch: Launch, settings: Sand
             let _ = job.reply.send(json!({"sandbox_error": "worker pipe closed before the check started"}));
             continue;
         }
+        let oom_before = s.cgroup.as_ref().map(MemoryCgroup::oom_kills);
         // The worker enforces the timeout itself; this is the backstop if it hangs.
-        match s.frames.recv_timeout(job.backstop) {
-            Ok(result) if result.get("id").and_then(Value::as_str) == Some(job.id.to_string().as_str()) => {
+        let answer = s.frames.recv_timeout(job.backstop);
+        // The memory cgroup's OOM killer fired during this check: it went over its limit.
+        let oom = oom_before.is_some_and(|before| s.cgroup.as_ref().is_some_and(|c| c.oom_kills() > before));
+        match answer {
+            Ok(mut result) if result.get("id").and_then(Value::as_str) == Some(job.id.to_string().as_str()) => {
+                if oom {
+                    result["cgroup_oom"] = json!(true);
+                    server = None; // the OOM killer may have taken part of the worker
+                }
                 // The worker could not clean up after this check (files, IPC objects or
                 // processes stayed): a fresh worker takes the next one.
                 if result.get("restart").and_then(Value::as_bool) == Some(true) {
@@ -385,9 +431,9 @@ fn worker_loop(index: usize, jobs: Receiver<Job>, launch: Launch, settings: Sand
                 // The worker died mid-check: the tested code killed it (only possible
                 // without a PID namespace) or it crashed. Never a pass.
                 server = None;
-                let _ = job
-                    .reply
-                    .send(json!({"reports": [], "exit": {"signal": 9}, "timed_out": false, "duration_ms": 0, "output": "", "worker_died": true}));
+                let _ = job.reply.send(
+                    json!({"reports": [], "exit": {"signal": 9}, "timed_out": false, "duration_ms": 0, "output": "", "worker_died": true, "cgroup_oom": oom}),
+                );
             }
         }
     }

@@ -166,6 +166,8 @@ struct Ending {
     lingering: u64,
     timed_out: bool,
     forged_lines: usize,
+    /// The worker's memory cgroup killed something during the check.
+    cgroup_oom: bool,
 }
 
 impl Ending {
@@ -177,6 +179,7 @@ impl Ending {
             lingering: result.get("lingering").and_then(Value::as_u64).unwrap_or(0),
             timed_out: result.get("timed_out").and_then(Value::as_bool).unwrap_or(false),
             forged_lines: result.get("forged_lines").and_then(Value::as_u64).unwrap_or(0) as usize,
+            cgroup_oom: result.get("cgroup_oom").and_then(Value::as_bool).unwrap_or(false),
         }
     }
 }
@@ -213,6 +216,9 @@ fn decide(v: &mut Verdict, plan: &TestPlan, r: Reports, e: &Ending) -> (Status, 
     if r.memory_error && !e.timed_out {
         // A check that ran out of memory often dies right after; the cause is what matters.
         return (Status::Oom, "MemoryError during a test".to_string());
+    }
+    if e.cgroup_oom {
+        return (Status::Oom, "the check went over its memory limit (memory cgroup)".to_string());
     }
     if e.timed_out || e.signal == Some(SIGXCPU) {
         return (Status::Timeout, format!("exceeded the time limit after {} ms", v.duration_ms));
@@ -351,6 +357,16 @@ mod tests {
                 "modified the unittest",
             ),
             ("killed", with(clean(2), |v| v["exit"] = json!({"signal": 9})), 2, Status::Killed, "SIGKILL"),
+            (
+                "memory cgroup OOM kill",
+                with(clean(2), |v| {
+                    v["exit"] = json!({"signal": 9});
+                    v["cgroup_oom"] = json!(true);
+                }),
+                2,
+                Status::Oom,
+                "memory limit",
+            ),
             (
                 "exited before the end",
                 with(clean(2), |v| {
