@@ -2,7 +2,9 @@
 """Compare two unitcoder work directories record by record (key order, timings and the
 directory paths themselves ignored). Used to check that a refactor changes no result:
 
-    scripts/compare-work-dirs.py WORK_A WORK_B
+    scripts/compare-work-dirs.py WORK_A WORK_B [--ignore FIELD ...]
+
+(`--ignore isolation` when the sandbox's description changed on purpose.)
 
 Exit 0 when every shard holds the same records and every manifest the same counts."""
 import gzip, json, os, re, sys
@@ -75,4 +77,9 @@ def main(a, b):
 
 
 if __name__ == "__main__":
-    sys.exit(main(os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])))
+    args = sys.argv[1:]
+    while "--ignore" in args:
+        i = args.index("--ignore")
+        VOLATILE.add(args[i + 1])
+        del args[i:i + 2]
+    sys.exit(main(os.path.abspath(args[0]), os.path.abspath(args[1])))

@@ -122,6 +122,7 @@ import unittest  # noqa: E402
 import unittest.mock  # noqa: E402,F401  (tests use it; import once, warm)
 import unittest.case  # noqa: E402
 import unittest.result  # noqa: E402
+from inspect import iscoroutinefunction  # noqa: E402
 # unittest imports these lazily (assertLogs → unittest._log, IsolatedAsyncioTestCase →
 # unittest.async_case): import them now, so a test's first use does not change the
 # namespaces watched below.
@@ -210,8 +211,29 @@ def describe(exc_info, cap):
         traceback.clear_frames(tb)
     except BaseException:
         pass
+    module = getattr(etype, "__module__", "") if _isinstance(etype, type) else ""
+    qn = getattr(etype, "__qualname__", None) or name
+    qn = qn if _type(qn) is str else name
+    qualified = qn if module in ("builtins", "") or _type(module) is not str else module + "." + qn
     return {"type": name, "message": clip(name + ": " + safe_str(value), 2000), "traceback": clip(text, cap),
-            "memory_error": _isinstance(value, MemoryError) or name == "MemoryError"}
+            "memory_error": _isinstance(value, MemoryError) or name == "MemoryError", "text": clip(safe_str(value), 2000),
+            "qualified": qualified, "skip": _isinstance(value, unittest.SkipTest)}
+
+
+def plain_failure(d, _type=type, _str=str, _dict=dict):
+    """A described failure as it reaches the main thread: only exact built-in strings and
+    booleans survive (the description was made on the check thread, by code tested code
+    may have meddled with; its strings can lie, its kinds cannot)."""
+    out = {"type": "?", "message": "<unprintable>", "traceback": "", "text": "<unprintable>", "qualified": "?"}
+    if _type(d) is not _dict:
+        return dict(out, memory_error=False, skip=False)
+    for k in ("type", "message", "traceback", "text", "qualified"):
+        v = d.get(k)
+        if _type(v) is _str:
+            out[k] = v
+    out["memory_error"] = d.get("memory_error") is True
+    out["skip"] = d.get("skip") is True
+    return out
 
 
 # ---------------------------------------------------------------- the check child
@@ -281,37 +303,98 @@ class Result:
 
 WATCHED["harness.Result"] = Result.__dict__
 
-def in_thread(target, args, stack_bytes=64 * 1024 * 1024, _threading=threading, _sys=sys, _RuntimeError=RuntimeError):
-    """Run tested code on its own thread, so frames it can walk (f_back) lead only here and
-    to threading internals — never to the main thread, which holds the reporter."""
-    _threading.stack_size(stack_bytes)
+import _thread  # noqa: E402
+
+
+def in_thread(target, args, cap, stack_bytes=64 * 1024 * 1024, _start=_thread.start_new_thread, _lock=_thread.allocate_lock,
+              _stack_size=_thread.stack_size, _sys=sys, _describe=describe, _plain=plain_failure, _type=type, _tuple=tuple, _len=len):
+    """Run tested code on its own thread, and everything that may call into objects it made
+    (formatting its exceptions included) there too: the main thread, which holds the
+    reporter and the judge, never runs a line of tested code. The thread is a bare
+    `_thread` one, waited for on a C lock — no `threading` internals tested code could swap
+    are called here. Returns ("ok", value) or ("raised", a plain failure dict)."""
+    _stack_size(stack_bytes)
+    done = _lock()
+    done.acquire()
     box = []
 
     def trampoline():
         try:
-            box.append(("ok", target(*args)))
+            try:
+                box.append(("ok", target(*args)))
+            except BaseException:
+                box.append(("raised", _describe(_sys.exc_info(), cap)))
         except BaseException:
-            box.append(("raised", _sys.exc_info()))
+            pass
+        finally:
+            done.release()
 
-    t = _threading.Thread(target=trampoline, name="check")
-    t.start()
-    t.join()
-    if box and type(box[0]) is tuple and len(box[0]) == 2:
-        return box[0]
-    return ("raised", (_RuntimeError, _RuntimeError("no result from the test thread"), None))
+    _start(trampoline, ())
+    done.acquire()
+    if box and _type(box[0]) is _tuple and _len(box[0]) == 2:
+        status, value = box[0]
+        if status == "raised":
+            return ("raised", _plain(value))
+        return ("ok", value)
+    return ("raised", _plain({"type": "RuntimeError", "message": "RuntimeError: no result from the test thread"}))
 
 
 def exec_phase(source, path, namespace, _compile=compile, _exec=exec):
     _exec(_compile(source, path, "exec", dont_inherit=True), namespace)
 
 
-def run_one(run, cls, name, result):
-    run(cls(name), result)
-    return None
+TEST_FLAGS = ("__unittest_skip__", "__unittest_skip_why__", "__unittest_expecting_failure__")
+
+
+def run_one(run, cls, name, result, cap, _getattr=getattr, _setattr=setattr, _hasattr=hasattr, _describe=describe, _safe_str=safe_str,
+            _type=type, _tuple=tuple, _len=len, _flags=TEST_FLAGS):
+    """One test, on the check thread. The test method is wrapped so that only a method that
+    ran to its end counts: unittest itself takes `raise _ShouldStop()` (or a swapped
+    failureException) as success. Returns the outcome events as plain data."""
+    test = cls(name)
+    method = _getattr(test, name)
+    completed = []
+    if iscoroutinefunction(method):
+        async def wrapped(*a, **k):
+            value = await method(*a, **k)
+            completed.append(True)
+            return value
+    else:
+        def wrapped(*a, **k):
+            value = method(*a, **k)
+            completed.append(True)
+            return value
+    for flag in _flags:
+        if _hasattr(method, flag):
+            _setattr(wrapped, flag, _getattr(method, flag))
+    _setattr(test, name, wrapped)
+    events = result.events
+    run(test, result)
+    if result.events is not events:
+        return None
+    out = []
+    for e in events:
+        if _type(e) is not _tuple or _len(e) != 2:
+            out.append(("tamper", None))
+            continue
+        kind, detail = e
+        if kind in ("fail", "error", "expected_failure") and detail is not None:
+            out.append((kind, _describe(detail, cap)))
+        elif kind == "skip":
+            out.append((kind, _safe_str(detail)))
+        else:
+            out.append((kind, None))
+    if not completed and [e for e in out if e[0] == "pass"] and _len(out) == 1:
+        out.append(("error", {"message": "the test method did not run to its end, yet unittest counted it a success", "traceback": ""}))
+    return out
 
 
 def call(fn):
     return fn()
+
+
+def call_attr(obj, name, _getattr=getattr):
+    return _getattr(obj, name)()
 
 
 def make_judge(watched, cap, _dict=dict, _any=any, _len=len, _list=list, _type=type, _min=min, _str=str,
@@ -343,21 +426,22 @@ def make_judge(watched, cap, _dict=dict, _any=any, _len=len, _list=list, _type=t
                 changed.append(name)
         return changed
 
-    def outcome(events):
+    def outcome(events, _plain=plain_failure):
+        """The test's outcome from the plain events the check thread returned."""
         if _type(events) is not _list:
             return {"kind": "tamper", "message": "the result object was replaced"}
         if not events:
             return {"kind": "error", "message": "no outcome was recorded for this test"}
         rank = _dict(ranks)
         for e in events:
-            if _type(e) is not tuple or _len(e) != 2 or e[0] not in rank:
+            if _type(e) is not tuple or _len(e) != 2 or _type(e[0]) is not _str or e[0] not in rank:
                 return {"kind": "tamper", "message": "the result object holds foreign entries"}
         kind, detail = _min(events, key=lambda e: rank[e[0]])
         if kind in ("fail", "error", "expected_failure") and detail is not None:
-            d = _describe(detail, cap)
+            d = _plain(detail)
             return {"kind": kind, "message": d["message"], "traceback": d["traceback"], "memory_error": d["memory_error"]}
         if kind == "skip":
-            return {"kind": "skip", "message": _safe_str(detail)}
+            return {"kind": "skip", "message": detail if _type(detail) is _str else "<unprintable>"}
         return {"kind": kind, "message": ""}
 
     return tampered, outcome
@@ -390,10 +474,32 @@ def make_encoder(_type=type, _int_repr=int.__repr__, _float_repr=float.__repr__,
     return enc
 
 
-def run_tests(job, send, workdir, cap, tampered, outcome, run_sync, run_async, test_case, async_case, skip_test,
-              _describe=describe, _safe_str=safe_str, _sorted=sorted, _dir=dir, _callable=callable,
-              _getattr=getattr, _isinstance=isinstance, _issubclass=issubclass, _list=list, _vars=vars, _dict=dict,
-              _type=type, _in_thread=in_thread, _exec_phase=exec_phase, _run_one=run_one, _call=call, _Result=Result):
+# Attribute access that cannot dispatch to tested code (a metaclass `__getattribute__`,
+# `__dir__` or a `__name__` property): the built-in descriptors of `type`, called directly.
+type_dict = type.__dict__["__dict__"].__get__
+type_name = type.__dict__["__name__"].__get__
+type_mro = type.__dict__["__mro__"].__get__
+
+
+def test_names(cls, _type_mro=type_mro, _type_dict=type_dict, _type=type, _str=str, _callable=callable, _sorted=sorted):
+    """`test*` names of a class as unittest's loader sees them, read from the class
+    dictionaries along the MRO (no `dir`, no `getattr` on the class)."""
+    names = set()
+    for klass in _type_mro(cls):
+        for k, v in _type_dict(klass).items():
+            if _type(k) is _str and k.startswith("test") and _callable(v):
+                names.add(k)
+    return _sorted(names)
+
+
+def run_tests(job, send, workdir, cap, tampered, outcome, run_sync, run_async, test_case, async_case,
+              _describe=describe, _sorted=sorted, _callable=callable, _isinstance=isinstance, _issubclass=issubclass,
+              _list=list, _dict=dict, _type=type, _str=str, _in_thread=in_thread, _exec_phase=exec_phase, _run_one=run_one,
+              _call=call, _call_attr=call_attr, _Result=Result, _type_dict=type_dict, _type_name=type_name, _test_names=test_names):
+    """Run the program and its test module; report what happened. Everything tested code
+    made is touched here only through type-level built-ins; anything that may run tested
+    code (importing, collecting attributes, formatting exceptions, class fixtures, tests)
+    runs on the check thread (`in_thread`)."""
     module = types.ModuleType("__test__")
     module.__file__ = os.path.join(workdir, "__test__.py")
     sys.modules["__test__"] = module
@@ -402,76 +508,77 @@ def run_tests(job, send, workdir, cap, tampered, outcome, run_sync, run_async, t
         path = os.path.join(workdir, filename)
         with open(path, "w", encoding="utf-8", errors="surrogateescape") as fh:
             fh.write(job[field])
-        status, value = _in_thread(_exec_phase, (job[field], path, namespace))
+        status, value = _in_thread(_exec_phase, (job[field], path, namespace), cap)
         if status == "raised":
-            d = _describe(value, cap)
-            d["phase"] = phase
-            send("phase_error", d)
+            value["phase"] = phase
+            send("phase_error", value)
             return
     changed = tampered()
     if changed:
         send("tamper", {"when": "import", "changed": changed})
         return
-    classes = [v for v in _list(namespace.values())
-               if _isinstance(v, _type) and _issubclass(v, test_case) and v.__module__ == "__test__"]
-    classes = _sorted(classes, key=lambda c: c.__name__)
-    plan = []
-    for cls in classes:
-        names = [n for n in _sorted(_dir(cls)) if n.startswith("test") and _callable(_getattr(cls, n, None))]
-        plan.append((cls, names))
-    send("found", {"tests": [cls.__name__ + "." + n for cls, names in plan for n in names]})
-    set_up_module = namespace.get("setUpModule")
+    classes = []
+    for v in _list(_dict.values(namespace)):
+        if _isinstance(v, _type) and _issubclass(v, test_case):
+            m = _type_dict(v).get("__module__")
+            if _type(m) is _str and m == "__test__":
+                classes.append(v)
+    classes = _sorted(classes, key=_type_name)
+    plan = [(cls, _test_names(cls)) for cls in classes]
+    send("found", {"tests": [_type_name(cls) + "." + n for cls, names in plan for n in names]})
+    set_up_module = _dict.get(namespace, "setUpModule")
     if _callable(set_up_module):
-        status, value = _in_thread(_call, (set_up_module,))
+        status, value = _in_thread(_call, (set_up_module,), cap)
         if status == "raised":
-            d = _describe(value, cap)
-            d["phase"] = "setUpModule"
-            send("phase_error", d)
+            value["phase"] = "setUpModule"
+            send("phase_error", value)
             return
     base_names = _list(test_case.__dict__)
     for cls, names in plan:
-        class_dict_before = _dict(cls.__dict__)
+        class_name = _type_name(cls)
+        class_dict_before = _dict(_type_dict(cls))
         run = run_async if async_case is not None and _issubclass(cls, async_case) else run_sync
         class_failure = None
-        status, value = _in_thread(_call, (cls.setUpClass,))
+        status, value = _in_thread(_call_attr, (cls, "setUpClass"), cap)
         if status == "raised":
-            if _isinstance(value[1], skip_test):
-                class_failure = {"kind": "skip", "message": "setUpClass skipped: " + _safe_str(value[1])}
+            if value["skip"]:
+                class_failure = {"kind": "skip", "message": "setUpClass skipped: " + value["text"]}
             else:
-                d = _describe(value, cap)
-                class_failure = {"kind": "error", "message": "setUpClass: " + d["message"], "traceback": d["traceback"],
-                                 "memory_error": d["memory_error"]}
+                class_failure = {"kind": "error", "message": "setUpClass: " + value["message"], "traceback": value["traceback"],
+                                 "memory_error": value["memory_error"]}
         for name in names:
-            test_id = cls.__name__ + "." + name
+            test_id = class_name + "." + name
             if class_failure is not None:
                 send("test", _dict(class_failure, test=test_id))
                 continue
             result = _Result()
-            events = result.events
-            status, value = _in_thread(_run_one, (run, cls, name, result))
+            status, value = _in_thread(_run_one, (run, cls, name, result, cap), cap)
             if status == "raised":
-                events.append(("error", value))
-            verdict = outcome(events if result.events is events else None)
+                events = [("error", value)]
+            elif value is None:
+                events = None  # the result object was replaced
+            else:
+                events = value
+            verdict = outcome(events)
             changed = tampered()
-            redefined = [k for k in base_names if k in cls.__dict__ and cls.__dict__[k] is not class_dict_before.get(k)]
+            now = _type_dict(cls)
+            redefined = [k for k in base_names if k in now and now[k] is not class_dict_before.get(k)]
             if changed or redefined:
                 verdict = {"kind": "tamper", "message": "the unittest framework was modified during the test: "
-                           + ", ".join(changed + [cls.__name__ + "." + k for k in redefined])}
+                           + ", ".join(changed + [class_name + "." + k for k in redefined])}
             verdict["test"] = test_id
             send("test", verdict)
-            events.clear()
-            result = value = None
+            result.events.clear() if _type(result.events) is _list else None
+            result = value = events = None
         if class_failure is None:
-            status, value = _in_thread(_call, (cls.tearDownClass,))
+            status, value = _in_thread(_call_attr, (cls, "tearDownClass"), cap)
             if status == "raised":
-                d = _describe(value, cap)
-                send("class_error", {"class": cls.__name__, "message": "tearDownClass: " + d["message"]})
-    tear_down_module = namespace.get("tearDownModule")
+                send("class_error", {"class": class_name, "message": "tearDownClass: " + value["message"]})
+    tear_down_module = _dict.get(namespace, "tearDownModule")
     if _callable(tear_down_module):
-        status, value = _in_thread(_call, (tear_down_module,))
+        status, value = _in_thread(_call, (tear_down_module,), cap)
         if status == "raised":
-            d = _describe(value, cap)
-            send("class_error", {"class": "<module>", "message": "tearDownModule: " + d["message"]})
+            send("class_error", {"class": "<module>", "message": "tearDownModule: " + value["message"]})
 
 
 def drop_capabilities():
@@ -645,7 +752,7 @@ def run_child(job, workdir, report_fd, cap):
         pass
     finish = os_exit
     sys.addaudithook(audit)
-    run_tests(job_fields, send, workdir, cap, tampered, outcome, RUN_SYNC, RUN_ASYNC, TestCase, AsyncTestCase, SkipTest)
+    run_tests(job_fields, send, workdir, cap, tampered, outcome, RUN_SYNC, RUN_ASYNC, TestCase, AsyncTestCase)
     try:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -893,9 +1000,9 @@ def call_child_main(job, start, end, workdir, out_w, rep_w, cap):
     path = module.__file__
     with open(path, "w", encoding="utf-8", errors="surrogateescape") as fh:
         fh.write(code)
-    status, value = in_thread(exec_phase, (code, path, namespace))
+    status, value = in_thread(exec_phase, (code, path, namespace), cap)
     if status == "raised":
-        d = describe(value, cap)
+        d = value
         send("import_error", {"type": d["type"], "message": d["message"], "traceback": d["traceback"]})
         send("done", {})
         os_exit(0)
@@ -914,17 +1021,11 @@ def call_child_main(job, start, end, workdir, out_w, rep_w, cap):
         except _BaseException as e:
             send("out", {"i": i, "kind": "bad_input", "message": _clip("%s: %s" % (_type(e).__name__, _safe(e)), 500)})
             continue
-        status, value = _in_thread(_invoke, (fn, kwargs, top, value_cap))
+        status, value = _in_thread(_invoke, (fn, kwargs, top, value_cap), cap)
         ms = _int((_perf() - t0) * 1000)
         if status == "raised":
-            exc = value[1]
-            name = qualname(_type(exc)) if _isinstance(exc, _BaseException) else _safe(value[0])
-            try:
-                traceback.clear_frames(value[2])
-            except _BaseException:
-                pass
-            send("out", {"i": i, "kind": "exception", "exception": {"type": name, "message": _clip(_safe(exc), 500)},
-                         "ms": ms, "memory_error": _isinstance(exc, _MemoryError)})
+            send("out", {"i": i, "kind": "exception", "exception": {"type": value["qualified"], "message": _clip(value["text"], 500)},
+                         "ms": ms, "memory_error": value["memory_error"]})
         elif value[0] is None:
             send("out", {"i": i, "kind": "too_large", "type": value[1], "repr": value[2], "ms": ms})
         else:
