@@ -589,6 +589,11 @@ pub mod counter {
         key == REFINED || (key.starts_with(NOT_REFINED) && key != not_refined("not_verified"))
     }
 
+    /// A check the static policy refused, by rule.
+    pub fn rejected(rule: &str) -> String {
+        format!("rejected_{rule}")
+    }
+
     pub fn dropped(reason: &str) -> String {
         format!("dropped_{reason}")
     }

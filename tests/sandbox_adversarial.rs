@@ -9,11 +9,20 @@ use std::sync::OnceLock;
 
 use unitcoder::sandbox::{Sandbox, SandboxSettings, Status, Verdict};
 
+/// The static policy is off here: this suite exercises the layers below it (the harness and
+/// the OS isolation), which must hold on their own; `sandbox_round_two.rs` tests the policy.
 fn sandbox() -> &'static Sandbox {
     static SB: OnceLock<Sandbox> = OnceLock::new();
     SB.get_or_init(|| {
-        let settings =
-            SandboxSettings { python: common::python(), workers: 2, timeout: 10.0, memory_mb: 512, preimport: vec![], ..Default::default() };
+        let settings = SandboxSettings {
+            python: common::python(),
+            workers: 2,
+            timeout: 10.0,
+            memory_mb: 512,
+            preimport: vec![],
+            policy: false,
+            ..Default::default()
+        };
         Sandbox::start(settings).expect("sandbox starts")
     })
 }

@@ -10,10 +10,22 @@ use common::{bin, manifest, python, read_records};
 use serde_json::{json, Value};
 use unitcoder::sandbox::{Sandbox, SandboxSettings, Status, Verdict};
 
+/// The sandbox with the static policy off: these tests exercise the layers below it (the
+/// harness and the OS isolation), which must hold on their own.
 fn sandbox() -> &'static Sandbox {
     static SB: OnceLock<Sandbox> = OnceLock::new();
     SB.get_or_init(|| {
-        let settings = SandboxSettings { python: python(), workers: 2, timeout: 10.0, memory_mb: 512, preimport: vec![], ..Default::default() };
+        let settings =
+            SandboxSettings { python: python(), workers: 2, timeout: 10.0, memory_mb: 512, preimport: vec![], policy: false, ..Default::default() };
+        Sandbox::start(settings).expect("sandbox starts")
+    })
+}
+
+/// The sandbox as shipped: the static policy on.
+fn policy_sandbox() -> &'static Sandbox {
+    static SB: OnceLock<Sandbox> = OnceLock::new();
+    SB.get_or_init(|| {
+        let settings = SandboxSettings { python: python(), workers: 1, timeout: 10.0, memory_mb: 512, preimport: vec![], ..Default::default() };
         Sandbox::start(settings).expect("sandbox starts")
     })
 }
@@ -132,7 +144,7 @@ fn every_record_survives_a_stage_full_of_poison() {
     assert_eq!(status(0), "pass");
     assert_eq!(status(4), "pass");
     for i in 1..4 {
-        assert!(status(i) == "error" || status(i) == "fail", "{}: {}", ids[i], got[i]["verdict"]);
+        assert!(["error", "fail", "rejected"].contains(&status(i).as_str().unwrap_or("")), "{}: {}", ids[i], got[i]["verdict"]);
     }
     assert_eq!(manifest(&out)["counts"]["records"], 5);
     run(); // up to date: nothing aborts on the way either
@@ -366,4 +378,42 @@ fn a_test_that_stops_unittest_early_is_not_a_pass() {
         let v = check(WRONG_ADD, tests);
         assert_ne!(v.status, Status::Pass, "{v:?}");
     }
+}
+
+// ---------------------------------------------------------------- the static policy
+
+#[test]
+fn the_static_policy_rejects_escape_primitives_in_functions_and_tests() {
+    let frame_walk = format!("import unittest\n{FORGE}\nclass TestCases(unittest.TestCase):\n    def test_add(self):\n        _forge()\n");
+    let cases: Vec<(&str, String, String, &str, &str)> = vec![
+        ("frames in the tests", WRONG_ADD.into(), frame_walk, "frame_access", "tests:"),
+        ("ctypes in the function", "import ctypes\ndef add(a, b):\n    return a + b\n".into(), ADD_TESTS.into(), "raw_memory", "code:1"),
+        ("_ShouldStop in the tests", WRONG_ADD.into(), "import unittest\nclass TestCases(unittest.TestCase):\n    def test_add(self):\n        raise unittest.case._ShouldStop()\n".into(), "unittest_internals", "tests:4"),
+        ("overridden assertEqual", WRONG_ADD.into(), "import unittest\nclass TestCases(unittest.TestCase):\n    def assertEqual(self, a, b):\n        pass\n    def test_add(self):\n        self.assertEqual(add(2, 3), 5)\n".into(), "assertion_override", "tests:3"),
+        ("builtins rebound", "import builtins\nbuiltins.round = lambda *a: 5\ndef add(a, b):\n    return a - b\n".into(), ADD_TESTS.into(), "builtins_write", "code:2"),
+        ("closure cells", WRONG_ADD.into(), "import unittest\nclass TestCases(unittest.TestCase):\n    def test_add(self):\n        c = add.__closure__\n".into(), "code_objects", "tests:4"),
+    ];
+    for (name, code, tests, rule, place) in cases {
+        let v = policy_sandbox().check(&code, &tests);
+        assert_eq!(v.status, Status::Rejected, "{name}: {v:?}");
+        assert_eq!(v.reason.as_deref(), Some(rule), "{name}: {v:?}");
+        assert!(v.location.as_deref().is_some_and(|l| l.starts_with(place)), "{name}: {v:?}");
+    }
+    // The honest controls pass under the policy too.
+    for (name, tests) in HONEST {
+        assert_eq!(policy_sandbox().check(ADD, tests).status, Status::Pass, "{name}");
+    }
+}
+
+#[test]
+fn call_jobs_of_a_rejected_program_are_not_trusted() {
+    use unitcoder::sandbox::calls::{CallOptions, OutcomeKind};
+    let r = policy_sandbox().call(
+        "import os\ndef f(x):\n    os._exit(0)\n",
+        "f",
+        &["{'x': 1}".to_string()],
+        CallOptions { timeout: 2.0, fresh_child_per_input: true },
+    );
+    assert!(r.tampered.as_deref().is_some_and(|t| t.contains("process_exit")), "{r:?}");
+    assert_eq!(r.outcomes[0].kind, OutcomeKind::NotRun);
 }

@@ -137,6 +137,12 @@ impl Sandbox {
     /// arguments). Never panics; always one outcome per input.
     pub fn call(&self, code: &str, entry_point: &str, inputs: &[String], opts: CallOptions) -> CallsResult {
         let n = inputs.len();
+        if let Some(v) = self.policy_violation(code, "code") {
+            let why = format!("rejected by the static policy ({} at {}: {})", v.rule, v.place, v.detail);
+            let mut r = all_failed(n, OutcomeKind::NotRun, &why, None);
+            r.tampered = Some(why);
+            return r;
+        }
         let budget = opts.timeout * (n as f64 + 1.0) * 2.0;
         let fields = json!({
             "kind": "call", "code": code, "entry_point": entry_point, "inputs": inputs,

@@ -15,6 +15,7 @@ pub mod asynchronous;
 pub mod calls;
 pub mod cgroup;
 pub mod isolation;
+pub mod policy;
 pub mod pool;
 pub mod testcount;
 pub mod verdict;

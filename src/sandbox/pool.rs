@@ -52,6 +52,10 @@ pub struct SandboxSettings {
     /// Limit each worker with a memory cgroup where one can be made (memfd, shared memory,
     /// tmpfs and children counted); see `sandbox::cgroup`.
     pub memory_cgroup: bool,
+    /// Apply the static policy to programs and test modules before running them.
+    pub policy: bool,
+    /// Policy rules switched off (names in `sandbox::policy::RULES`).
+    pub policy_allow: Vec<String>,
 }
 
 impl Default for SandboxSettings {
@@ -71,6 +75,8 @@ impl Default for SandboxSettings {
             traceback_cap: 4000,
             seccomp: true,
             memory_cgroup: true,
+            policy: true,
+            policy_allow: Vec::new(),
         }
     }
 }
@@ -185,8 +191,21 @@ impl Sandbox {
         self.check_with_timeout(code, tests, self.settings.timeout)
     }
 
+    /// The static policy's verdict on one part of a check (`code` or `tests`), if enabled.
+    pub fn policy_violation(&self, source: &str, part: &str) -> Option<super::policy::Violation> {
+        self.settings.policy.then(|| super::policy::check(source, part, &self.settings.policy_allow)).flatten()
+    }
+
     pub fn check_with_timeout(&self, code: &str, tests: &str, timeout: f64) -> Verdict {
         let isolation = self.isolation();
+        for (source, part) in [(code, "code"), (tests, "tests")] {
+            if let Some(v) = self.policy_violation(source, part) {
+                let mut verdict = Verdict::new(Status::Rejected, 0, isolation, format!("rejected by the static policy: {} ({})", v.rule, v.detail));
+                verdict.reason = Some(v.rule.to_string());
+                verdict.location = Some(v.place);
+                return verdict;
+            }
+        }
         let plan = match test_plan(tests) {
             Ok(plan) => plan,
             Err(e) => {

@@ -23,6 +23,8 @@ pub enum Status {
     /// Died by a signal or exited before finishing the tests.
     Killed,
     NoTests,
+    /// Refused before running by the static policy (`reason` names the rule, `where` the line).
+    Rejected,
     /// Our fault (worker would not start, protocol failure), never the code's.
     SandboxError,
 }
@@ -37,6 +39,7 @@ impl Status {
             Status::Oom => "oom",
             Status::Killed => "killed",
             Status::NoTests => "no_tests",
+            Status::Rejected => "rejected",
             Status::SandboxError => "sandbox_error",
         }
     }
@@ -80,6 +83,12 @@ pub struct Verdict {
     /// Captured stdout+stderr (head and tail kept).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub output: String,
+    /// For `rejected`: the policy rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// For `rejected`: `code:LINE` or `tests:LINE`.
+    #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
 }
 
 impl Verdict {
@@ -94,6 +103,8 @@ impl Verdict {
             isolation: isolation.to_string(),
             message: message.into(),
             output: String::new(),
+            reason: None,
+            location: None,
         }
     }
 }

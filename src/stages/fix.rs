@@ -387,6 +387,13 @@ pub fn environment_failure(verdict: &Verdict, packages: &[String]) -> Option<(St
             return Some(("tests_unusable".into(), format!("the tests import `{module}`, which does not exist here")));
         }
     }
+    if verdict.status == Status::Rejected {
+        // Not the model's to repair: the static policy refused the program or its tests.
+        let rule = verdict.reason.clone().unwrap_or_default();
+        let place = verdict.location.clone().unwrap_or_default();
+        let kind = if place.starts_with("tests") { "tests_unusable" } else { "policy_rejected" };
+        return Some((kind.into(), format!("rejected by the static policy: {rule} at {place}")));
+    }
     if verdict.status == Status::NoTests {
         return Some(("tests_unusable".into(), "the test module has no test methods".into()));
     }

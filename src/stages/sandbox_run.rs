@@ -75,6 +75,11 @@ impl Step for SandboxStep {
     fn tally(&self, out: &Record, counts: &mut Counts) {
         if let Some(status) = out.verdict_status() {
             counts.bump(counter::verdict(status));
+            if status == Status::Rejected {
+                if let Some(v) = out.typed::<crate::record::Verdict>(field::VERDICT) {
+                    counts.bump(counter::rejected(v.reason.as_deref().unwrap_or("?")));
+                }
+            }
         }
     }
 
