@@ -417,3 +417,28 @@ fn call_jobs_of_a_rejected_program_are_not_trusted() {
     assert!(r.tampered.as_deref().is_some_and(|t| t.contains("process_exit")), "{r:?}");
     assert_eq!(r.outcomes[0].kind, OutcomeKind::NotRun);
 }
+
+// ---------------------------------------------------------------- integrity by value
+
+#[test]
+fn swapping_the_code_defaults_or_cells_of_unittest_functions_is_tampering() {
+    let body = &ADD_TESTS["import unittest\n".len()..];
+    let cases = [
+        ("assertEqual's code", format!("import unittest\nunittest.TestCase.assertEqual.__code__ = (lambda self, a, b, msg=None: None).__code__\n{body}")),
+        (
+            "an inner class's method",
+            format!("import unittest, unittest.case\nunittest.case._AssertRaisesContext.__exit__.__code__ = (lambda self, *a: True).__code__\n{body}"),
+        ),
+        (
+            "a closure cell of testPartExecutor",
+            format!(
+                "import contextlib, unittest, unittest.case\n@contextlib.contextmanager\ndef _swallow(self, test_case, subTest=False):\n    try:\n        yield\n    except BaseException:\n        pass\nfor c in unittest.case._Outcome.testPartExecutor.__closure__ or ():\n    if callable(c.cell_contents):\n        c.cell_contents = _swallow.__wrapped__\n{body}"
+            ),
+        ),
+    ];
+    for (name, tests) in &cases {
+        let v = check(WRONG_ADD, tests);
+        assert_ne!(v.status, Status::Pass, "{name}: {v:?}");
+        assert!(v.failures.iter().any(|f| f.kind == "tamper"), "{name}: {v:?}");
+    }
+}

@@ -303,6 +303,61 @@ class Result:
 
 WATCHED["harness.Result"] = Result.__dict__
 
+
+def watch_module_classes(watched):
+    """The class dictionaries of unittest's modules too (`_AssertRaisesContext`, `_Outcome`,
+    `TestSuite`, `TestLoader`, ...): swapping a method there changes what a test means."""
+    import unittest.mock
+    for mod_name in ("unittest.case", "unittest.result", "unittest.util", "unittest.suite", "unittest.loader", "unittest.async_case",
+                     "unittest._log", "contextlib"):  # not unittest.mock: it sets globals lazily (mock_open)
+        mod = sys.modules.get(mod_name)
+        if mod is None:
+            continue
+        watched.setdefault(mod_name, vars(mod))
+        for k, v in list(vars(mod).items()):
+            if isinstance(v, type) and v.__dict__.get("__module__") == mod_name:
+                watched.setdefault(mod_name + "." + k, v.__dict__)
+
+
+watch_module_classes(WATCHED)
+_fn_code = types.FunctionType.__dict__["__code__"].__get__
+_fn_defaults = types.FunctionType.__dict__["__defaults__"].__get__
+_fn_kwdefaults = types.FunctionType.__dict__["__kwdefaults__"].__get__
+_fn_closure = types.FunctionType.__dict__["__closure__"].__get__
+_cell_contents = types.CellType.__dict__["cell_contents"].__get__
+
+
+def function_state(fn, _code=_fn_code, _defaults=_fn_defaults, _kwdefaults=_fn_kwdefaults, _closure=_fn_closure, _cell=_cell_contents):
+    """What a function does, by value: its code, defaults and closure cells' contents (a
+    function keeps its identity when any of these is swapped)."""
+    cells = _closure(fn) or ()
+    contents = []
+    for c in cells:
+        try:
+            contents.append(id(_cell(c)))
+        except ValueError:  # an empty cell
+            contents.append(None)
+    return (id(_code(fn)), id(_defaults(fn)), id(_kwdefaults(fn)), tuple(contents))
+
+
+def build_snapshot(watched, _fn=types.FunctionType):
+    """Taken in the worker before any check: every watched namespace by identity of its
+    values, and every function in them by value."""
+    snapshot = []
+    for name, ns in watched.items():
+        values = {k: v for k, v in dict(ns).items() if k != "__warningregistry__"}
+        functions = {k: (v, function_state(v)) for k, v in values.items() if type(v) is _fn}
+        for k, v in values.items():  # staticmethod / classmethod wrappers hold functions too
+            inner = getattr(v, "__func__", None) if type(v) in (staticmethod, classmethod) else None
+            if type(inner) is _fn:
+                functions[k + ".__func__"] = (inner, function_state(inner))
+        snapshot.append((name, ns, values, functions))
+    modules = {name: sys.modules.get(name) for name in ("unittest", "unittest.case", "unittest.result", "unittest.mock", "threading", "contextlib")}
+    return snapshot, modules
+
+
+SNAPSHOT = build_snapshot(WATCHED)
+
 import _thread  # noqa: E402
 
 
@@ -397,12 +452,17 @@ def call_attr(obj, name, _getattr=getattr):
     return _getattr(obj, name)()
 
 
-def make_judge(watched, cap, _dict=dict, _any=any, _len=len, _list=list, _type=type, _min=min, _str=str,
-               _isinstance=isinstance, _describe=describe, _safe_str=safe_str):
+def make_judge(built, cap, _dict=dict, _any=any, _len=len, _list=list, _type=type, _min=min, _str=str,
+               _isinstance=isinstance, _describe=describe, _safe_str=safe_str, _state=function_state, _modules=sys.modules):
     """Closures that decide outcomes, built before tested code runs. They use only their
     default arguments and methods of built-in types, so nothing tested code can rebind
     (module globals, builtins) changes what they conclude."""
-    snapshot = [(name, ns, {k: v for k, v in _dict(ns).items() if k != "__warningregistry__"}) for name, ns in watched.items()]
+    worker_snapshot, modules = built
+    # Namespaces by identity, taken here in the child: a fork rebinds some module data
+    # (threading's), so the worker's copy would not match. Functions by value come from the
+    # worker, where no tested code ever ran.
+    snapshot = [(name, ns, {k: v for k, v in _dict(ns).items() if k != "__warningregistry__"}, functions)
+                for name, ns, _, functions in worker_snapshot]
     ranks = (("error", 0), ("fail", 1), ("tamper", 1), ("unexpected_success", 2), ("expected_failure", 3), ("skip", 4), ("pass", 5))
 
     # `warnings` adds `__warningregistry__` to the globals of the module a warning is
@@ -410,12 +470,15 @@ def make_judge(watched, cap, _dict=dict, _any=any, _len=len, _list=list, _type=t
     ignored = ("__warningregistry__",)
     # Display settings a test module may set on TestCase (`TestCase.maxDiff = None`):
     # plain data that changes messages, never outcomes.
-    settings = {"unittest.TestCase": ("maxDiff", "longMessage")}
+    settings = {"unittest.TestCase": ("maxDiff", "longMessage"), "unittest.case.TestCase": ("maxDiff", "longMessage")}
     plain = (type(None), int, bool)
 
     def tampered():
-        changed = []
-        for name, ns, before in snapshot:
+        changed = [name for name, mod in modules.items() if _modules.get(name) is not mod]
+        for name, ns, before, functions in snapshot:
+            for k, (fn, state) in functions.items():
+                if _state(fn) != state:
+                    changed.append(name + "." + k + " (code, defaults or closure)")
             now = _dict(ns)
             for k in ignored:
                 now.pop(k, None)
@@ -735,7 +798,7 @@ def setup_child(job, workdir, out_w, rep_w):
 
 def run_child(job, workdir, report_fd, cap):
     prefix = job["nonce"].encode() + b"\t"
-    tampered, outcome = make_judge(WATCHED, cap)
+    tampered, outcome = make_judge(SNAPSHOT, cap)
     enc = make_encoder()
 
     def send(kind, payload, _w=os_write, _fd=report_fd, _p=prefix, _enc=enc):
