@@ -442,3 +442,19 @@ fn swapping_the_code_defaults_or_cells_of_unittest_functions_is_tampering() {
         assert!(v.failures.iter().any(|f| f.kind == "tamper"), "{name}: {v:?}");
     }
 }
+
+#[test]
+fn neutering_numpy_testing_is_tampering() {
+    let wrong = "import numpy as np\ndef add(a, b):\n    return np.asarray(a) - b\n";
+    let tests = "import unittest\nimport numpy as np\nnp.testing.assert_array_equal = lambda *a, **k: None\nclass TestCases(unittest.TestCase):\n    def test_add(self):\n        np.testing.assert_array_equal(add([1, 2], 1), [2, 3])\n";
+    // As shipped, workers pre-import numpy (and so watch numpy.testing); policy off to test the harness.
+    let settings = SandboxSettings { python: python(), workers: 1, preimport: vec!["numpy".into()], policy: false, ..Default::default() };
+    let sb = Sandbox::start(settings).expect("sandbox starts");
+    let v = sb.check(wrong, tests);
+    if v.status == Status::Error && v.message.contains("numpy") {
+        eprintln!("skipped: no numpy in the test interpreter");
+        return;
+    }
+    assert_ne!(v.status, Status::Pass, "{v:?}");
+    assert_eq!(policy_sandbox().check(wrong, tests).status, Status::Rejected);
+}

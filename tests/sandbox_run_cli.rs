@@ -75,6 +75,11 @@ fn doctor_reports_python_and_isolation() {
     assert!(text.contains("isolation mechanisms:"));
     assert!(text.contains("bubblewrap"));
     assert!(text.contains("would use: "));
+    // Every defence layer is reported, in effect or not.
+    assert!(text.contains("static policy: on, 12 rules"), "{text}");
+    assert!(text.contains("memory limit: "), "{text}");
+    assert!(text.contains("seccomp filter"), "{text}");
+    assert!(text.contains("] none: "), "{text}");
     let bad = bin().args(["doctor", "--python", "/nonexistent/python"]).assert().code(1);
     assert!(String::from_utf8_lossy(&bad.get_output().stdout).contains("NOT USABLE"));
     let _ = Value::Null;

@@ -172,6 +172,15 @@ def main():
     ]
     for name, (a, b, st) in micro.items():
         lines.append(f"| {name} test | {a:.1f} | {b:.1f} | {a / b:.1f}× | {st:.1f} |")
+    physical = sum(r["verdict"].get("duration_ms", 0) for r in uc) / 1000 / args.workers
+    trivial_ms = 1000 * args.workers / micro["trivial"][0]
+    lines += [
+        "",
+        f"**Against the physical limit:** the checks' own durations (fork to exit, as each verdict's `duration_ms`) add up to "
+        f"{physical * args.workers:.1f} s, {physical:.1f} s over {args.workers} workers; the run took {uc_wall:.1f} s "
+        f"({uc_wall / physical:.2f}× the limit). **Per-check cost of a trivial test: {trivial_ms:.1f} ms** of a worker (fork → verdict, "
+        f"from the marginal rate above). Ratio to a fresh `python -m unittest` per task: {base_wall / uc_wall:.1f}× on BigCodeBench.",
+    ]
     lines += [
         "",
         f"Timeout precision (20 infinite loops, limit 1 s): overshoot median {overs[len(overs) // 2]} ms, "

@@ -320,6 +320,17 @@ def watch_module_classes(watched):
 
 
 watch_module_classes(WATCHED)
+# Assertion helpers tests use, and modules they rely on, by identity of their namespaces
+# (where the worker imported them).
+for _name in ("numpy.testing", "pandas.testing", "re", "collections", "functools"):
+    _parent = _name.split(".")[0]
+    if _parent != _name and _parent in sys.modules and _name not in sys.modules:
+        try:  # numpy and pandas load their testing modules lazily: load them once here
+            __import__(_name)
+        except BaseException:
+            pass
+    if _name in sys.modules:
+        WATCHED.setdefault(_name, vars(sys.modules[_name]))
 _fn_code = types.FunctionType.__dict__["__code__"].__get__
 _fn_defaults = types.FunctionType.__dict__["__defaults__"].__get__
 _fn_kwdefaults = types.FunctionType.__dict__["__kwdefaults__"].__get__

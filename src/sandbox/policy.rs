@@ -241,7 +241,13 @@ impl Walker<'_> {
                         self.flag("builtins_write", format!("{}.{}", d.join("."), a.attr), at);
                     }
                 }
-                match a.attr.as_str() {
+                let attr = a.attr.as_str();
+                if attr.starts_with("assert") && !matches!(dotted(&a.value).as_deref(), Some(["self"])) {
+                    // `np.testing.assert_array_equal = ...`, `unittest.TestCase.assertEqual = ...`:
+                    // tests that neuter the assertions they use.
+                    self.flag("assertion_override", format!("assignment to {attr}"), at);
+                }
+                match attr {
                     "__defaults__" | "__kwdefaults__" | "__code__" => self.flag("code_objects", format!("assignment to {}", a.attr), at),
                     "failureException" => self.flag("unittest_internals", "assignment to failureException", at),
                     "run" if dotted(&a.value).is_some_and(|d| d.last().is_some_and(|l| l.ends_with("TestCase") || *l == "TestResult")) => {
@@ -392,6 +398,11 @@ impl<'a> Visitor<'a> for Walker<'_> {
                                 self.flag("unittest_internals", format!("{f}(..., {name:?})"), at);
                             }
                         }
+                        if let (true, Some(Expr::StringLiteral(s))) = (f == "setattr", c.arguments.args.get(1)) {
+                            if s.value.to_str().starts_with("assert") {
+                                self.flag("assertion_override", format!("setattr(..., {:?})", s.value.to_str()), at);
+                            }
+                        }
                         if f == "setattr" || f == "delattr" {
                             if let Some(target) = c.arguments.args.first().and_then(dotted) {
                                 if matches!(target.last(), Some(&"builtins") | Some(&"__builtins__")) {
@@ -442,6 +453,8 @@ mod tests {
             ("import unittest\nclass T(unittest.TestCase):\n    def assertEqual(self, a, b): pass\n", "assertion_override"),
             ("import unittest\nclass T(unittest.TestCase):\n    failureException = KeyError\n", "assertion_override"),
             ("import unittest\nclass T(unittest.TestCase):\n    assertTrue = lambda self, x: None\n", "assertion_override"),
+            ("import numpy as np\nnp.testing.assert_array_equal = lambda *a, **k: None\n", "assertion_override"),
+            ("import pandas as pd\nsetattr(pd.testing, 'assert_frame_equal', print)\n", "assertion_override"),
             ("import unittest\nunittest.TestCase.run = lambda *a: None\n", "unittest_internals"),
             ("import os\nos._exit(0)\n", "process_exit"),
             ("import sys\nsys.settrace(None)\n", "tracing_hooks"),

@@ -67,6 +67,19 @@ pub fn run(ctx: &Context, args: &DoctorArgs) -> Result<ExitCode> {
         println!("  hint: scripts/setup-sandbox.sh --full installs the BigCodeBench library set");
     }
 
+    // Defence layers besides the isolation mechanism.
+    let allowed = if settings.policy_allow.is_empty() { String::new() } else { format!("; allowed: {}", settings.policy_allow.join(", ")) };
+    if settings.policy {
+        println!("static policy: on, {} rules{allowed} (docs/sandbox.md)", crate::sandbox::policy::RULES.len());
+    } else {
+        println!("static policy: OFF ([sandbox] policy = false)");
+    }
+    match (settings.memory_cgroup, crate::sandbox::cgroup::Hierarchy::find()) {
+        (true, Some(h)) => println!("memory limit: {} per worker, memfd/shm/children counted", h.describe()),
+        (true, None) => println!("memory limit: per-process rlimit only (no writable memory cgroup here)"),
+        (false, _) => println!("memory limit: per-process rlimit only ([sandbox] memory_cgroup = false)"),
+    }
+
     // Isolation.
     println!("isolation mechanisms:");
     for (name, ok, detail) in crate::sandbox::isolation::report(&info) {
