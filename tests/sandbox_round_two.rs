@@ -391,6 +391,13 @@ fn the_static_policy_rejects_escape_primitives_in_functions_and_tests() {
         ("_ShouldStop in the tests", WRONG_ADD.into(), "import unittest\nclass TestCases(unittest.TestCase):\n    def test_add(self):\n        raise unittest.case._ShouldStop()\n".into(), "unittest_internals", "tests:4"),
         ("overridden assertEqual", WRONG_ADD.into(), "import unittest\nclass TestCases(unittest.TestCase):\n    def assertEqual(self, a, b):\n        pass\n    def test_add(self):\n        self.assertEqual(add(2, 3), 5)\n".into(), "assertion_override", "tests:3"),
         ("builtins rebound", "import builtins\nbuiltins.round = lambda *a: 5\ndef add(a, b):\n    return a - b\n".into(), ADD_TESTS.into(), "builtins_write", "code:2"),
+        (
+            "the tests replace the function",
+            WRONG_ADD.into(),
+            format!("import unittest\ndef add(a, b):\n    return a + b\n{}", &ADD_TESTS["import unittest\n".len()..]),
+            "redefines_program",
+            "tests:2",
+        ),
         ("closure cells", WRONG_ADD.into(), "import unittest\nclass TestCases(unittest.TestCase):\n    def test_add(self):\n        c = add.__closure__\n".into(), "code_objects", "tests:4"),
     ];
     for (name, code, tests, rule, place) in cases {
@@ -457,4 +464,45 @@ fn neutering_numpy_testing_is_tampering() {
     }
     assert_ne!(v.status, Status::Pass, "{v:?}");
     assert_eq!(policy_sandbox().check(wrong, tests).status, Status::Rejected);
+}
+
+/// Killed in the middle of a stage full of poison records and resumed: every input id
+/// comes back exactly once, in input order.
+#[test]
+fn poison_records_survive_a_kill_and_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let slow = "import time\ndef add(a, b):\n    time.sleep(0.2)\n    return a + b\n";
+    let deep = format!("import unittest\nX = {}1\n{}", "1+".repeat(60_000), &ADD_TESTS["import unittest\n".len()..]);
+    let records: Vec<Value> = (0..24)
+        .map(|i| match i % 4 {
+            0 => json!({"id": format!("r{i}"), "code": slow, "tests": ADD_TESTS}),
+            1 => json!({"id": format!("r{i}"), "code": ADD, "tests": deep}),
+            2 => json!({"id": format!("r{i}"), "code": "import ctypes\ndef add(a, b):\n    return a + b\n", "tests": ADD_TESTS}),
+            _ => json!({"id": format!("r{i}"), "code": WRONG_ADD, "tests": ADD_TESTS}),
+        })
+        .collect();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, records.iter().map(|r| format!("{r}\n")).collect::<String>()).unwrap();
+    let out = dir.path().join("out");
+    let args = |c: &mut std::process::Command| {
+        c.args(["-q", "--plain", "-i", input.to_str().unwrap(), "-o", out.to_str().unwrap(), "sandbox-run", "--workers", "1", "--python", &python()]);
+    };
+    let exe = assert_cmd::cargo::cargo_bin("unitcoder");
+    let mut cmd = std::process::Command::new(&exe);
+    args(&mut cmd);
+    let mut child = cmd.stderr(std::process::Stdio::null()).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut cmd = std::process::Command::new(&exe);
+    args(&mut cmd);
+    assert!(cmd.status().unwrap().success());
+    let got = read_records(&out, "shard");
+    let ids: Vec<String> = got.iter().map(|r| r["id"].as_str().unwrap().to_string()).collect();
+    let want: Vec<String> = (0..24).map(|i| format!("r{i}")).collect();
+    assert_eq!(ids, want);
+    for (i, r) in got.iter().enumerate() {
+        let want = ["pass", "rejected", "rejected", "fail"][i % 4];
+        assert_eq!(r["verdict"]["status"], want, "{}: {}", ids[i], r["verdict"]);
+    }
 }

@@ -34,6 +34,7 @@ pub const RULES: &[(&str, &str)] = &[
     ("tracing_hooks", "sys.settrace/setprofile, threading.settrace/setprofile, sys.monitoring, sys.addaudithook"),
     ("metaclass_hooks", "a metaclass defining __getattribute__, __getattr__, __dir__, __instancecheck__ or __subclasscheck__"),
     ("too_deep", "nesting deeper than CPython compiles"),
+    ("redefines_program", "a test module defining, assigning or declaring `global` a name the program defines (the function under test replaced)"),
 ];
 
 /// Why a program or test module was rejected.
@@ -51,6 +52,87 @@ pub fn check(source: &str, part: &str, allowed: &[String]) -> Option<Violation> 
 }
 
 const MAX_DEPTH: usize = 3_000;
+
+/// A test module that replaces what the program defines (`def task_func` again,
+/// `task_func = lambda ...`, `global task_func` in a test): it would test its own copy.
+pub fn check_pair(code: &str, tests: &str, allowed: &[String]) -> Option<Violation> {
+    if allowed.iter().any(|a| a == "redefines_program") {
+        return None;
+    }
+    on_parse_stack(|| {
+        let code = parse_untrusted(code, ruff_python_ast::PythonVersion::PY314).ok()?;
+        let parsed = parse_untrusted(tests, ruff_python_ast::PythonVersion::PY314).ok()?;
+        let defined: Vec<String> = code
+            .suite()
+            .iter()
+            .filter_map(|s| match s {
+                Stmt::FunctionDef(f) => Some(f.name.to_string()),
+                Stmt::ClassDef(c) => Some(c.name.to_string()),
+                _ => None,
+            })
+            .collect();
+        let mut finder = Rebinding { defined: &defined, found: None };
+        finder.visit_body(parsed.suite());
+        let (name, offset) = finder.found?;
+        let line = LineIndex::new(tests).line_of(offset.min(tests.len()));
+        Some(Violation { rule: "redefines_program", detail: format!("the tests rebind `{name}`"), place: format!("tests:{line}") })
+    })
+}
+
+struct Rebinding<'d> {
+    defined: &'d [String],
+    found: Option<(String, usize)>,
+}
+
+impl Rebinding<'_> {
+    fn visit_body(&mut self, body: &[Stmt]) {
+        for s in body {
+            self.visit(s, true);
+        }
+    }
+
+    fn hit(&mut self, name: &str, at: usize) {
+        if self.found.is_none() && self.defined.iter().any(|d| d == name) {
+            self.found = Some((name.to_string(), at));
+        }
+    }
+
+    fn visit(&mut self, stmt: &Stmt, top: bool) {
+        let at = stmt.range().start().to_usize();
+        match stmt {
+            Stmt::FunctionDef(f) if top => self.hit(f.name.as_str(), at),
+            Stmt::ClassDef(c) if top => {
+                self.hit(c.name.as_str(), at);
+                for s in &c.body {
+                    self.visit(s, false);
+                }
+            }
+            Stmt::FunctionDef(f) => {
+                for s in &f.body {
+                    self.visit(s, false);
+                }
+            }
+            Stmt::Assign(a) if top => {
+                for t in &a.targets {
+                    if let Expr::Name(n) = t {
+                        self.hit(n.id.as_str(), at);
+                    }
+                }
+            }
+            Stmt::Global(g) => {
+                for n in &g.names {
+                    self.hit(n.as_str(), at);
+                }
+            }
+            Stmt::If(i) if top => {
+                for s in &i.body {
+                    self.visit(s, true);
+                }
+            }
+            _ => {}
+        }
+    }
+}
 
 fn check_here(source: &str, part: &str, allowed: &[String]) -> Option<Violation> {
     // What does not parse is the sandbox's business (an import error), not the policy's.
@@ -489,6 +571,21 @@ mod tests {
         let v = check(src, "code", &[]).unwrap();
         assert_eq!((v.rule, v.place.as_str()), ("raw_memory", "code:2"));
         assert_eq!(check(src, "code", &["raw_memory".to_string()]), None);
+    }
+
+    #[test]
+    fn tests_that_replace_the_program_are_refused() {
+        let code = "def add(a, b):\n    return a - b\n";
+        for tests in [
+            "import unittest\ndef add(a, b):\n    return a + b\nclass T(unittest.TestCase):\n    def test_a(self): pass\n",
+            "add = lambda a, b: a + b\n",
+            "import unittest\nclass T(unittest.TestCase):\n    def setUp(self):\n        global add\n        add = max\n",
+        ] {
+            assert_eq!(check_pair(code, tests, &[]).map(|v| v.rule), Some("redefines_program"), "{tests}");
+        }
+        let honest = "import unittest\ndef helper(x):\n    return add(x, 1)\nclass T(unittest.TestCase):\n    def test_a(self):\n        self.assertEqual(helper(1), 0)\n";
+        assert_eq!(check_pair(code, honest, &[]), None);
+        assert_eq!(check_pair(code, "def add(a, b): pass\n", &["redefines_program".to_string()]), None);
     }
 
     #[test]

@@ -198,13 +198,13 @@ impl Sandbox {
 
     pub fn check_with_timeout(&self, code: &str, tests: &str, timeout: f64) -> Verdict {
         let isolation = self.isolation();
-        for (source, part) in [(code, "code"), (tests, "tests")] {
-            if let Some(v) = self.policy_violation(source, part) {
-                let mut verdict = Verdict::new(Status::Rejected, 0, isolation, format!("rejected by the static policy: {} ({})", v.rule, v.detail));
-                verdict.reason = Some(v.rule.to_string());
-                verdict.location = Some(v.place);
-                return verdict;
-            }
+        let pair = || self.settings.policy.then(|| super::policy::check_pair(code, tests, &self.settings.policy_allow)).flatten();
+        let violation = self.policy_violation(code, "code").or_else(|| self.policy_violation(tests, "tests")).or_else(pair);
+        if let Some(v) = violation {
+            let mut verdict = Verdict::new(Status::Rejected, 0, isolation, format!("rejected by the static policy: {} ({})", v.rule, v.detail));
+            verdict.reason = Some(v.rule.to_string());
+            verdict.location = Some(v.place);
+            return verdict;
         }
         let plan = match test_plan(tests) {
             Ok(plan) => plan,
