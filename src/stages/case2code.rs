@@ -41,7 +41,7 @@ use crate::record::{
 };
 use crate::sandbox::calls::{CallOptions, CallsResult, Outcome, OutcomeKind};
 use crate::sandbox::Sandbox;
-use crate::stages::common::{ask, llm_settings, run_with_sandbox, SandboxFlags};
+use crate::stages::common::{ask, llm_settings, run_with_sandbox, NoTask, SandboxFlags};
 
 const STAGE: &str = "case2code";
 
@@ -220,12 +220,6 @@ struct ShownExample<'a> {
     args_text: &'a str,
     args: &'a Map<String, Value>,
     output: &'a str,
-}
-
-/// Why a record ends without a task: dropped (a `case2code` outcome) or in error.
-enum NoTask {
-    Dropped(&'static str),
-    Error(ErrorInfo),
 }
 
 impl Case2CodeStep {

@@ -50,7 +50,7 @@ use crate::python::{on_parse_stack, parse_untrusted};
 use crate::record::{counter, field, ConsensusOutcome, ConsensusTests, ErrorInfo, RecordExt, Task, TaskStatus};
 use crate::sandbox::calls::{CallOptions, CallsResult, OutcomeKind};
 use crate::sandbox::Sandbox;
-use crate::stages::common::{ask, llm_settings, run_with_sandbox, SandboxFlags, StepError};
+use crate::stages::common::{ask, llm_settings, run_with_sandbox, NoTask, SandboxFlags, StepError};
 
 const STAGE: &str = "consensus";
 
@@ -308,12 +308,6 @@ struct ProblemPrompt<'a> {
     skeleton: &'a str,
     entry_point: &'a str,
     t: u32,
-}
-
-/// Why a problem ends without a task: dropped (a `consensus` outcome) or in error.
-enum NoTask {
-    Dropped(&'static str),
-    Error(ErrorInfo),
 }
 
 impl From<StepError> for NoTask {

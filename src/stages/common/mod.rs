@@ -65,6 +65,13 @@ impl StepError {
     }
 }
 
+/// Why a task stage (case2code, consensus) ends a record without a task: dropped, with
+/// the reason its outcome records, or in error.
+pub enum NoTask {
+    Dropped(&'static str),
+    Error(ErrorInfo),
+}
+
 /// Render `template` with `context` and ask `agent` for `n` samples.
 pub async fn ask(agent: &Agent, template: &str, context: impl Serialize, n: u32) -> Result<Generation, StepError> {
     let messages = agent.prompts.render(template, context).map_err(StepError::Prompt)?;
