@@ -98,6 +98,8 @@ pub enum Command {
     Consensus(stages::consensus::ConsensusArgs),
     /// Run every stage: extract → gen-tests → sandbox-run → fix → refine → export.
     Run(stages::run::RunArgs),
+    /// Measure a test generator (or a benchmark's own tests): accuracy on canonical solutions, coverage, mutation score.
+    EvalTests(stages::eval_tests::EvalTestsArgs),
     /// Show a work directory's funnel: per stage, pass rate by fix round, packages, tokens.
     Stats(stages::stats::StatsArgs),
     /// Show the Python, packages and isolation mechanisms the sandbox would use here.
@@ -168,6 +170,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Consensus(args) => stages::consensus::run(&ctx, &args),
         Command::Run(args) => stages::run::run(&ctx, &args),
         Command::Stats(args) => stages::stats::run(&ctx, &args),
+        Command::EvalTests(args) => stages::eval_tests::run(&ctx, &args),
         Command::Doctor(args) => stages::doctor::run(&ctx, &args),
     }
 }

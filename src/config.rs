@@ -2,7 +2,7 @@
 //! override built-in defaults.
 //!
 //! This module types the engine sections every stage shares (`[input]`, `[output]`,
-//! `[sandbox]`, `[llm]`). Every other section belongs to one stage, which owns its
+//! `[sandbox]`, `[adequacy]`, `[llm]`). Every other section belongs to one stage, which owns its
 //! settings type and reads its section with [`Config::section`]; the stage registry
 //! (`stages::REGISTRY`) checks all of them when the file is loaded, so an unknown key in
 //! any section is still an error.
@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::llm::LlmSettings;
-use crate::sandbox::SandboxSettings;
+use crate::sandbox::{AdequacySettings, SandboxSettings};
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
@@ -23,6 +23,7 @@ pub struct Config {
     pub input: InputConfig,
     pub output: OutputConfig,
     pub sandbox: SandboxSettings,
+    pub adequacy: AdequacySettings,
     pub llm: LlmSettings,
     /// The stage sections (`[extract]`, `[fix]`, ...), read by their stages. Sections no
     /// stage knows are kept, not rejected.

@@ -602,6 +602,43 @@ pub mod counter {
         format!("difficulty_{d}")
     }
 
+    const COVERAGE: &str = "coverage_";
+    const MUTATION: &str = "mutation_";
+
+    /// The buckets of the adequacy distributions, lowest first.
+    pub const ADEQUACY_BUCKETS: [&str; 7] = ["unknown", "0-20%", "20-40%", "40-60%", "60-80%", "80-99%", "100%"];
+
+    fn bucket(x: Option<f64>) -> &'static str {
+        match x {
+            None => ADEQUACY_BUCKETS[0],
+            Some(v) if v >= 1.0 => ADEQUACY_BUCKETS[6],
+            Some(v) => ADEQUACY_BUCKETS[1 + ((v.max(0.0) * 5.0) as usize).min(4)],
+        }
+    }
+
+    /// A verified record's line-coverage bucket (`coverage_80-99%`).
+    pub fn coverage(x: Option<f64>) -> String {
+        format!("{COVERAGE}{}", bucket(x))
+    }
+
+    /// A verified record's mutation-score bucket (`mutation_60-80%`).
+    pub fn mutation(x: Option<f64>) -> String {
+        format!("{MUTATION}{}", bucket(x))
+    }
+
+    pub fn coverage_key(bucket: &str) -> String {
+        format!("{COVERAGE}{bucket}")
+    }
+
+    pub fn mutation_key(bucket: &str) -> String {
+        format!("{MUTATION}{bucket}")
+    }
+
+    /// (`coverage` | `mutation`, bucket) of an adequacy key.
+    pub fn parse_adequacy(key: &str) -> Option<(&'static str, &str)> {
+        key.strip_prefix(COVERAGE).map(|b| ("coverage", b)).or_else(|| key.strip_prefix(MUTATION).map(|b| ("mutation", b)))
+    }
+
     /// Consensus strength bucket, one decimal (`strength_0.6`).
     pub fn strength(s: f64) -> String {
         format!("strength_{:.1}", (s * 10.0).floor() / 10.0)

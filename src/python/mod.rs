@@ -5,6 +5,7 @@ pub mod extractor;
 pub mod functions;
 pub mod imports;
 pub mod literals;
+pub mod mutants;
 pub mod names;
 pub mod py2;
 

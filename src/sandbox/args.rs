@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{IsolationChoice, SandboxSettings};
+use super::{AdequacySettings, IsolationChoice, SandboxSettings};
 
 #[derive(Debug, Clone, Args, Default)]
 pub struct SandboxArgs {
@@ -53,6 +53,43 @@ impl SandboxArgs {
         }
         if let Some(v) = &self.preimport {
             s.preimport = v.iter().filter(|m| !m.is_empty()).cloned().collect();
+        }
+        s
+    }
+}
+
+/// The test-adequacy flags (override `[adequacy]`).
+#[derive(Debug, Clone, Args, Default)]
+pub struct AdequacyArgs {
+    /// Do not assess passes (no reruns, coverage or mutants) [default: assess].
+    #[arg(long)]
+    pub no_adequacy: bool,
+    /// Mutants per function; 0 = no mutation analysis [default: 20].
+    #[arg(long, value_name = "N")]
+    pub mutants: Option<usize>,
+    /// Reruns of a pass for the flake check [default: 2].
+    #[arg(long, value_name = "N")]
+    pub reruns: Option<usize>,
+    /// Do not measure line coverage.
+    #[arg(long)]
+    pub no_coverage: bool,
+}
+
+impl AdequacyArgs {
+    /// `base` (the `[adequacy]` section) with these flags on top.
+    pub fn resolve(&self, base: &AdequacySettings) -> AdequacySettings {
+        let mut s = base.clone();
+        if self.no_adequacy {
+            s.enabled = false;
+        }
+        if let Some(n) = self.mutants {
+            s.mutants = n;
+        }
+        if let Some(n) = self.reruns {
+            s.reruns = n;
+        }
+        if self.no_coverage {
+            s.coverage = false;
         }
         s
     }

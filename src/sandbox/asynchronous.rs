@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use super::calls::{CallOptions, CallsResult};
-use super::{Sandbox, Verdict};
+use super::{AdequacySettings, Sandbox, Verdict};
 
 /// Run blocking sandbox work off the async threads.
 pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
@@ -22,6 +22,25 @@ impl Sandbox {
     pub async fn check_async(self: &Arc<Self>, code: String, tests: String) -> Verdict {
         let sandbox = self.clone();
         blocking(move || sandbox.check(&code, &tests)).await
+    }
+
+    /// Check and assess (`Sandbox::verify`) off the async threads.
+    pub async fn verify_async(self: &Arc<Self>, code: String, tests: String, entry: Option<String>, settings: AdequacySettings) -> Verdict {
+        let sandbox = self.clone();
+        blocking(move || sandbox.verify(&code, &tests, entry.as_deref(), &settings)).await
+    }
+
+    /// Assess a verdict made elsewhere (`Sandbox::assess`) off the async threads.
+    pub async fn assess_async(
+        self: &Arc<Self>,
+        code: String,
+        tests: String,
+        entry: Option<String>,
+        first: Verdict,
+        settings: AdequacySettings,
+    ) -> Verdict {
+        let sandbox = self.clone();
+        blocking(move || sandbox.assess(&code, &tests, entry.as_deref(), first, &settings)).await
     }
 
     /// One call job (a function on literal inputs) off the async threads.

@@ -405,8 +405,8 @@ def in_thread(target, args, cap, stack_bytes=64 * 1024 * 1024, _start=_thread.st
     return ("raised", _plain({"type": "RuntimeError", "message": "RuntimeError: no result from the test thread"}))
 
 
-def exec_phase(source, path, namespace, _compile=compile, _exec=exec):
-    _exec(_compile(source, path, "exec", dont_inherit=True), namespace)
+def exec_phase(source, path, namespace, _compile=compile, _exec=exec, _type=type, _str=str):
+    _exec(_compile(source, path, "exec", dont_inherit=True) if _type(source) is _str else source, namespace)
 
 
 TEST_FLAGS = ("__unittest_skip__", "__unittest_skip_why__", "__unittest_expecting_failure__")
@@ -565,8 +565,106 @@ def test_names(cls, _type_mro=type_mro, _type_dict=type_dict, _type=type, _str=s
                 names.add(k)
     return _sorted(names)
 
+# ---------------------------------------------------------------- coverage
+# Which executable lines of the function under test ran during the tests. The targets are
+# the entry point's code object and every code object nested in it, taken from the
+# program as compiled here (not from the namespace, which tested code controls). 3.12+:
+# sys.monitoring LINE events enabled on those code objects only, each line disabled after
+# its first hit, so untraced code runs at full speed. 3.10/3.11: a trace function on the
+# check thread that traces only frames of those code objects. A test that removes or
+# replaces the tracer makes coverage unknown (`intact` false), never higher.
+FUNCTION_TYPE = types.FunctionType
+CodeType = types.CodeType
+_settrace, _gettrace = sys.settrace, sys.gettrace
+_monitoring = getattr(sys, "monitoring", None)
+COVERAGE_TOOL = 4
+NOT_DEFS = ("<lambda>", "<listcomp>", "<dictcomp>", "<setcomp>", "<genexpr>")
 
-def run_tests(job, send, workdir, cap, tampered, outcome, run_sync, run_async, test_case, async_case,
+
+def coverage_targets(module_code, entry):
+    """The entry point's code objects (nested included) and their executable lines."""
+    roots = [c for c in module_code.co_consts if _type(c) is CodeType and (c.co_name == entry or not entry)]
+    targets, lines, todo = [], set(), _list(roots)
+    while todo:
+        co = todo.pop()
+        targets.append(co)
+        own = {line for _, _, line in co.co_lines() if line is not None}
+        if co.co_name not in NOT_DEFS and _len(own) > 1:
+            own.discard(co.co_firstlineno)  # the def line's RESUME: the call, not a line of the body
+        lines |= own
+        todo.extend(c for c in co.co_consts if _type(c) is CodeType)
+    return targets, lines
+
+
+class Coverage:
+    """Line hits of the target code objects; `start`/`stop` wrap each test on the check
+    thread."""
+
+    __slots__ = ("targets", "ids", "lines", "hits", "intact", "method", "tracer")
+
+    def __init__(self, targets, lines):
+        self.targets, self.lines, self.hits, self.intact = targets, lines, set(), True
+        self.ids = frozenset(id(c) for c in targets)
+        self.method = "monitoring" if _monitoring is not None else "settrace"
+        self.tracer = None
+        if self.method == "monitoring":
+            mon = _monitoring
+            try:
+                mon.use_tool_id(COVERAGE_TOOL, "unitcoder")
+            except ValueError:
+                self.intact = False
+                return
+            add, disable = self.hits.add, mon.DISABLE
+
+            def on_line(code, line, _add=add, _disable=disable):
+                _add(line)
+                return _disable
+            mon.register_callback(COVERAGE_TOOL, mon.events.LINE, on_line)
+            for co in targets:
+                mon.set_local_events(COVERAGE_TOOL, co, mon.events.LINE)
+        else:
+            add = self.hits.add
+
+            def local(frame, event, arg, _add=add):
+                if event == "line":
+                    _add(frame.f_lineno)
+                return local
+
+            def tracer(frame, event, arg, _ids=self.ids, _id=id, _local=local):
+                return _local if _id(frame.f_code) in _ids else None
+            self.tracer = tracer
+
+    def start(self):
+        if self.tracer is not None:
+            _settrace(self.tracer)
+
+    def stop(self):
+        if self.tracer is not None:
+            if _gettrace() is not self.tracer:
+                self.intact = False
+            _settrace(None)
+        elif self.method == "monitoring":
+            try:
+                if _monitoring.get_tool(COVERAGE_TOOL) != "unitcoder":
+                    self.intact = False
+            except BaseException:
+                self.intact = False
+
+    def report(self, _sorted=sorted):
+        hit = self.hits & self.lines
+        return {"method": self.method, "intact": self.intact, "lines": _sorted(self.lines), "hit": _sorted(hit)}
+
+
+def traced(coverage, fn, args):
+    """On the check thread: `fn(*args)` with the coverage tracer on."""
+    coverage.start()
+    try:
+        return fn(*args)
+    finally:
+        coverage.stop()
+
+
+def run_tests(job, send, workdir, cap, tampered, outcome, run_sync, run_async, test_case, async_case, failfast=False,
               _describe=describe, _sorted=sorted, _callable=callable, _isinstance=isinstance, _issubclass=issubclass,
               _list=list, _dict=dict, _type=type, _str=str, _in_thread=in_thread, _exec_phase=exec_phase, _run_one=run_one,
               _call=call, _call_attr=call_attr, _Result=Result, _type_dict=type_dict, _type_name=type_name, _test_names=test_names):
@@ -578,11 +676,22 @@ def run_tests(job, send, workdir, cap, tampered, outcome, run_sync, run_async, t
     module.__file__ = os.path.join(workdir, "__test__.py")
     sys.modules["__test__"] = module
     namespace = module.__dict__
+    coverage = compiled = None
     for phase, field, filename in (("code", "code", "solution.py"), ("tests", "tests", "test_solution.py")):
         path = os.path.join(workdir, filename)
         with open(path, "w", encoding="utf-8", errors="surrogateescape") as fh:
-            fh.write(job[field])
-        status, value = _in_thread(_exec_phase, (job[field], path, namespace), cap)
+            # Mutant runs keep the original program in the file: tests that read the
+            # source (inspect.getsource, open) see what they would see on the original.
+            fh.write(job.get("file_" + field) or job[field])
+        if phase == "code" and job.get("coverage") is not None:
+            # The program runs from this very code object, so the targets are its own.
+            try:
+                compiled = compile(job[field], path, "exec", dont_inherit=True)
+                coverage = Coverage(*coverage_targets(compiled, job["coverage"]))
+            except BaseException as e:
+                send("coverage", {"error": "%s: %s" % (_type(e).__name__, safe_str(e, 200))})
+        source = compiled if phase == "code" and compiled is not None else job[field]
+        status, value = _in_thread(_exec_phase, (source, path, namespace), cap)
         if status == "raised":
             value["phase"] = phase
             send("phase_error", value)
@@ -624,9 +733,14 @@ def run_tests(job, send, workdir, cap, tampered, outcome, run_sync, run_async, t
             test_id = class_name + "." + name
             if class_failure is not None:
                 send("test", _dict(class_failure, test=test_id))
+                if failfast:
+                    return
                 continue
             result = _Result()
-            status, value = _in_thread(_run_one, (run, cls, name, result, cap), cap)
+            if coverage is not None:
+                status, value = _in_thread(traced, (coverage, _run_one, (run, cls, name, result, cap)), cap)
+            else:
+                status, value = _in_thread(_run_one, (run, cls, name, result, cap), cap)
             if status == "raised":
                 events = [("error", value)]
             elif value is None:
@@ -642,6 +756,8 @@ def run_tests(job, send, workdir, cap, tampered, outcome, run_sync, run_async, t
                            + ", ".join(changed + [class_name + "." + k for k in redefined])}
             verdict["test"] = test_id
             send("test", verdict)
+            if failfast and verdict["kind"] != "pass":
+                return
             result.events.clear() if _type(result.events) is _list else None
             result = value = events = None
         if class_failure is None:
@@ -653,6 +769,8 @@ def run_tests(job, send, workdir, cap, tampered, outcome, run_sync, run_async, t
         status, value = _in_thread(_call, (tear_down_module,), cap)
         if status == "raised":
             send("class_error", {"class": "<module>", "message": "tearDownModule: " + value["message"]})
+    if coverage is not None:
+        send("coverage", coverage.report())
 
 
 def drop_capabilities():
@@ -817,7 +935,7 @@ def run_child(job, workdir, report_fd, cap):
         while data:
             data = data[_w(_fd, data):]
 
-    job_fields = {"code": job["code"], "tests": job["tests"]}
+    job_fields = {k: job.get(k) for k in ("code", "tests", "coverage", "file_code")}
     del job
     try:
         sys.stdout = open(1, "w", encoding="utf-8", errors="replace", closefd=False, buffering=1)
@@ -1627,6 +1745,192 @@ def run_call_job(job):
             "output": bytes(output).decode("utf-8", "replace"), "restart": not healthy}
 
 
+# ---------------------------------------------------------------- mutant jobs (test adequacy)
+# A mutant job runs the record's tests against each mutant of its program (made by the
+# supervisor, src/python/mutants.rs), stopping a mutant at its first failing test. All
+# mutants run in one forked child, one after another (the cost of a mutant is the cost of
+# its tests); the supervisor-side deadline moves with each mutant. A mutant that times
+# out, dies or modifies the harness or unittest ends that child, and the next mutant
+# starts in a fresh fork. Mutants that do not compile are `invalid`; those that compile
+# to the original's bytecode are `equivalent` (trivial compiler equivalence).
+def fingerprint(co, _type=type, _tuple=tuple, _repr=repr, _CodeType=types.CodeType):
+    consts = _tuple(fingerprint(c) if _type(c) is _CodeType else (_type(c).__name__, _repr(c)) for c in co.co_consts)
+    return (co.co_code, co.co_names, co.co_varnames, co.co_freevars, co.co_cellvars, co.co_flags, co.co_argcount,
+            co.co_kwonlyargcount, consts)
+
+
+def mutant_child_main(job, start, workdir, out_w, rep_w, cap):
+    report_fd = enter_child(job, workdir, out_w, rep_w)
+    prefix = job["nonce"].encode() + b"\t"
+    enc = make_encoder()
+
+    def send(kind, payload, _w=os_write, _fd=report_fd, _p=prefix, _enc=enc):
+        data = _p + kind.encode() + b"\t" + _enc(payload).encode("utf-8", "replace") + b"\n"
+        while data:
+            data = data[_w(_fd, data):]
+
+    original, tests, mutants = job["code"], job["tests"], job["mutants"]
+    del job
+    try:
+        sys.stdout = open(1, "w", encoding="utf-8", errors="replace", closefd=False, buffering=1)
+        sys.stderr = open(2, "w", encoding="utf-8", errors="replace", closefd=False, buffering=1)
+    except BaseException:
+        pass
+    tampered, outcome = make_judge(SNAPSHOT, cap)
+    harness = globals()
+    harness_before = dict(harness)
+    sys.addaudithook(audit)
+    # Bound now: tested code can rebind the harness's globals, not this frame's locals.
+    _compile, _fingerprint, _run_tests, _dict, _any, _len, _type, _str = compile, fingerprint, run_tests, dict, any, len, type, str
+    _listdir, _join, _chdir, _remove, _exit, _safe = os.listdir, os.path.join, os.chdir, remove_tree, os_exit, safe_str
+    _modules, _run_sync, _run_async, _TestCase, _Async = sys.modules, RUN_SYNC, RUN_ASYNC, TestCase, AsyncTestCase
+    path = _join(workdir, "solution.py")
+    base = _fingerprint(_compile(original, path, "exec", dont_inherit=True))
+    for i in range(start, _len(mutants)):
+        send("start", {"i": i})
+        try:
+            compiled = _compile(mutants[i], path, "exec", dont_inherit=True)
+        except BaseException as e:
+            send("out", {"i": i, "kind": "invalid", "message": _safe(e, 300)})
+            continue
+        if _fingerprint(compiled) == base:
+            send("out", {"i": i, "kind": "equivalent"})
+            continue
+        events = []
+        _run_tests({"code": mutants[i], "tests": tests, "coverage": None, "file_code": original},
+                   lambda kind, payload: events.append((kind, payload)), workdir, cap, tampered, outcome,
+                   _run_sync, _run_async, _TestCase, _Async, True)
+        killer = None
+        passed = 0
+        for kind, payload in events:
+            if kind == "test" and _type(payload) is _dict and payload.get("kind") == "pass":
+                passed += 1
+            elif kind in ("test", "phase_error", "tamper") and killer is None:
+                killer = {"how": payload.get("kind", kind) if kind == "test" else kind,
+                          "test": payload.get("test", payload.get("phase", "")) if _type(payload) is _dict else ""}
+        changed = tampered() or [k for k, v in _dict.items(harness_before) if harness.get(k) is not v]
+        if killer is not None:
+            send("out", {"i": i, "kind": "killed", "how": killer["how"], "test": _str(killer["test"]), "passed": passed})
+        else:
+            send("out", {"i": i, "kind": "survived", "passed": passed, "changed": bool(changed)})
+        if changed:
+            send("restart", {"i": i})
+            _exit(0)
+        _modules.pop("__test__", None)
+        try:  # the next mutant starts in a clean directory, as the original did
+            _chdir(workdir)
+            for entry in _listdir(workdir):
+                _remove(_join(workdir, entry))
+        except BaseException:
+            send("restart", {"i": i})
+            _exit(0)
+    send("done", {})
+    _exit(0)
+
+
+def run_mutants_job(job):
+    """Outcomes of every mutant: killed (how, by which test), survived, invalid,
+    equivalent, or timeout/crash (killed)."""
+    cap = CONFIG.get("traceback_cap", 4000)
+    n = len(job["mutants"])
+    per_mutant = float(job["timeout"])
+    total_budget = float(job.get("total_timeout") or per_mutant * (n + 1) * 2)
+    outcomes = [None] * n
+    prefix = job["nonce"].encode() + b"\t"
+    forged, healthy, children, start = 0, True, 0, 0
+    started_all = perf_counter()
+    setup_error = None
+    while start < n and setup_error is None and perf_counter() - started_all <= total_budget:
+        workdir = make_workdir("mut_")
+        pid, out_r, rep_r, pidfd = fork_child(lambda out_w, rep_w: mutant_child_main(job, start, workdir, out_w, rep_w, cap))
+        children += 1
+        state = {"current": None, "done": False, "restart": False, "buf": bytearray()}
+        deadline = perf_counter() + per_mutant
+        open_fds = {out_r, rep_r}
+
+        def take_lines():
+            nonlocal forged, deadline, setup_error
+            buf = state["buf"]
+            while True:
+                cut = buf.find(b"\n")
+                if cut < 0:
+                    return
+                raw = bytes(buf[:cut])
+                del buf[:cut + 1]
+                if not raw.startswith(prefix):
+                    forged += 1
+                    continue
+                try:
+                    kind, payload = raw[len(prefix):].split(b"\t", 1)
+                    kind, payload = kind.decode(), json.loads(payload)
+                except (ValueError, UnicodeDecodeError):
+                    forged += 1
+                    continue
+                if kind == "start":
+                    state["current"] = payload.get("i")
+                    deadline = perf_counter() + per_mutant
+                elif kind == "out":
+                    i = payload.get("i")
+                    if _type(i) is int and start <= i < n and outcomes[i] is None:
+                        outcomes[i] = payload
+                    else:
+                        forged += 1
+                    state["current"] = None
+                elif kind == "restart":
+                    state["restart"] = True
+                elif kind == "done":
+                    state["done"] = True
+                elif kind == "setup_error":
+                    setup_error = payload.get("message", "")
+
+        def read_fd(fd):
+            try:
+                chunk = os.read(fd, 1 << 16)
+            except BlockingIOError:
+                return True
+            if not chunk:
+                return False
+            if fd == rep_r:
+                state["buf"].extend(chunk)
+                if len(state["buf"]) > 16 * 1024 * 1024:
+                    del state["buf"][:]
+                take_lines()
+            return True  # the mutants' own output is read and dropped
+
+        status, timed_out = watch_child(pid, pidfd, open_fds, read_fd, lambda: deadline)
+        kill_everything()
+        if timed_out:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+        drain(open_fds, read_fd)
+        take_lines()
+        for fd in (out_r, rep_r, pidfd):
+            os.close(fd)
+        reap()
+        healthy &= cleanup(workdir)
+        missing = [i for i in range(start, n) if outcomes[i] is None]
+        if not missing or setup_error is not None:
+            break
+        first = missing[0]
+        if timed_out:
+            outcomes[first] = {"i": first, "kind": "killed", "how": "timeout", "test": ""}
+        elif state["restart"]:
+            start = first  # a clean child for the rest (the restart came after an outcome)
+            continue
+        elif state["current"] == first:
+            outcomes[first] = {"i": first, "kind": "killed", "how": "crash", "test": ""}
+        else:  # the child ended without starting this mutant
+            outcomes[first] = {"i": first, "kind": "lost"}
+        start = first + 1
+    for i in range(n):
+        if outcomes[i] is None:
+            outcomes[i] = {"i": i, "kind": "not_run"}
+    return {"id": job["id"], "kind": "mutants", "outcomes": outcomes, "setup_error": setup_error, "forged_lines": forged,
+            "children": children, "duration_ms": int((perf_counter() - started_all) * 1000), "restart": not healthy}
+
+
 def read_exact(n):
     buf = bytearray()
     while len(buf) < n:
@@ -1653,7 +1957,8 @@ def serve():
             return
         job = json.loads(read_exact(struct.unpack(">I", header)[0]))
         try:
-            result = run_call_job(job) if job.get("kind") == "call" else run_job(job)
+            kind = job.get("kind")
+            result = run_call_job(job) if kind == "call" else run_mutants_job(job) if kind == "mutants" else run_job(job)
         except BaseException as e:  # our own failure: report it; the supervisor replaces us
             result = {"id": job.get("id"), "sandbox_error": "%s: %s" % (type(e).__name__, e), "restart": True}
             kill_everything()

@@ -8,8 +8,10 @@
 //! - `harness.py`: the embedded Python side (fork server + test runner);
 //! - `testcount`: counting `test*` methods with ruff, independently of the harness;
 //! - `verdict`: turning what the worker saw into a status;
+//! - `adequacy`: how strong the tests of a pass are (reruns, coverage, mutants);
 //! - `asynchronous`: checks and call jobs from async steps; `args`: the shared flags.
 
+pub mod adequacy;
 pub mod args;
 pub mod asynchronous;
 pub mod calls;
@@ -20,7 +22,8 @@ pub mod pool;
 pub mod testcount;
 pub mod verdict;
 
-pub use args::SandboxArgs;
+pub use adequacy::{Adequacy, AdequacySettings};
+pub use args::{AdequacyArgs, SandboxArgs};
 pub use asynchronous::blocking;
 pub use isolation::IsolationChoice;
 pub use pool::{Sandbox, SandboxSettings};

@@ -31,7 +31,7 @@ pub const RULES: &[(&str, &str)] = &[
     ),
     ("assertion_override", "a test class redefining TestCase's own assertions, failureException, run, debug, __call__ or _call* methods"),
     ("process_exit", "ending the process from inside: os._exit, os.abort"),
-    ("tracing_hooks", "sys.settrace/setprofile, threading.settrace/setprofile, sys.monitoring, sys.addaudithook"),
+    ("tracing_hooks", "sys.settrace/setprofile/gettrace/getprofile, threading.settrace/setprofile, sys.monitoring, sys.addaudithook"),
     ("metaclass_hooks", "a metaclass defining __getattribute__, __getattr__, __dir__, __instancecheck__ or __subclasscheck__"),
     ("too_deep", "nesting deeper than CPython compiles"),
     ("redefines_program", "a test module defining, assigning or declaring `global` a name the program defines (the function under test replaced)"),
@@ -296,7 +296,7 @@ impl Walker<'_> {
                 self.flag("gc_heap", joined.clone(), at)
             }
             [.., "os", "_exit" | "abort"] => self.flag("process_exit", joined.clone(), at),
-            [.., "sys", "settrace" | "setprofile" | "monitoring" | "addaudithook"]
+            [.., "sys", "settrace" | "setprofile" | "gettrace" | "getprofile" | "monitoring" | "addaudithook"]
             | [.., "threading", "settrace" | "setprofile" | "settrace_all_threads" | "setprofile_all_threads"] => {
                 self.flag("tracing_hooks", joined.clone(), at)
             }

@@ -118,6 +118,9 @@ struct Job {
 /// A pool of warm workers. `check` may be called from many threads at once.
 pub struct Sandbox {
     jobs: Option<Sender<Job>>,
+    /// One queue per worker, for jobs that must run in a given worker process (flake
+    /// reruns: another process has another string-hash seed).
+    directed: Vec<Sender<Job>>,
     threads: Vec<std::thread::JoinHandle<()>>,
     pub settings: SandboxSettings,
     pub launch: Launch,
@@ -156,13 +159,16 @@ impl Sandbox {
         let (job_tx, job_rx) = bounded::<Job>(settings.workers * 2);
         let (ready_tx, ready_rx) = bounded::<Result<WorkerInfo>>(settings.workers);
         let mut threads = Vec::new();
+        let mut directed = Vec::new();
         for w in 0..settings.workers {
             let (rx, launch, settings, ready) = (job_rx.clone(), launch.clone(), settings.clone(), ready_tx.clone());
+            let (own_tx, own_rx) = bounded::<Job>(2);
+            directed.push(own_tx);
             let hierarchy = hierarchy.clone();
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("sandbox-{w}"))
-                    .spawn(move || worker_loop(w, rx, launch, settings, hierarchy, ready))
+                    .spawn(move || worker_loop(w, rx, own_rx, launch, settings, hierarchy, ready))
                     .context("cannot start sandbox worker thread")?,
             );
         }
@@ -179,7 +185,7 @@ impl Sandbox {
         if !worker_info.missing.is_empty() {
             tracing::info!("sandbox: not pre-imported (not installed?): {}", worker_info.missing.join("; "));
         }
-        Ok(Sandbox { jobs: Some(job_tx), threads, settings, launch, python, worker_info, next_id: AtomicU64::new(1) })
+        Ok(Sandbox { jobs: Some(job_tx), directed, threads, settings, launch, python, worker_info, next_id: AtomicU64::new(1) })
     }
 
     pub fn isolation(&self) -> &str {
@@ -197,6 +203,12 @@ impl Sandbox {
     }
 
     pub fn check_with_timeout(&self, code: &str, tests: &str, timeout: f64) -> Verdict {
+        self.run_check(code, tests, timeout, json!({}), None).0
+    }
+
+    /// A check with extra harness fields (`coverage`), optionally on a given worker; the
+    /// verdict and the worker's raw answer.
+    pub(crate) fn run_check(&self, code: &str, tests: &str, timeout: f64, extra: Value, worker: Option<usize>) -> (Verdict, Option<Value>) {
         let isolation = self.isolation();
         let pair = || self.settings.policy.then(|| super::policy::check_pair(code, tests, &self.settings.policy_allow)).flatten();
         let violation = self.policy_violation(code, "code").or_else(|| self.policy_violation(tests, "tests")).or_else(pair);
@@ -204,31 +216,47 @@ impl Sandbox {
             let mut verdict = Verdict::new(Status::Rejected, 0, isolation, format!("rejected by the static policy: {} ({})", v.rule, v.detail));
             verdict.reason = Some(v.rule.to_string());
             verdict.location = Some(v.place);
-            return verdict;
+            return (verdict, None);
         }
         let plan = match test_plan(tests) {
             Ok(plan) => plan,
             Err(e) => {
                 let mut v = Verdict::new(Status::Error, 0, isolation, format!("the tests do not parse: {e}"));
                 v.failures.push(super::Failure { test: "tests".into(), kind: "error".into(), message: e, traceback: String::new() });
-                return v;
+                return (v, None);
             }
         };
         if plan.possible() == 0 {
-            return Verdict::new(Status::NoTests, 0, isolation, "the test module defines no test methods");
+            return (Verdict::new(Status::NoTests, 0, isolation, "the test module defines no test methods"), None);
         }
-        let fields = json!({"code": code, "tests": tests, "timeout": timeout});
-        match self.submit(fields, Duration::from_secs_f64(timeout + 15.0)) {
-            Ok(result) => judge(&result, &plan, isolation, self.settings.output_cap),
-            Err(message) => Verdict::new(Status::SandboxError, plan.required.len(), isolation, message),
+        let mut fields = json!({"code": code, "tests": tests, "timeout": timeout});
+        if let (Some(f), Some(extra)) = (fields.as_object_mut(), extra.as_object()) {
+            f.extend(extra.clone());
+        }
+        match self.submit_to(fields, Duration::from_secs_f64(timeout + 15.0), worker) {
+            Ok(result) => {
+                let mut verdict = judge(&result, &plan, isolation, self.settings.output_cap);
+                verdict.worker = result.get("worker").and_then(Value::as_u64).map(|w| w as usize);
+                (verdict, Some(result))
+            }
+            Err(message) => (Verdict::new(Status::SandboxError, plan.required.len(), isolation, message), None),
         }
     }
 
     /// Send one job to the next free worker and wait for its answer.
     pub(crate) fn submit(&self, fields: Value, backstop: Duration) -> std::result::Result<Value, String> {
+        self.submit_to(fields, backstop, None)
+    }
+
+    /// `submit`, to worker `worker % workers` when given.
+    pub(crate) fn submit_to(&self, fields: Value, backstop: Duration, worker: Option<usize>) -> std::result::Result<Value, String> {
         let (reply_tx, reply_rx) = bounded(1);
         let job = Job { id: self.next_id.fetch_add(1, Ordering::Relaxed), fields, backstop, reply: reply_tx };
-        let Some(jobs) = &self.jobs else { return Err("sandbox is shut down".into()) };
+        let queue = match worker {
+            Some(w) if !self.directed.is_empty() => self.directed.get(w % self.directed.len()),
+            _ => self.jobs.as_ref(),
+        };
+        let Some(jobs) = queue else { return Err("sandbox is shut down".into()) };
         if jobs.send(job).is_err() {
             return Err("sandbox workers are gone".into());
         }
@@ -239,6 +267,7 @@ impl Sandbox {
 impl Drop for Sandbox {
     fn drop(&mut self) {
         self.jobs.take();
+        self.directed.clear();
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
@@ -381,6 +410,7 @@ fn nonce() -> String {
 fn worker_loop(
     index: usize,
     jobs: Receiver<Job>,
+    directed: Receiver<Job>,
     launch: Launch,
     settings: SandboxSettings,
     hierarchy: Option<Hierarchy>,
@@ -397,7 +427,12 @@ fn worker_loop(
         }
     };
     drop(ready);
-    for job in jobs {
+    loop {
+        let job = crossbeam_channel::select! {
+            recv(directed) -> job => job,
+            recv(jobs) -> job => job,
+        };
+        let Ok(job) = job else { break };
         if server.is_none() {
             match Server::spawn(index, &launch, &settings, hierarchy.as_ref()) {
                 Ok((s, _)) => server = Some(s),
@@ -436,6 +471,7 @@ fn worker_loop(
                     tracing::debug!("sandbox worker {index}: cleanup incomplete, replacing it");
                     server = None;
                 }
+                result["worker"] = json!(index);
                 let _ = job.reply.send(result);
             }
             Ok(_) => {

@@ -23,6 +23,8 @@ pub enum Status {
     /// Died by a signal or exited before finishing the tests.
     Killed,
     NoTests,
+    /// Passed once, then not in a rerun (see `adequacy`): not a pass.
+    Flaky,
     /// Refused before running by the static policy (`reason` names the rule, `where` the line).
     Rejected,
     /// Our fault (worker would not start, protocol failure), never the code's.
@@ -39,6 +41,7 @@ impl Status {
             Status::Oom => "oom",
             Status::Killed => "killed",
             Status::NoTests => "no_tests",
+            Status::Flaky => "flaky",
             Status::Rejected => "rejected",
             Status::SandboxError => "sandbox_error",
         }
@@ -89,6 +92,13 @@ pub struct Verdict {
     /// For `rejected`: `code:LINE` or `tests:LINE`.
     #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
+    /// How strong the tests that admitted a pass are (coverage, mutation score, reruns);
+    /// present on verdicts that were assessed (see `sandbox::adequacy`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adequacy: Option<super::adequacy::Adequacy>,
+    /// The worker that ran the check (flake reruns go to others).
+    #[serde(skip)]
+    pub worker: Option<usize>,
 }
 
 impl Verdict {
@@ -105,6 +115,8 @@ impl Verdict {
             output: String::new(),
             reason: None,
             location: None,
+            adequacy: None,
+            worker: None,
         }
     }
 }

@@ -1,7 +1,10 @@
 //! `unitcoder export`: verified records become training data (UnitCoder §3.3).
 //!
 //! For each record, in input order:
-//!   1. keep only records without an error whose verdict is `pass`;
+//!   1. keep only records without an error whose verdict is `pass`, and sort them into
+//!      tiers by their tests' adequacy: `strong` (meets `min_line_coverage` and
+//!      `min_mutation_score`), `weak` (verified, below a gate or not assessed), `failed`
+//!      (not verified); only the tiers asked for (`tiers`, default `strong`) are written;
 //!   2. split the program into prompt (imports + signature + docstring) and completion (the
 //!      body) — the paper's prefix/completion pairs; records without a docstring are
 //!      dropped unless `require_docstring = false`;
@@ -28,7 +31,7 @@ use serde_json::{json, Map, Value};
 use crate::context::Context;
 use crate::dedup::{code_tokens, ContaminationIndex, NearDuplicates};
 use crate::python::functions::split_prompt;
-use crate::record::{field, FixOutcome, FixStatus, Record, RecordExt, RefineOutcome, Status, Task, Verdict};
+use crate::record::{counter, field, FixOutcome, FixStatus, Record, RecordExt, RefineOutcome, Status, Task, Verdict};
 use crate::shards::manifest::{fingerprint, now_rfc3339, prepare_output};
 use crate::shards::reader::{format_of, open_decompressed, read_record_items, Compression, InputFormat, LineReader, RecordItem};
 use crate::shards::{Manifest, ShardInfo, ShardWriter, ShardWriterOptions};
@@ -49,6 +52,30 @@ pub enum Format {
     Chat,
     /// every field of the record
     Raw,
+    /// function → its `TestCases` module (for training a test generator), adequacy in meta
+    Tests,
+}
+
+/// How strong the evidence behind a row is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    /// Verified, and its tests meet the adequacy gates.
+    Strong,
+    /// Verified, but its tests are below a gate (or were not assessed while a gate is set).
+    Weak,
+    /// Not verified (its tests failed or it never passed).
+    Failed,
+}
+
+impl Tier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Strong => "strong",
+            Tier::Weak => "weak",
+            Tier::Failed => "failed",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
@@ -80,6 +107,12 @@ pub struct ExportSettings {
     pub near_dup_threshold: f64,
     /// Tokens per shingle for near-duplicate detection.
     pub shingle: usize,
+    /// Gate: a verified row is `strong` only with at least this line coverage (0 = no gate).
+    pub min_line_coverage: f64,
+    /// Gate: ... and at least this mutation score (0 = no gate).
+    pub min_mutation_score: f64,
+    /// Tiers written (`strong`, `weak`, `failed`).
+    pub tiers: Vec<Tier>,
 }
 
 impl Default for ExportSettings {
@@ -96,6 +129,9 @@ impl Default for ExportSettings {
             near_dedup: true,
             near_dup_threshold: 0.8,
             shingle: 5,
+            min_line_coverage: 0.0,
+            min_mutation_score: 0.0,
+            tiers: vec![Tier::Strong],
         }
     }
 }
@@ -117,6 +153,15 @@ pub struct ExportArgs {
     /// Keep near-duplicates (exact duplicates are still removed).
     #[arg(long)]
     pub no_near_dedup: bool,
+    /// Gate: line coverage a verified row needs to be `strong`, 0–1 [default: 0, no gate].
+    #[arg(long, value_name = "X")]
+    pub min_line_coverage: Option<f64>,
+    /// Gate: mutation score a verified row needs to be `strong`, 0–1 [default: 0, no gate].
+    #[arg(long, value_name = "X")]
+    pub min_mutation_score: Option<f64>,
+    /// Tiers to write, comma-separated: strong, weak, failed [default: strong].
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub tiers: Option<Vec<Tier>>,
 }
 
 impl ExportSettings {
@@ -138,6 +183,19 @@ impl ExportSettings {
         if args.no_near_dedup {
             s.near_dedup = false;
         }
+        if let Some(x) = args.min_line_coverage {
+            s.min_line_coverage = x;
+        }
+        if let Some(x) = args.min_mutation_score {
+            s.min_mutation_score = x;
+        }
+        if let Some(t) = &args.tiers {
+            s.tiers = t.clone();
+        }
+        for (name, x) in [("min_line_coverage", s.min_line_coverage), ("min_mutation_score", s.min_mutation_score)] {
+            anyhow::ensure!((0.0..=1.0).contains(&x), "{name} must be between 0 and 1, not {x}");
+        }
+        anyhow::ensure!(!s.tiers.is_empty(), "tiers: name at least one of strong, weak, failed");
         Ok(s)
     }
 }
@@ -183,11 +241,13 @@ pub fn load_benchmarks(s: &ExportSettings) -> Result<ContaminationIndex> {
     Ok(index)
 }
 
-/// `meta` of a row: a task's kind and metadata, or how a function was verified.
-fn row_meta(record: &Record) -> Value {
+/// `meta` of a row: a task's kind and metadata, or how a function was verified and how
+/// strong its tests are.
+fn row_meta(record: &Record, tier: Tier) -> Value {
     if let Some(task) = record.typed::<Task>(field::TASK) {
         let mut m = task.meta;
         m.insert("task".into(), json!(task.kind));
+        m.insert("tier".into(), json!(tier));
         return Value::Object(m);
     }
     let fix = record.typed::<FixOutcome>(field::FIX);
@@ -196,17 +256,28 @@ fn row_meta(record: &Record) -> Value {
     json!({
         "fixed_in_round": fix.and_then(|f| f.round),
         "refined": refine.is_some_and(|r| r.refined),
-        "tests_passed": verdict.map(|v| v.tests_passed),
+        "tests_passed": verdict.as_ref().map(|v| v.tests_passed),
+        "tier": tier,
+        "adequacy": verdict.and_then(|v| v.adequacy).map(|a| json!({
+            "line_coverage": a.line_coverage,
+            "lines_total": a.lines_total,
+            "lines_hit": a.lines_hit,
+            "mutation_score": a.mutation_score,
+            "mutants": a.mutants,
+            "killed": a.killed,
+            "equivalent_suspected": a.equivalent_suspected,
+            "reruns": a.reruns.len(),
+        })),
     })
 }
 
 /// The output row for a kept record.
-fn row(format: Format, record: &Record, prompt: &str, completion: &str) -> Record {
+fn row(format: Format, record: &Record, prompt: &str, completion: &str, tier: Tier) -> Record {
     let get = |k: &str| record.get(k).cloned().unwrap_or(Value::Null);
     let mut out = Record::new();
     let is_task = record.contains_key(field::TASK);
     match format {
-        Format::Completion => {
+        Format::Completion | Format::Tests => {
             out.insert("id".into(), get(field::ID));
             out.insert("entry_point".into(), get(field::ENTRY_POINT));
             out.put("prompt", prompt);
@@ -230,7 +301,8 @@ fn row(format: Format, record: &Record, prompt: &str, completion: &str) -> Recor
     }
     out.insert("packages".into(), get(field::PACKAGES));
     out.insert("source".into(), get(field::SOURCE));
-    out.insert("meta".into(), row_meta(record));
+    out.insert("tier".into(), json!(tier));
+    out.insert("meta".into(), row_meta(record, tier));
     out
 }
 
@@ -248,6 +320,10 @@ struct Funnel {
     dropped: BTreeMap<String, u64>,
     contaminated_by_benchmark: BTreeMap<String, u64>,
     exported: u64,
+    /// Rows written, by tier.
+    tiers: BTreeMap<String, u64>,
+    /// Verified records by adequacy bucket (`coverage_…`, `mutation_…`), for `stats`.
+    adequacy: BTreeMap<String, u64>,
     packages: BTreeMap<String, u64>,
     bad_lines: u64,
     /// Rows made from task stages (case2code, consensus), by kind.
@@ -274,6 +350,13 @@ impl Filters<'_> {
             *funnel.tasks.entry(task.kind).or_default() += 1;
             let code = task.completion.clone();
             (task.prompt, task.completion, code)
+        } else if s.format == Format::Tests {
+            // Function → its test module: the pairs a test generator learns from.
+            let (code, tests) = (record.text(field::CODE).unwrap_or(""), record.text(field::TESTS).unwrap_or(""));
+            if code.trim().is_empty() || tests.trim().is_empty() {
+                return Err("no_tests");
+            }
+            (code.to_string(), tests.to_string(), code.to_string())
         } else {
             let (code, entry_point) = (record.text(field::CODE).unwrap_or(""), record.text(field::ENTRY_POINT).unwrap_or(""));
             let (prompt, completion, has_doc) = split_prompt(code, entry_point).ok_or("unsplittable")?;
@@ -347,9 +430,17 @@ pub fn run(ctx: &Context, args: &ExportArgs) -> Result<ExitCode> {
             RecordItem::Record(r) => r,
         };
         funnel.records += 1;
-        let passed = match classify(&record, &mut funnel) {
-            Some(reason) => Err(reason),
-            None => filters.pass(&record, &mut funnel).map_err(str::to_string),
+        let mut tier = Tier::Strong;
+        let passed = match classify(&record, &settings, &mut funnel) {
+            Err(reason) => Err(reason),
+            Ok(t) if !settings.tiers.contains(&t) => Err(match t {
+                Tier::Failed => "not_verified".to_string(),
+                _ => "below_adequacy_gate".to_string(),
+            }),
+            Ok(t) => {
+                tier = t;
+                filters.pass(&record, &mut funnel).map_err(str::to_string)
+            }
         };
         let (prompt, completion) = match passed {
             Ok(pair) => pair,
@@ -359,10 +450,11 @@ pub fn run(ctx: &Context, args: &ExportArgs) -> Result<ExitCode> {
             }
         };
         funnel.exported += 1;
+        *funnel.tiers.entry(tier.as_str().into()).or_default() += 1;
         for p in record.strings(field::PACKAGES) {
             *funnel.packages.entry(p).or_default() += 1;
         }
-        rows.push(row(settings.format, &record, &prompt, &completion));
+        rows.push(row(settings.format, &record, &prompt, &completion, tier));
         if rows.len() >= 1024 {
             if let Err(e) = sink.write(std::mem::take(&mut rows)) {
                 tracing::error!("{e:#}");
@@ -381,21 +473,22 @@ pub fn run(ctx: &Context, args: &ExportArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Step 1 and the funnel bookkeeping: the reason a record is not exportable, if any.
-fn classify(record: &Record, f: &mut Funnel) -> Option<String> {
+/// Step 1 and the funnel bookkeeping: the record's tier, or the reason it cannot be
+/// exported at all.
+fn classify(record: &Record, s: &ExportSettings, f: &mut Funnel) -> Result<Tier, String> {
     if let Some(e) = record.error() {
         *f.errors_by_stage.entry(e.stage.clone()).or_default() += 1;
-        return Some(format!("error_in_{}", e.stage));
+        return Err(format!("error_in_{}", e.stage));
     }
     // Output of a task stage: exportable when the stage made a task, else dropped by it.
     let has_task = record.contains_key(field::TASK);
     for stage in [field::CASE2CODE, field::CONSENSUS] {
         if let Some(s) = record.get(stage).filter(|_| !has_task) {
-            return Some(format!("{stage}_{}", s.get("reason").and_then(Value::as_str).unwrap_or("no_task")));
+            return Err(format!("{stage}_{}", s.get("reason").and_then(Value::as_str).unwrap_or("no_task")));
         }
     }
     if has_task && !record.contains_key(field::VERDICT) {
-        return None;
+        return Ok(Tier::Strong);
     }
     let fix = record.typed::<FixOutcome>(field::FIX);
     if !record.verified() {
@@ -406,9 +499,16 @@ fn classify(record: &Record, f: &mut Funnel) -> Option<String> {
             None => format!("verdict_{status}"),
         };
         *f.not_verified.entry(why).or_default() += 1;
-        return Some("not_verified".into());
+        return Ok(Tier::Failed);
     }
     f.verified += 1;
+    let adequacy = record.typed::<Verdict>(field::VERDICT).and_then(|v| v.adequacy);
+    let (coverage, score) = (adequacy.as_ref().and_then(|a| a.line_coverage), adequacy.as_ref().and_then(|a| a.mutation_score));
+    *f.adequacy.entry(counter::coverage(coverage)).or_default() += 1;
+    *f.adequacy.entry(counter::mutation(score)).or_default() += 1;
+    // A gate of 0 is no gate; an unknown value never meets a gate.
+    let meets = |min: f64, value: Option<f64>| min <= 0.0 || value.is_some_and(|v| v >= min);
+    let tier = if meets(s.min_line_coverage, coverage) && meets(s.min_mutation_score, score) { Tier::Strong } else { Tier::Weak };
     match fix {
         Some(x) if x.status == FixStatus::Fixed => *f.fixed_by_round.entry(format!("round_{}", x.round.unwrap_or(0))).or_default() += 1,
         _ => f.verified_first_try += 1,
@@ -418,7 +518,7 @@ fn classify(record: &Record, f: &mut Funnel) -> Option<String> {
         Some(r) => *f.not_refined.entry(r.reason.unwrap_or_else(|| "?".into())).or_default() += 1,
         None => *f.not_refined.entry("not_run".into()).or_default() += 1,
     }
-    None
+    Ok(tier)
 }
 
 /// Writes rows as JSONL shards or Parquet files.
@@ -504,8 +604,10 @@ fn parquet_schema(format: Format) -> Arc<arrow_schema::Schema> {
     let s = |n: &str| Field::new(n, DataType::Utf8, true);
     let list = |n: &str| Field::new(n, DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))), true);
     let fields = match format {
-        Format::Completion => vec![s("id"), s("entry_point"), s("prompt"), s("completion"), list("packages"), s("source"), s("meta")],
-        Format::Chat => vec![s("id"), s("entry_point"), s("messages"), list("packages"), s("source"), s("meta")],
+        Format::Completion | Format::Tests => {
+            vec![s("id"), s("entry_point"), s("prompt"), s("completion"), list("packages"), s("source"), s("tier"), s("meta")]
+        }
+        Format::Chat => vec![s("id"), s("entry_point"), s("messages"), list("packages"), s("source"), s("tier"), s("meta")],
         Format::Raw => vec![s("id"), s("entry_point"), s("code"), s("tests"), list("packages"), s("record")],
     };
     Arc::new(Schema::new(fields))
@@ -600,6 +702,23 @@ fn write_card(dir: &Path, f: &Funnel, s: &ExportSettings, inputs: &[String], sha
         md.push_str(&format!("| · {kind} tasks | {n} |\n"));
     }
     md.push_str(&format!("| **exported** | **{}** |\n\n", f.exported));
+    if !f.adequacy.is_empty() {
+        md.push_str("## Test adequacy\n\n");
+        md.push_str("How strong the tests that verified each record are: line coverage of the function under test and the share of ");
+        md.push_str("its mutants the tests kill (mutation score); see unitcoder's docs/adequacy.md.\n\n");
+        md.push_str("| bucket | line coverage | mutation score |\n|---|---:|---:|\n");
+        for b in counter::ADEQUACY_BUCKETS {
+            let n = |kind: &str| f.adequacy.get(&format!("{kind}_{b}")).copied().unwrap_or(0);
+            md.push_str(&format!("| {b} | {} | {} |\n", n("coverage"), n("mutation")));
+        }
+        md.push_str(&format!(
+            "\nGates: line coverage ≥ {}, mutation score ≥ {} (0 = no gate). Tiers written: {}. Rows by tier: {}.\n\n",
+            s.min_line_coverage,
+            s.min_mutation_score,
+            s.tiers.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", "),
+            f.tiers.iter().map(|(t, n)| format!("{t} {n}")).collect::<Vec<_>>().join(", ")
+        ));
+    }
     md.push_str("## Packages\n\n");
     let mut packages: Vec<(&String, &u64)> = f.packages.iter().collect();
     packages.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));

@@ -35,8 +35,11 @@ use crate::record::{
     counter, field, AttemptOutcome, ErrorInfo, FixAlternative, FixAttempt, FixOutcome, FixStatus, FunctionRecord, RecordExt, Status, Usage, Verdict,
 };
 use crate::sandbox::Sandbox;
+use crate::sandbox::{AdequacyArgs, AdequacySettings};
 use crate::stages::common::rewrite::replace_program;
-use crate::stages::common::{ask, llm_settings, rewrite_check, run_with_sandbox, RecordFields, RewriteCheck, SandboxFlags, StepError};
+use crate::stages::common::{
+    adequacy_settings, ask, llm_settings, rewrite_check, run_with_sandbox, tally_adequacy, RecordFields, RewriteCheck, SandboxFlags, StepError,
+};
 
 const STAGE: &str = "fix";
 
@@ -77,6 +80,8 @@ pub struct FixArgs {
     pub llm: LlmArgs,
     #[command(flatten)]
     pub sandbox: SandboxFlags,
+    #[command(flatten)]
+    pub adequacy: AdequacyArgs,
 }
 
 impl FixSettings {
@@ -96,6 +101,8 @@ pub struct FixStep {
     pub sandbox: Arc<Sandbox>,
     pub fields: RecordFields,
     pub rewrite_check: Arc<RewriteCheck>,
+    /// How a passing candidate is assessed before it is kept.
+    pub adequacy: AdequacySettings,
 }
 
 /// A failing record the loop works on.
@@ -150,9 +157,10 @@ impl FixStep {
         sandbox: Arc<Sandbox>,
         fields: RecordFields,
         rewrite_check: Arc<RewriteCheck>,
+        adequacy: AdequacySettings,
         out_dir: &std::path::Path,
     ) -> Result<FixStep> {
-        Ok(FixStep { settings, agent: Agent::new(llm, out_dir)?, sandbox, fields, rewrite_check })
+        Ok(FixStep { settings, agent: Agent::new(llm, out_dir)?, sandbox, fields, rewrite_check, adequacy })
     }
 
     /// Algorithm 1 for one record: triage, then rounds of propose → admit → verify →
@@ -167,7 +175,7 @@ impl FixStep {
                 Err(e) => return repair.stopped(record, e, round),
             };
             let admitted = repair.admit(round, proposals, &self.rewrite_check, &job);
-            let verdicts = self.verify(&admitted, &job.tests).await;
+            let verdicts = self.verify(&admitted, &job).await;
             if let Next::Stop = repair.keep(round, admitted, verdicts, &self.settings) {
                 break;
             }
@@ -236,14 +244,16 @@ impl FixStep {
     }
 
     /// Step 4b: verify the admitted candidates, all at once (the pool runs them on every
-    /// worker).
-    async fn verify(&self, admitted: &[(usize, FunctionRecord)], tests: &str) -> Vec<Verdict> {
+    /// worker); a passing one is assessed (reruns, coverage, mutants) and may turn out
+    /// `flaky`, which is not a pass.
+    async fn verify(&self, admitted: &[(usize, FunctionRecord)], job: &Job) -> Vec<Verdict> {
         let handles: Vec<_> = admitted
             .iter()
             .map(|(_, r)| {
                 let sandbox = self.sandbox.clone();
-                let (code, tests) = (r.code.clone(), tests.to_string());
-                tokio::spawn(async move { sandbox.check_async(code, tests).await })
+                let (code, tests, entry) = (r.code.clone(), job.tests.clone(), Some(job.entry_point.clone()));
+                let adequacy = self.adequacy.clone();
+                tokio::spawn(async move { sandbox.verify_async(code, tests, entry, adequacy).await })
             })
             .collect();
         let mut verdicts = Vec::with_capacity(handles.len());
@@ -502,6 +512,7 @@ impl Step for FixStep {
             }
             None => counts.bump("fix_none"),
         }
+        tally_adequacy(out, counts);
         if out.verified() {
             counts.bump(counter::VERIFIED);
         }
@@ -517,8 +528,9 @@ pub fn run(ctx: &Context, args: &FixArgs) -> Result<ExitCode> {
     let llm = llm_settings(ctx, &args.llm);
     let check = rewrite_check(ctx)?;
     let fields = args.sandbox.fields.clone();
+    let adequacy = adequacy_settings(ctx, &args.adequacy);
     run_with_sandbox(ctx, llm.concurrency, args.sandbox.settings(ctx), |sandbox, out_dir| {
-        FixStep::new(settings, llm, sandbox, fields, check, out_dir)
+        FixStep::new(settings, llm, sandbox, fields, check, adequacy, out_dir)
     })
 }
 

@@ -9,6 +9,7 @@ pub mod case2code;
 pub mod common;
 pub mod consensus;
 pub mod doctor;
+pub mod eval_tests;
 pub mod export;
 pub mod extract;
 pub mod fix;
@@ -65,6 +66,7 @@ pub const REGISTRY: &[StageInfo] = &[
     stage!("run", run::RunSettings, false),
     stage!("stats", false),
     stage!("doctor", false),
+    stage!("eval-tests", false),
 ];
 
 /// Check every stage section of a loaded config (unknown keys, bad values), so a mistake
@@ -106,6 +108,7 @@ mod tests {
         assert_eq!(toml::to_string(&shipped.input).unwrap(), toml::to_string(&built_in.input).unwrap());
         assert_eq!(toml::to_string(&shipped.output).unwrap(), toml::to_string(&built_in.output).unwrap());
         assert_eq!(toml::to_string(&shipped.sandbox).unwrap(), toml::to_string(&built_in.sandbox).unwrap());
+        assert_eq!(shipped.adequacy, built_in.adequacy);
         assert_eq!(toml::to_string(&shipped.llm).unwrap(), toml::to_string(&built_in.llm).unwrap());
     }
 

@@ -28,8 +28,11 @@ use crate::llm::{Agent, LlmArgs, LlmSettings};
 use crate::python::functions::{docstring, signature};
 use crate::record::{counter, field, DoctestOutcome, FunctionRecord, RecordExt, RefineOutcome, Status};
 use crate::sandbox::Sandbox;
+use crate::sandbox::{AdequacyArgs, AdequacySettings};
 use crate::stages::common::rewrite::replace_program;
-use crate::stages::common::{ask, llm_settings, rewrite_check, run_with_sandbox, RecordFields, RewriteCheck, SandboxFlags, StepError};
+use crate::stages::common::{
+    adequacy_settings, ask, llm_settings, rewrite_check, run_with_sandbox, tally_adequacy, RecordFields, RewriteCheck, SandboxFlags, StepError,
+};
 
 const STAGE: &str = "refine";
 
@@ -67,6 +70,8 @@ pub struct RefineArgs {
     pub llm: LlmArgs,
     #[command(flatten)]
     pub sandbox: SandboxFlags,
+    #[command(flatten)]
+    pub adequacy: AdequacyArgs,
 }
 
 pub struct RefineStep {
@@ -75,6 +80,8 @@ pub struct RefineStep {
     pub sandbox: Arc<Sandbox>,
     pub fields: RecordFields,
     pub rewrite_check: Arc<RewriteCheck>,
+    /// How the rewrite's pass is assessed (it is the record's final verdict).
+    pub adequacy: AdequacySettings,
 }
 
 /// What the refine prompt sees.
@@ -120,9 +127,10 @@ impl RefineStep {
         sandbox: Arc<Sandbox>,
         fields: RecordFields,
         rewrite_check: Arc<RewriteCheck>,
+        adequacy: AdequacySettings,
         out_dir: &std::path::Path,
     ) -> Result<RefineStep> {
-        Ok(RefineStep { settings, agent: Agent::new(llm, out_dir)?, sandbox, fields, rewrite_check })
+        Ok(RefineStep { settings, agent: Agent::new(llm, out_dir)?, sandbox, fields, rewrite_check, adequacy })
     }
 
     async fn refine(self: Arc<Self>, mut record: Record) -> Record {
@@ -166,7 +174,7 @@ impl RefineStep {
             return Err(no("no_docstring", "the rewrite has no docstring"));
         }
         // Step 4.
-        let verdict = self.sandbox.check_async(rewrite.code.clone(), tests).await;
+        let verdict = self.sandbox.verify_async(rewrite.code.clone(), tests, Some(entry_point.clone()), self.adequacy.clone()).await;
         if verdict.status != Status::Pass {
             return Err(RefineOutcome { rejected_code: Some(rewrite.code), ..no("tests_failed", verdict.message) });
         }
@@ -245,6 +253,7 @@ impl Step for RefineStep {
             }
             r => counts.bump(counter::not_refined(r.as_ref().and_then(|r| r.reason.as_deref()).unwrap_or("unknown"))),
         }
+        tally_adequacy(out, counts);
         if out.verified() {
             counts.bump(counter::VERIFIED);
         }
@@ -260,7 +269,8 @@ pub fn run(ctx: &Context, args: &RefineArgs) -> Result<ExitCode> {
     let llm = llm_settings(ctx, &args.llm);
     let check = rewrite_check(ctx)?;
     let fields = args.sandbox.fields.clone();
+    let adequacy = adequacy_settings(ctx, &args.adequacy);
     run_with_sandbox(ctx, llm.concurrency, args.sandbox.settings(ctx), |sandbox, out_dir| {
-        RefineStep::new(settings, llm, sandbox, fields, check, out_dir)
+        RefineStep::new(settings, llm, sandbox, fields, check, adequacy, out_dir)
     })
 }

@@ -27,10 +27,11 @@ use serde_json::json;
 use crate::context::Context;
 use crate::executor::{drive, log_report, DriveOptions, StageDir};
 use crate::llm::{LlmArgs, LlmSettings};
+use crate::sandbox::AdequacyArgs;
 use crate::sandbox::Sandbox;
 use crate::shards::{expand_inputs, Manifest};
 use crate::stages::case2code::{Case2CodeSettings, Case2CodeStep};
-use crate::stages::common::{llm_settings, rewrite_check, SandboxFlags};
+use crate::stages::common::{adequacy_settings, llm_settings, rewrite_check, SandboxFlags};
 use crate::stages::fix::{FixSettings, FixStep};
 use crate::stages::gen_tests::GenTestsStep;
 use crate::stages::refine::{RefineSettings, RefineStep};
@@ -75,6 +76,8 @@ pub struct RunArgs {
     pub llm: LlmArgs,
     #[command(flatten)]
     pub sandbox: SandboxFlags,
+    #[command(flatten)]
+    pub adequacy: AdequacyArgs,
 }
 
 pub fn run(ctx: &Context, args: &RunArgs) -> Result<ExitCode> {
@@ -153,14 +156,21 @@ fn chain(ctx: &Context, args: &RunArgs, rs: &RunSettings, work: &Path, llm: LlmS
     let fields = args.sandbox.fields.clone();
     let check = rewrite_check(ctx)?;
     let fix = FixSettings::resolve(ctx, args.max_rounds, args.samples, None)?;
+    let adequacy = adequacy_settings(ctx, &args.adequacy);
     let mut stages: Vec<StageDir> = vec![
         StageDir { step: Arc::new(GenTestsStep::new(llm.clone(), rs.test_samples, &dir("gen-tests"))?), dir: dir("gen-tests") },
-        StageDir { step: Arc::new(SandboxStep { sandbox: sandbox.clone(), fields: fields.clone() }), dir: dir("sandbox-run") },
-        StageDir { step: Arc::new(FixStep::new(fix, llm.clone(), sandbox.clone(), fields.clone(), check.clone(), &dir("fix"))?), dir: dir("fix") },
+        StageDir {
+            step: Arc::new(SandboxStep { sandbox: sandbox.clone(), fields: fields.clone(), adequacy: adequacy.clone() }),
+            dir: dir("sandbox-run"),
+        },
+        StageDir {
+            step: Arc::new(FixStep::new(fix, llm.clone(), sandbox.clone(), fields.clone(), check.clone(), adequacy.clone(), &dir("fix"))?),
+            dir: dir("fix"),
+        },
     ];
     if rs.refine {
         let settings = RefineSettings::resolve(ctx, false)?;
-        let step = RefineStep::new(settings, llm.clone(), sandbox.clone(), fields, check, &dir("refine"))?;
+        let step = RefineStep::new(settings, llm.clone(), sandbox.clone(), fields, check, adequacy, &dir("refine"))?;
         stages.push(StageDir { step: Arc::new(step), dir: dir("refine") });
     }
     if rs.case2code {

@@ -4,7 +4,9 @@
 //! For each input record, in input order:
 //!   1. take the program (`--code-field`) and the test module (`--tests-field`);
 //!   2. run them in a fresh fork of a warm, isolated worker (see `sandbox`);
-//!   3. write the record back unchanged plus `verdict`.
+//!   3. assess a pass: rerun it (flake check), measure line coverage, run mutants of the
+//!      function against the tests (`sandbox::adequacy`);
+//!   4. write the record back unchanged plus `verdict` (with `adequacy`).
 //!
 //! A record missing a field is written with an `error` instead; nothing is dropped.
 
@@ -18,19 +20,22 @@ use serde_json::{json, Value};
 use crate::context::Context;
 use crate::executor::{run_stage, BoxFuture, Counts, Record, Resources, Step};
 use crate::record::{counter, field, ErrorInfo, RecordExt, Status};
-use crate::sandbox::{blocking, Sandbox};
-use crate::stages::common::{RecordFields, SandboxFlags};
+use crate::sandbox::{blocking, AdequacyArgs, AdequacySettings, Sandbox};
+use crate::stages::common::{adequacy_settings, tally_adequacy, RecordFields, SandboxFlags};
 
 #[derive(Debug, Clone, Args, Default)]
 pub struct SandboxRunArgs {
     #[command(flatten)]
     pub flags: SandboxFlags,
+    #[command(flatten)]
+    pub adequacy: AdequacyArgs,
 }
 
 /// The sandbox-run step: the record plus `verdict` (or an `error` when a field is missing).
 pub struct SandboxStep {
     pub sandbox: Arc<Sandbox>,
     pub fields: RecordFields,
+    pub adequacy: AdequacySettings,
 }
 
 impl SandboxStep {
@@ -38,7 +43,8 @@ impl SandboxStep {
         let fields = &self.fields;
         match (record.text(&fields.code_field), record.text(&fields.tests_field)) {
             (Some(code), Some(tests)) => {
-                let verdict = self.sandbox.check(code, tests);
+                let entry = record.text(&fields.entry_point_field);
+                let verdict = self.sandbox.verify(code, tests, entry, &self.adequacy);
                 record.put(field::VERDICT, &verdict);
             }
             (code, tests) => {
@@ -65,7 +71,7 @@ impl Step for SandboxStep {
     }
 
     fn settings(&self) -> Value {
-        json!({"sandbox": self.sandbox.settings, "fields": self.fields})
+        json!({"sandbox": self.sandbox.settings, "fields": self.fields, "adequacy": self.adequacy})
     }
 
     fn needs_retry(&self, out: &Record) -> bool {
@@ -73,6 +79,7 @@ impl Step for SandboxStep {
     }
 
     fn tally(&self, out: &Record, counts: &mut Counts) {
+        tally_adequacy(out, counts);
         if let Some(status) = out.verdict_status() {
             counts.bump(counter::verdict(status));
             if status == Status::Rejected {
@@ -95,5 +102,6 @@ impl Step for SandboxStep {
 pub fn run(ctx: &Context, args: &SandboxRunArgs) -> Result<ExitCode> {
     let sandbox = Arc::new(Sandbox::start(args.flags.settings(ctx))?);
     let window = sandbox.settings.workers * 4;
-    run_stage(ctx, Arc::new(SandboxStep { sandbox, fields: args.flags.fields.clone() }), window)
+    let adequacy = adequacy_settings(ctx, &args.adequacy);
+    run_stage(ctx, Arc::new(SandboxStep { sandbox, fields: args.flags.fields.clone(), adequacy }), window)
 }

@@ -53,6 +53,36 @@ pub struct Report {
     pub packages: Vec<(String, u64)>,
     pub total_tokens: u64,
     pub total_cost_usd: f64,
+    /// Test adequacy of the verified records at the last stage that measured it.
+    pub adequacy: Option<AdequacyReport>,
+    /// Exported rows by tier.
+    pub tiers: BTreeMap<String, u64>,
+}
+
+/// Distributions of line coverage and mutation score (verified records per bucket).
+#[derive(Debug, Default, Serialize)]
+pub struct AdequacyReport {
+    pub stage: String,
+    pub verified: u64,
+    pub coverage: Vec<(String, u64)>,
+    pub mutation: Vec<(String, u64)>,
+}
+
+impl AdequacyReport {
+    fn from_outcomes(stage: &str, outcomes: &BTreeMap<String, u64>) -> Option<AdequacyReport> {
+        let mut r = AdequacyReport { stage: stage.to_string(), ..Default::default() };
+        for bucket in counter::ADEQUACY_BUCKETS {
+            r.coverage.push((bucket.to_string(), outcomes.get(&counter::coverage_key(bucket)).copied().unwrap_or(0)));
+            r.mutation.push((bucket.to_string(), outcomes.get(&counter::mutation_key(bucket)).copied().unwrap_or(0)));
+        }
+        r.verified = r.coverage.iter().map(|(_, n)| n).sum();
+        (r.verified > 0).then_some(r)
+    }
+
+    /// Verified records at or above the lower bound of bucket `from` (index into the buckets).
+    fn at_least(dist: &[(String, u64)], from: usize) -> u64 {
+        dist.iter().skip(from).map(|(_, n)| n).sum()
+    }
 }
 
 fn manifests_under(dir: &Path) -> Vec<Manifest> {
@@ -84,6 +114,7 @@ pub fn collect(dir: &Path) -> Result<Report> {
     anyhow::ensure!(!manifests.is_empty(), "{}: no manifest.json found (is it a unitcoder work directory?)", dir.display());
     let mut by_stage: BTreeMap<String, StageStats> = BTreeMap::new();
     let mut packages: BTreeMap<String, u64> = BTreeMap::new();
+    let mut tiers: BTreeMap<String, u64> = BTreeMap::new();
     for m in &manifests {
         let s = by_stage.entry(m.stage.clone()).or_insert_with(|| StageStats { stage: m.stage.clone(), complete: true, ..Default::default() });
         s.manifests += 1;
@@ -102,6 +133,8 @@ pub fn collect(dir: &Path) -> Result<Report> {
                 s.records += num("records");
                 s.ok += num("exported");
                 add_map(&mut s.outcomes, c.get("dropped"));
+                add_map(&mut s.outcomes, c.get("adequacy"));
+                add_map(&mut tiers, c.get("tiers"));
                 add_map(&mut packages, c.get("packages"));
             }
             _ => {
@@ -152,6 +185,8 @@ pub fn collect(dir: &Path) -> Result<Report> {
     stages.sort_by_key(|s| super::funnel_position(&s.stage));
     report.total_tokens = stages.iter().map(|s| s.prompt_tokens + s.completion_tokens).sum();
     report.total_cost_usd = stages.iter().map(|s| s.cost_usd).sum();
+    report.adequacy = stages.iter().rev().find_map(|s| AdequacyReport::from_outcomes(&s.stage, &s.outcomes));
+    report.tiers = tiers;
     report.stages = stages;
     Ok(report)
 }
@@ -182,10 +217,14 @@ pub fn render_top(r: &Report, top: usize) -> String {
             s.elapsed_seconds,
             s.prompt_tokens + s.completion_tokens,
             s.errors_by_kind.iter().map(|(k, n)| format!("{k}={n}")).collect::<Vec<_>>().join(" "),
-            if s.outcomes.is_empty() {
-                String::new()
-            } else {
-                format!(" | {}", s.outcomes.iter().map(|(k, n)| format!("{k}={n}")).collect::<Vec<_>>().join(" "))
+            {
+                let shown: Vec<String> =
+                    s.outcomes.iter().filter(|(k, _)| counter::parse_adequacy(k).is_none()).map(|(k, n)| format!("{k}={n}")).collect();
+                if shown.is_empty() {
+                    String::new()
+                } else {
+                    format!(" | {}", shown.join(" "))
+                }
             }
         ));
     }
@@ -200,6 +239,23 @@ pub fn render_top(r: &Report, top: usize) -> String {
     }
     if let Some(x) = r.refine_success {
         out.push_str(&format!("refine success: {}\n", pct(x)));
+    }
+    if let Some(a) = &r.adequacy {
+        let line = |dist: &[(String, u64)]| dist.iter().filter(|(_, n)| *n > 0).map(|(b, n)| format!("{b} {n}")).collect::<Vec<_>>().join(", ");
+        out.push_str(&format!("test adequacy of {} verified records ({}):\n", a.verified, a.stage));
+        out.push_str(&format!("  line coverage:  {}\n", line(&a.coverage)));
+        out.push_str(&format!("  mutation score: {}\n", line(&a.mutation)));
+        let share = |n: u64| format!("{n} ({})", pct(n as f64 / a.verified as f64));
+        out.push_str(&format!(
+            "  meeting a gate: coverage >= 0.8 {}, = 1.0 {}; mutation score >= 0.6 {}, >= 0.8 {}\n",
+            share(AdequacyReport::at_least(&a.coverage, 5)),
+            share(AdequacyReport::at_least(&a.coverage, 6)),
+            share(AdequacyReport::at_least(&a.mutation, 4)),
+            share(AdequacyReport::at_least(&a.mutation, 5)),
+        ));
+    }
+    if !r.tiers.is_empty() {
+        out.push_str(&format!("exported by tier: {}\n", r.tiers.iter().map(|(t, n)| format!("{t} {n}")).collect::<Vec<_>>().join(", ")));
     }
     out.push_str(&format!("LLM tokens: {} (estimated cost ${:.4})\n", r.total_tokens, r.total_cost_usd));
     if !r.packages.is_empty() {

@@ -17,7 +17,7 @@ use crate::executor::{run_stage, Step};
 use crate::llm::reply::ReplyError;
 use crate::llm::{Agent, Generation, LlmError, LlmSettings};
 use crate::record::ErrorInfo;
-use crate::sandbox::{Sandbox, SandboxArgs, SandboxSettings};
+use crate::sandbox::{AdequacyArgs, AdequacySettings, Sandbox, SandboxArgs, SandboxSettings};
 
 pub use rewrite::{Rejected, RewriteCheck};
 
@@ -114,6 +114,11 @@ impl SandboxFlags {
     }
 }
 
+/// `[adequacy]` with a stage's adequacy flags on top.
+pub fn adequacy_settings(ctx: &Context, args: &AdequacyArgs) -> AdequacySettings {
+    args.resolve(&ctx.config.adequacy)
+}
+
 /// `[llm]` with a stage's LLM flags on top.
 pub fn llm_settings(ctx: &Context, args: &crate::llm::LlmArgs) -> LlmSettings {
     let mut s = ctx.config.llm.clone();
@@ -146,4 +151,16 @@ pub fn run_with_sandbox<S: Step + 'static>(
 pub fn run_with_model<S: Step + 'static>(ctx: &Context, window: usize, build: impl FnOnce(&Path) -> Result<S>) -> Result<ExitCode> {
     let out_dir = ctx.output_dir()?;
     run_stage(ctx, Arc::new(build(&out_dir)?), window)
+}
+
+/// Count a verified record's test adequacy (coverage and mutation-score buckets) into a
+/// step's manifest, for `stats`.
+pub fn tally_adequacy(out: &crate::executor::Record, counts: &mut crate::executor::Counts) {
+    use crate::record::{counter, field, RecordExt, Verdict};
+    if !out.verified() {
+        return;
+    }
+    let adequacy = out.typed::<Verdict>(field::VERDICT).and_then(|v| v.adequacy);
+    counts.bump(counter::coverage(adequacy.as_ref().and_then(|a| a.line_coverage)));
+    counts.bump(counter::mutation(adequacy.as_ref().and_then(|a| a.mutation_score)));
 }
