@@ -22,6 +22,7 @@ const RECORDS: usize = 60;
 const BASELINE_MUTANTS: usize = 120;
 const LANES: usize = 2;
 const COVERAGE_TASKS: usize = 200;
+const BCB_MUTATION_TASKS: usize = 20;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
@@ -57,18 +58,31 @@ fn parallel<T: Send>(jobs: Vec<T>, lanes: usize, work: impl Fn(T) -> usize + Syn
     done.into_inner()
 }
 
-/// One mutant as a mutmut-style tool runs it: a fresh interpreter, `python -m unittest`.
+/// One mutant as a mutmut-style tool runs it: a fresh interpreter, `python -m unittest -f`,
+/// killed after 30 s (a hanging mutant counts as killed). True when killed.
 fn baseline_mutant(python: &str, source: &str, tests: &str) -> bool {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("test_task.py"), format!("{source}\n\n{tests}")).expect("write");
-    let status = std::process::Command::new(python)
+    let mut child = std::process::Command::new(python)
         .args(["-m", "unittest", "-f", "test_task"])
         .current_dir(dir.path())
+        .env("MPLBACKEND", "Agg")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
-        .status()
+        .spawn()
         .expect("python runs");
-    !status.success()
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return !status.success();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
 }
 
 fn bcb_tasks() -> Option<(String, Vec<(String, String)>)> {
@@ -150,6 +164,41 @@ fn main() {
     };
     let overhead = traced_ms as f64 / plain_ms.max(1) as f64 - 1.0;
 
+    // 3. Mutation analysis on real tasks: the first BigCodeBench tasks that pass, their
+    //    mutants through unitcoder and through a fresh process each.
+    let bcb_line = match bcb_tasks() {
+        Some((bcb_python, tasks)) => {
+            let passing: Vec<(String, String)> =
+                tasks.into_iter().filter(|(c, t)| cov_sandbox.check(c, t).status == Status::Pass).take(BCB_MUTATION_TASKS).collect();
+            let mutants_only = AdequacySettings { reruns: 0, coverage: false, ..Default::default() };
+            let started = Instant::now();
+            let ran = parallel(passing.clone(), LANES, |(code, tests)| {
+                let a = cov_sandbox.verify(&code, &tests, Some("task_func"), &mutants_only).adequacy.unwrap_or_default();
+                a.mutants + a.equivalent_suspected + a.invalid_mutants
+            });
+            let ours = started.elapsed().as_secs_f64();
+            let jobs: Vec<(String, String)> = passing
+                .iter()
+                .flat_map(|(code, tests)| {
+                    mutants::generate(code, Some("task_func"), 20, 0).mutants.into_iter().map(move |m| (m.source, tests.clone()))
+                })
+                .collect();
+            let fresh_runs = jobs.len();
+            let started = Instant::now();
+            parallel(jobs, LANES, |(source, tests)| usize::from(baseline_mutant(&bcb_python, &source, &tests)));
+            let fresh = started.elapsed().as_secs_f64();
+            format!(
+                "\n\nMutation analysis of the first {} passing BigCodeBench tasks (20 mutants each, `.venv-bcb`): unitcoder {ran} mutant runs in {ours:.1} s \
+({:.1}/s); fresh `python -m unittest -f` per mutant {fresh_runs} runs in {fresh:.1} s ({:.1}/s): **{:.1}×** (target ≥ 10×).",
+                passing.len(),
+                ran as f64 / ours,
+                fresh_runs as f64 / fresh,
+                (ran as f64 / ours) / (fresh_runs as f64 / fresh),
+            )
+        }
+        None => String::new(),
+    };
+
     let section = format!(
         "<!-- adequacy-throughput:begin -->\n## adequacy: mutant runs and coverage cost\n\n\
 Machine: 2 cores; {LANES} sandbox workers vs {LANES} parallel fresh processes; `.venv-sandbox` Python; `cargo bench --bench adequacy_throughput`.\n\n\
@@ -158,7 +207,7 @@ Machine: 2 cores; {LANES} sandbox workers vs {LANES} parallel fresh processes; `
 | fresh `python -m unittest -f` per mutant | {baseline_runs} | {base_wall:.2} | {base_rate:.1} | {baseline_killed} |\n\n\
 **{ours_rate:.0} mutant runs/s** on 2 workers (target ≥ 150/s); **{:.0}×** the fresh-process baseline (target ≥ 10×).\n\n\
 Coverage cost, on {label}: {compared} checks passing with and without the tracer; summed check time \
-{plain_ms} ms without, {traced_ms} ms with: **{:+.1}%** (target ≤ 10%).\n<!-- adequacy-throughput:end -->\n",
+{plain_ms} ms without, {traced_ms} ms with: **{:+.1}%** (target ≤ 10%).{bcb_line}\n<!-- adequacy-throughput:end -->\n",
         ours_rate / base_rate,
         overhead * 100.0,
     );

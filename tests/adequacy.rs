@@ -158,6 +158,24 @@ fn mutants_that_hang_or_crash_are_killed_and_the_rest_still_run() {
 }
 
 #[test]
+fn a_mutant_that_forks_does_not_duplicate_or_confuse_the_outcomes() {
+    let code = "import os\ndef task_func(n):\n    if n > 100:\n        os.fork()\n    return n * 2\n";
+    let tests = "import unittest\nclass TestCases(unittest.TestCase):\n    def test_n(self):\n        self.assertEqual(task_func(5), 10)\n        self.assertEqual(task_func(0), 0)\n";
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let v = verify(code, tests);
+        assert_eq!(v.status, Status::Pass, "{v:?}");
+        let a = v.adequacy.unwrap();
+        assert!(a.mutants >= 4, "{a:#?}");
+        assert!(a.mutation_note.is_none(), "every mutant ran once: {a:#?}");
+        seen.push((a.mutants, a.killed));
+    }
+    // The same sample gives the same outcome every time (the forked copies never report).
+    assert!(seen.windows(2).all(|w| w[0] == w[1]), "{seen:?}");
+    assert_eq!(verify(CLAMP, STRONG).status, Status::Pass);
+}
+
+#[test]
 fn tests_that_read_the_source_cannot_tell_a_mutant_from_the_original() {
     // A change detector: fails when solution.py differs from what it saw at import. The
     // mutant's file holds the original source, so it kills nothing it would not kill anyway.
@@ -428,4 +446,39 @@ fn eval_tests_human_tests_runs_on_the_shipped_bigcodebench_copy() {
         .success();
     let second: Value = serde_json::from_slice(&again.get_output().stdout).unwrap();
     assert_eq!(second["passing"], summary["passing"]);
+}
+
+#[test]
+fn eval_tests_measures_a_generator_against_the_human_tests_and_replays_offline() {
+    use common::mock_llm::{Faults, MockServer};
+    let server = MockServer::start(Faults::default());
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("gen");
+    let run = |work: &std::path::Path, extra: &[&str]| -> Value {
+        let out = bin()
+            .args(["-q", "eval-tests", "--benchmark", "humaneval", "--limit", "6", "--work-dir", work.to_str().unwrap()])
+            .args(["--python", &python(), "--workers", "2", "--preimport", "", "--json"])
+            .args(extra)
+            .assert()
+            .success();
+        serde_json::from_slice(&out.get_output().stdout).unwrap()
+    };
+    // The mock's test modules only assert `callable(f)`: they pass every correct solution
+    // (accuracy 100%) and kill no mutant — the false-pass rate says so.
+    let generated = run(&work, &["--base-url", &server.base_url, "--model", "mock-model"]);
+    assert_eq!(generated["tests"], "generated");
+    assert_eq!(generated["accuracy"], 1.0, "{generated}");
+    assert!(generated["mutation_score"].as_f64().unwrap() <= 0.05, "{generated}");
+    assert!(generated["false_pass_rate"].as_f64().unwrap() >= 0.95, "{generated}");
+    // The benchmark's own tests on the same solutions: the reference point.
+    let human = run(&dir.path().join("human"), &["--human-tests"]);
+    assert_eq!(human["accuracy"], 1.0, "{human}");
+    assert!(human["mutation_score"].as_f64().unwrap() >= 0.5, "{human}");
+    // Offline, forced: the answers come from the cache and the numbers are the same.
+    let requests = server.requests();
+    drop(server);
+    let replay = run(&work, &["--force", "--offline", "--base-url", "http://127.0.0.1:9/v1", "--model", "mock-model"]);
+    assert_eq!(replay["accuracy"], generated["accuracy"]);
+    assert_eq!(replay["mutants"], generated["mutants"]);
+    assert!(requests >= 6);
 }

@@ -1764,7 +1764,10 @@ def mutant_child_main(job, start, workdir, out_w, rep_w, cap):
     prefix = job["nonce"].encode() + b"\t"
     enc = make_encoder()
 
-    def send(kind, payload, _w=os_write, _fd=report_fd, _p=prefix, _enc=enc):
+    # A mutant that forks leaves a copy of this loop running: only this process reports.
+    def send(kind, payload, _w=os_write, _fd=report_fd, _p=prefix, _enc=enc, _me=os_getpid(), _pid=os_getpid, _exit=os_exit):
+        if _pid() != _me:
+            _exit(0)
         data = _p + kind.encode() + b"\t" + _enc(payload).encode("utf-8", "replace") + b"\n"
         while data:
             data = data[_w(_fd, data):]

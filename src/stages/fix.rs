@@ -198,7 +198,8 @@ impl FixStep {
             return None;
         };
         if verdict.status == Status::SandboxError {
-            verdict = self.sandbox.check_async(code.clone(), tests.clone()).await;
+            let entry = Some(entry_point.clone());
+            verdict = self.sandbox.verify_async(code.clone(), tests.clone(), entry, self.adequacy.clone()).await;
             record.put(field::VERDICT, &verdict);
         }
         match verdict.status {
