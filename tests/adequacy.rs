@@ -127,18 +127,40 @@ fn a_seed_dependent_test_is_flaky_not_a_pass() {
     assert!(flaky >= 2, "a coin-flip test is caught as flaky: {flaky} of 30");
 }
 
+/// Tests that try to raise coverage without running the code: switch tracing off, call
+/// the harness's line recorder themselves, replace it, delete it. Only the low branch runs
+/// (lines 3 and 4 of 5): coverage may be 0.4 or unknown, never higher, and never a pass
+/// bought by breaking the function.
 #[test]
-fn a_test_that_switches_the_tracer_off_makes_coverage_unknown_not_higher() {
-    let tests = "import sys, unittest\nclass TestCases(unittest.TestCase):\n    def test_low(self):\n        sys.settrace(None)\n        self.assertEqual(task_func(-5), (0, 'low'))\n";
-    let v = verify(CLAMP, tests);
-    assert_eq!(v.status, Status::Pass, "{v:?}");
-    let a = v.adequacy.unwrap();
-    assert_eq!(a.line_coverage, None, "{a:?}");
-    assert!(a.coverage_note.as_deref().unwrap_or("").contains("unknown"), "{a:?}");
-    // Replacing it with one's own is the same.
-    let tests = "import sys, unittest\nclass TestCases(unittest.TestCase):\n    def test_low(self):\n        sys.settrace(lambda *a: None)\n        self.assertEqual(task_func(-5), (0, 'low'))\n";
-    let a = verify(CLAMP, tests).adequacy.unwrap();
-    assert_eq!(a.line_coverage, None, "{a:?}");
+fn tests_cannot_raise_coverage_by_tracing_tricks_or_by_calling_the_recorder() {
+    let run_low = "        self.assertEqual(task_func(-5), (0, 'low'))\n";
+    let head = "import sys, unittest\nclass TestCases(unittest.TestCase):\n    def test_low(self):\n";
+    let find = "        names = [n for n in list(globals()) if n.startswith('__unitcoder_line_')]\n";
+    let cases = [
+        ("tracing off", format!("{head}        sys.settrace(None)\n{run_low}")),
+        ("own tracer", format!("{head}        sys.settrace(lambda *a: None)\n{run_low}")),
+        (
+            "calls the recorder",
+            format!("{head}{find}        for n in names:\n            for line in range(1, 10):\n                globals()[n](line)\n{run_low}"),
+        ),
+        ("replaces the recorder", format!("{head}{find}        for n in names:\n            globals()[n] = lambda line: None\n{run_low}")),
+        ("deletes the recorder", format!("{head}{find}        for n in names:\n            del globals()[n]\n{run_low}")),
+    ];
+    for (what, tests) in cases {
+        let v = verify(CLAMP, &tests);
+        if v.status != Status::Pass {
+            assert_eq!(v.status, Status::Flaky, "{what}: breaking the coverage run is not a pass: {v:?}");
+            continue;
+        }
+        let a = v.adequacy.unwrap();
+        assert!(a.line_coverage.is_none_or(|c| c <= 0.4), "{what}: coverage went up: {a:?}");
+        if a.line_coverage.is_none() {
+            assert!(a.coverage_note.as_deref().unwrap_or("").contains("unknown"), "{what}: {a:?}");
+        }
+    }
+    // The honest version measures exactly the two lines.
+    let honest = verify(CLAMP, &format!("{head}{run_low}")).adequacy.unwrap();
+    assert_eq!(honest.line_coverage, Some(0.4), "{honest:?}");
 }
 
 #[test]

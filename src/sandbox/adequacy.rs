@@ -5,9 +5,10 @@
 //!    of *another* worker when there are several — another process, so another string-hash
 //!    seed — with fresh `random`/numpy seeds and a later clock. Any rerun that does not
 //!    pass makes the status `flaky` (not a pass), with every run's status kept.
-//! 2. **Line coverage**: the first rerun traces which executable lines of the function
-//!    under test ran (the harness's `Coverage`); a test that removes or replaces the tracer
-//!    makes it unknown (`null`), never higher.
+//! 2. **Line coverage**: the first rerun records which executable lines of the function
+//!    under test ran (the harness's `Coverage`: `sys.monitoring` on 3.12+, a line recorder
+//!    compiled into the function on 3.10/3.11); a test that removes or replaces the tracer
+//!    or the recorder makes it unknown (`null`), never higher.
 //! 3. **Mutation score**: up to `mutants` mutants of the function (`python::mutants`) run
 //!    against the tests in one forked child, each stopped at its first failing test; a
 //!    mutant is killed when a test fails, errors, times out (`mutant_timeout_factor` × the
@@ -280,7 +281,7 @@ fn read_coverage(raw: Option<&Value>, adequacy: &mut Adequacy) -> Option<BTreeSe
     let hit: BTreeSet<u32> = hit.intersection(&lines).copied().collect();
     adequacy.lines_total = lines.len();
     if report.get("intact").and_then(Value::as_bool) != Some(true) {
-        adequacy.coverage_note = Some("unknown: the tests removed or replaced the coverage tracer".into());
+        adequacy.coverage_note = Some("unknown: the tests removed or replaced the coverage tracer or line recorder".into());
         return None;
     }
     if lines.is_empty() {

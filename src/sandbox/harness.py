@@ -331,6 +331,7 @@ for _name in ("numpy.testing", "pandas.testing", "re", "collections", "functools
             pass
     if _name in sys.modules:
         WATCHED.setdefault(_name, vars(sys.modules[_name]))
+from operator import is_ as operator_is  # noqa: E402
 _fn_code = types.FunctionType.__dict__["__code__"].__get__
 _fn_defaults = types.FunctionType.__dict__["__defaults__"].__get__
 _fn_kwdefaults = types.FunctionType.__dict__["__kwdefaults__"].__get__
@@ -483,20 +484,27 @@ def make_judge(built, cap, _dict=dict, _any=any, _len=len, _list=list, _type=typ
     # plain data that changes messages, never outcomes.
     settings = {"unittest.TestCase": ("maxDiff", "longMessage"), "unittest.case.TestCase": ("maxDiff", "longMessage")}
     plain = (type(None), int, bool)
+    # Flat, for speed (mutant runs check once per mutant): every watched function with the
+    # ids of its code, defaults and keyword defaults, and its closure cells' contents.
+    flat = [(name + "." + k, fn, state[0], state[1], state[2], state[3])
+            for name, _, _, functions in snapshot for k, (fn, state) in functions.items()]
+    spaces = [(name, ns, before, _list(before.keys()), _list(before.values()), settings.get(name, ())) for name, ns, before, _ in snapshot]
 
-    def tampered():
+    def tampered(_id=id, _code=_fn_code, _defaults=_fn_defaults, _kwdefaults=_fn_kwdefaults, _map=map, _all=all,
+                 _is=operator_is, _missing=object()):
         changed = [name for name, mod in modules.items() if _modules.get(name) is not mod]
-        for name, ns, before, functions in snapshot:
-            for k, (fn, state) in functions.items():
-                if _state(fn) != state:
-                    changed.append(name + "." + k + " (code, defaults or closure)")
+        for label, fn, code, defaults, kwdefaults, cells in flat:
+            if _id(_code(fn)) != code or _id(_defaults(fn)) != defaults or _id(_kwdefaults(fn)) != kwdefaults \
+                    or (cells and _state(fn)[3] != cells):
+                changed.append(label + " (code, defaults or closure)")
+        for name, ns, before, keys, values, shown in spaces:
             now = _dict(ns)
             for k in ignored:
                 now.pop(k, None)
-            for k in settings.get(name, ()):
+            for k in shown:
                 if k in now and _type(now[k]) in plain:
                     now[k] = before.get(k)
-            if now.keys() != before.keys() or _any(now[k] is not before[k] for k in before):
+            if _len(now) != _len(keys) or not _all(_map(_is, _map(now.get, keys, [_missing] * _len(keys)), values)):
                 changed.append(name)
         return changed
 
@@ -568,14 +576,15 @@ def test_names(cls, _type_mro=type_mro, _type_dict=type_dict, _type=type, _str=s
 # ---------------------------------------------------------------- coverage
 # Which executable lines of the function under test ran during the tests. The targets are
 # the entry point's code object and every code object nested in it, taken from the
-# program as compiled here (not from the namespace, which tested code controls). 3.12+:
-# sys.monitoring LINE events enabled on those code objects only, each line disabled after
-# its first hit, so untraced code runs at full speed. 3.10/3.11: a trace function on the
-# check thread that traces only frames of those code objects. A test that removes or
-# replaces the tracer makes coverage unknown (`intact` false), never higher.
-FUNCTION_TYPE = types.FunctionType
+# program as compiled here (not from the namespace, which tested code controls).
+# 3.12+: sys.monitoring LINE events enabled on those code objects only, each line disabled
+# after its first hit, so nothing else slows down. 3.10/3.11 (a trace function there slows
+# every line of every library by ~2x): this compile of the program gets a call to a hit
+# recorder before each statement of the function; the recorder counts a line only when
+# its caller is one of the target code objects, so tests that call it count nothing. Only
+# the coverage run uses that compile. A test that removes or replaces the tracer or the
+# recorder makes coverage unknown (`intact` false), never higher.
 CodeType = types.CodeType
-_settrace, _gettrace = sys.settrace, sys.gettrace
 _monitoring = getattr(sys, "monitoring", None)
 COVERAGE_TOOL = 4
 NOT_DEFS = ("<lambda>", "<listcomp>", "<dictcomp>", "<setcomp>", "<genexpr>")
@@ -596,63 +605,107 @@ def coverage_targets(module_code, entry):
     return targets, lines
 
 
+def instrument(source, path, entry, hit_name):
+    """The program compiled with `hit_name(line)` before each statement of the entry
+    point's body (nested blocks and functions included; docstrings, `global` and
+    `nonlocal` left alone); also the statement lines."""
+    tree = ast.parse(source, path)
+    lines = set()
+
+    def body(stmts, owner_is_def):
+        out = []
+        for i, stmt in enumerate(stmts):
+            docstring = owner_is_def and i == 0 and _isinstance(stmt, ast.Expr) and _isinstance(stmt.value, ast.Constant) \
+                and _type(stmt.value.value) is str
+            if not docstring and not _isinstance(stmt, (ast.Global, ast.Nonlocal)):
+                call = ast.Expr(ast.Call(ast.Name(hit_name, ast.Load()), [ast.Constant(stmt.lineno)], []))
+                out.append(ast.copy_location(call, stmt))
+                lines.add(stmt.lineno)
+            walk(stmt)
+            out.append(stmt)
+        return out
+
+    def walk(node):
+        is_def = _isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+        for field in ("body", "orelse", "finalbody"):
+            stmts = getattr(node, field, None)
+            if _type(stmts) is list and stmts and _isinstance(stmts[0], ast.stmt):
+                setattr(node, field, body(stmts, is_def and field == "body"))
+        for handler in getattr(node, "handlers", ()) or ():
+            handler.body = body(handler.body, False)
+        for case in getattr(node, "cases", ()) or ():
+            case.body = body(case.body, False)
+
+    for node in tree.body:
+        if _isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and (node.name == entry or not entry):
+            node.body = body(node.body, True)
+    ast.fix_missing_locations(tree)
+    return compile(tree, path, "exec", dont_inherit=True), lines
+
+
 class Coverage:
     """Line hits of the target code objects; `start`/`stop` wrap each test on the check
     thread."""
 
-    __slots__ = ("targets", "ids", "lines", "hits", "intact", "method", "tracer")
+    __slots__ = ("targets", "ids", "lines", "hits", "intact", "method", "namespace", "hit_name", "recorder")
 
-    def __init__(self, targets, lines):
+    def __init__(self, targets, lines, namespace=None, hit_name=None):
         self.targets, self.lines, self.hits, self.intact = targets, lines, set(), True
         self.ids = frozenset(id(c) for c in targets)
-        self.method = "monitoring" if _monitoring is not None else "settrace"
-        self.tracer = None
-        if self.method == "monitoring":
-            mon = _monitoring
-            try:
-                mon.use_tool_id(COVERAGE_TOOL, "unitcoder")
-            except ValueError:
-                self.intact = False
-                return
-            add, disable = self.hits.add, mon.DISABLE
+        self.namespace, self.hit_name, self.recorder = namespace, hit_name, None
+        if hit_name is not None:
+            self.method = "instrumentation"
 
-            def on_line(code, line, _add=add, _disable=disable):
-                _add(line)
-                return _disable
-            mon.register_callback(COVERAGE_TOOL, mon.events.LINE, on_line)
-            for co in targets:
-                mon.set_local_events(COVERAGE_TOOL, co, mon.events.LINE)
-        else:
-            add = self.hits.add
+            def hit(line, _getframe=sys._getframe, _id=id, _ids=self.ids, _add=self.hits.add):
+                if _id(_getframe(1).f_code) in _ids:
+                    _add(line)
+            self.recorder = hit
+            namespace[hit_name] = hit
+            return
+        self.method = "monitoring"
+        mon = _monitoring
+        try:
+            mon.use_tool_id(COVERAGE_TOOL, "unitcoder")
+        except ValueError:
+            self.intact = False
+            return
+        add, disable = self.hits.add, mon.DISABLE
 
-            def local(frame, event, arg, _add=add):
-                if event == "line":
-                    _add(frame.f_lineno)
-                return local
-
-            def tracer(frame, event, arg, _ids=self.ids, _id=id, _local=local):
-                return _local if _id(frame.f_code) in _ids else None
-            self.tracer = tracer
+        def on_line(code, line, _add=add, _disable=disable):
+            _add(line)
+            return _disable
+        mon.register_callback(COVERAGE_TOOL, mon.events.LINE, on_line)
+        for co in targets:
+            mon.set_local_events(COVERAGE_TOOL, co, mon.events.LINE)
 
     def start(self):
-        if self.tracer is not None:
-            _settrace(self.tracer)
+        pass
 
     def stop(self):
-        if self.tracer is not None:
-            if _gettrace() is not self.tracer:
+        if self.recorder is not None:
+            if self.namespace.get(self.hit_name) is not self.recorder:
                 self.intact = False
-            _settrace(None)
-        elif self.method == "monitoring":
-            try:
-                if _monitoring.get_tool(COVERAGE_TOOL) != "unitcoder":
-                    self.intact = False
-            except BaseException:
+            return
+        try:
+            if _monitoring.get_tool(COVERAGE_TOOL) != "unitcoder":
                 self.intact = False
+        except BaseException:
+            self.intact = False
 
     def report(self, _sorted=sorted):
         hit = self.hits & self.lines
         return {"method": self.method, "intact": self.intact, "lines": _sorted(self.lines), "hit": _sorted(hit)}
+
+
+def measure(source, path, entry, namespace):
+    """(code object to run, Coverage) for a coverage run."""
+    if _monitoring is not None:
+        compiled = compile(source, path, "exec", dont_inherit=True)
+        return compiled, Coverage(*coverage_targets(compiled, entry))
+    hit_name = "__unitcoder_line_" + os.urandom(6).hex()
+    compiled, lines = instrument(source, path, entry, hit_name)
+    targets, _ = coverage_targets(compiled, entry)
+    return compiled, Coverage(targets, lines, namespace, hit_name)
 
 
 def traced(coverage, fn, args):
@@ -686,8 +739,7 @@ def run_tests(job, send, workdir, cap, tampered, outcome, run_sync, run_async, t
         if phase == "code" and job.get("coverage") is not None:
             # The program runs from this very code object, so the targets are its own.
             try:
-                compiled = compile(job[field], path, "exec", dont_inherit=True)
-                coverage = Coverage(*coverage_targets(compiled, job["coverage"]))
+                compiled, coverage = measure(job[field], path, job["coverage"], namespace)
             except BaseException as e:
                 send("coverage", {"error": "%s: %s" % (_type(e).__name__, safe_str(e, 200))})
         source = compiled if phase == "code" and compiled is not None else job[field]
@@ -696,7 +748,8 @@ def run_tests(job, send, workdir, cap, tampered, outcome, run_sync, run_async, t
             value["phase"] = phase
             send("phase_error", value)
             return
-    changed = tampered()
+    # In mutant runs (failfast) the caller checks integrity once per mutant instead.
+    changed = [] if failfast else tampered()
     if changed:
         send("tamper", {"when": "import", "changed": changed})
         return
@@ -748,7 +801,7 @@ def run_tests(job, send, workdir, cap, tampered, outcome, run_sync, run_async, t
             else:
                 events = value
             verdict = outcome(events)
-            changed = tampered()
+            changed = [] if failfast else tampered()
             now = _type_dict(cls)
             redefined = [k for k in base_names if k in now and now[k] is not class_dict_before.get(k)]
             if changed or redefined:
@@ -1789,6 +1842,11 @@ def mutant_child_main(job, start, workdir, out_w, rep_w, cap):
     _modules, _run_sync, _run_async, _TestCase, _Async = sys.modules, RUN_SYNC, RUN_ASYNC, TestCase, AsyncTestCase
     path = _join(workdir, "solution.py")
     base = _fingerprint(_compile(original, path, "exec", dont_inherit=True))
+    # Compiled once: each mutant executes this code object in a fresh namespace.
+    try:
+        tests_code = _compile(tests, _join(workdir, "test_solution.py"), "exec", dont_inherit=True)
+    except BaseException:
+        tests_code = tests
     for i in range(start, _len(mutants)):
         send("start", {"i": i})
         try:
@@ -1800,7 +1858,7 @@ def mutant_child_main(job, start, workdir, out_w, rep_w, cap):
             send("out", {"i": i, "kind": "equivalent"})
             continue
         events = []
-        _run_tests({"code": mutants[i], "tests": tests, "coverage": None, "file_code": original},
+        _run_tests({"code": compiled, "tests": tests_code, "coverage": None, "file_code": original, "file_tests": tests},
                    lambda kind, payload: events.append((kind, payload)), workdir, cap, tampered, outcome,
                    _run_sync, _run_async, _TestCase, _Async, True)
         killer = None
