@@ -135,7 +135,7 @@ fn a_seed_dependent_test_is_flaky_not_a_pass() {
 fn tests_cannot_raise_coverage_by_tracing_tricks_or_by_calling_the_recorder() {
     let run_low = "        self.assertEqual(task_func(-5), (0, 'low'))\n";
     let head = "import sys, unittest\nclass TestCases(unittest.TestCase):\n    def test_low(self):\n";
-    let find = "        names = [n for n in list(globals()) if n.startswith('__unitcoder_line_')]\n";
+    let find = "        names = [n for n in list(globals()) if n.startswith('_unitcoder_line_')]\n";
     let cases = [
         ("tracing off", format!("{head}        sys.settrace(None)\n{run_low}")),
         ("own tracer", format!("{head}        sys.settrace(lambda *a: None)\n{run_low}")),
@@ -161,6 +161,35 @@ fn tests_cannot_raise_coverage_by_tracing_tricks_or_by_calling_the_recorder() {
     // The honest version measures exactly the two lines.
     let honest = verify(CLAMP, &format!("{head}{run_low}")).adequacy.unwrap();
     assert_eq!(honest.line_coverage, Some(0.4), "{honest:?}");
+}
+
+/// The line recorder is compiled into every statement of the function, class bodies and
+/// methods included: its name must survive name mangling (`__x` in a class body), or the
+/// coverage run breaks and a good pass looks flaky (found on BigCodeBench/81).
+#[test]
+fn coverage_of_a_function_with_classes_generators_and_async_inside_keeps_it_working() {
+    let code = "import asyncio
+def task_func(x):
+    class Box:
+        def __init__(self, v):
+            self.__v = v
+        def get(self):
+            return self.__v
+    def gen(n):
+        for i in range(n):
+            yield i
+    async def twice(v):
+        return 2 * v
+    return Box(x).get() + sum(gen(x)) + asyncio.run(twice(x))
+";
+    let tests =
+        "import unittest\nclass TestCases(unittest.TestCase):\n    def test_three(self):\n        self.assertEqual(task_func(3), 3 + 3 + 6)\n";
+    let v = verify(code, tests);
+    assert_eq!(v.status, Status::Pass, "{v:?}");
+    let a = v.adequacy.unwrap();
+    assert_eq!(a.reruns, vec![Status::Pass, Status::Pass], "{a:?}");
+    assert_eq!(a.line_coverage, Some(1.0), "{a:?}");
+    assert!(a.lines_total >= 9, "{a:?}");
 }
 
 #[test]

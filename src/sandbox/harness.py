@@ -702,7 +702,8 @@ def measure(source, path, entry, namespace):
     if _monitoring is not None:
         compiled = compile(source, path, "exec", dont_inherit=True)
         return compiled, Coverage(*coverage_targets(compiled, entry))
-    hit_name = "__unitcoder_line_" + os.urandom(6).hex()
+    # One leading underscore: a `__name` inside a class body would be mangled.
+    hit_name = "_unitcoder_line_" + os.urandom(6).hex()
     compiled, lines = instrument(source, path, entry, hit_name)
     targets, _ = coverage_targets(compiled, entry)
     return compiled, Coverage(targets, lines, namespace, hit_name)
