@@ -656,8 +656,10 @@ class Coverage:
         if hit_name is not None:
             self.method = "instrumentation"
 
-            def hit(line, _getframe=sys._getframe, _id=id, _ids=self.ids, _add=self.hits.add):
-                if _id(_getframe(1).f_code) in _ids:
+            # A line already counted costs one set lookup; a new one is checked against its
+            # caller's code object before it counts.
+            def hit(line, _getframe=sys._getframe, _id=id, _ids=self.ids, _hits=self.hits, _add=self.hits.add):
+                if line not in _hits and _id(_getframe(1).f_code) in _ids:
                     _add(line)
             self.recorder = hit
             namespace[hit_name] = hit
