@@ -102,6 +102,11 @@ fn bcb_tasks() -> Option<(String, Vec<(String, String)>)> {
 }
 
 fn main() {
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs this binary without it.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("adequacy_throughput: run with `cargo bench --bench adequacy_throughput`");
+        return;
+    }
     let python = root().join(".venv-sandbox/bin/python").display().to_string();
     let settings = SandboxSettings { python: python.clone(), workers: LANES, preimport: vec![], ..Default::default() };
     let sandbox = Sandbox::start(settings).expect("sandbox");

@@ -310,13 +310,13 @@ mod tests {
 
     #[test]
     fn coverage_report_is_read_and_a_broken_tracer_is_unknown() {
-        let raw = json!({"reports": [["coverage", {"method": "settrace", "intact": true, "lines": [3, 4, 5, 6], "hit": [3, 4, 9]}]]});
+        let raw = json!({"reports": [["coverage", {"method": "instrumentation", "intact": true, "lines": [3, 4, 5, 6], "hit": [3, 4, 9]}]]});
         let mut a = Adequacy::default();
         let hit = read_coverage(Some(&raw), &mut a).unwrap();
         assert_eq!((a.lines_total, a.lines_hit, a.line_coverage), (4, 2, Some(0.5)));
         assert_eq!(a.missed_lines, vec![5, 6]);
         assert!(!hit.contains(&9), "a hit outside the function's lines is ignored");
-        let tampered = json!({"reports": [["coverage", {"method": "settrace", "intact": false, "lines": [3, 4], "hit": [3, 4]}]]});
+        let tampered = json!({"reports": [["coverage", {"method": "instrumentation", "intact": false, "lines": [3, 4], "hit": [3, 4]}]]});
         let mut b = Adequacy::default();
         assert!(read_coverage(Some(&tampered), &mut b).is_none());
         assert_eq!(b.line_coverage, None);

@@ -85,7 +85,7 @@ pub fn run(ctx: &Context, args: &DoctorArgs) -> Result<ExitCode> {
     if a.enabled {
         let mut parts = info.version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
         let monitoring = (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (3, 12);
-        let how = if monitoring { "sys.monitoring" } else { "a restricted trace function (Python < 3.12)" };
+        let how = if monitoring { "sys.monitoring" } else { "a line recorder compiled into the function (Python < 3.12)" };
         let coverage = if a.coverage { format!("line coverage by {how}") } else { "no coverage".to_string() };
         println!("test adequacy: {} reruns, {coverage}, {} mutants per function (docs/adequacy.md)", a.reruns, a.mutants);
     } else {

@@ -175,7 +175,8 @@ impl FixStep {
                 Err(e) => return repair.stopped(record, e, round),
             };
             let admitted = repair.admit(round, proposals, &self.rewrite_check, &job);
-            let verdicts = self.verify(&admitted, &job).await;
+            let wanted = (self.settings.keep as usize).saturating_sub(repair.kept.len());
+            let verdicts = self.verify(&admitted, &job, wanted).await;
             if let Next::Stop = repair.keep(round, admitted, verdicts, &self.settings) {
                 break;
             }
@@ -245,22 +246,32 @@ impl FixStep {
     }
 
     /// Step 4b: verify the admitted candidates, all at once (the pool runs them on every
-    /// worker); a passing one is assessed (reruns, coverage, mutants) and may turn out
-    /// `flaky`, which is not a pass.
-    async fn verify(&self, admitted: &[(usize, FunctionRecord)], job: &Job) -> Vec<Verdict> {
+    /// worker); then assess passing ones in order (reruns, coverage, mutants) until
+    /// `wanted` hold up — a `flaky` one is not a pass. Passes beyond those are not kept, so
+    /// they are not assessed.
+    async fn verify(&self, admitted: &[(usize, FunctionRecord)], job: &Job, wanted: usize) -> Vec<Verdict> {
         let handles: Vec<_> = admitted
             .iter()
             .map(|(_, r)| {
                 let sandbox = self.sandbox.clone();
-                let (code, tests, entry) = (r.code.clone(), job.tests.clone(), Some(job.entry_point.clone()));
-                let adequacy = self.adequacy.clone();
-                tokio::spawn(async move { sandbox.verify_async(code, tests, entry, adequacy).await })
+                let (code, tests) = (r.code.clone(), job.tests.clone());
+                tokio::spawn(async move { sandbox.check_async(code, tests).await })
             })
             .collect();
         let mut verdicts = Vec::with_capacity(handles.len());
         for h in handles {
             let failed = |e: tokio::task::JoinError| Verdict::new(Status::SandboxError, 0, "", format!("check task failed: {e}"));
             verdicts.push(h.await.unwrap_or_else(failed));
+        }
+        let mut held = 0;
+        for (verdict, (_, r)) in verdicts.iter_mut().zip(admitted) {
+            if held >= wanted || verdict.status != Status::Pass {
+                continue;
+            }
+            let first = std::mem::replace(verdict, Verdict::new(Status::SandboxError, 0, "", ""));
+            let entry = Some(job.entry_point.clone());
+            *verdict = self.sandbox.assess_async(r.code.clone(), job.tests.clone(), entry, first, self.adequacy.clone()).await;
+            held += usize::from(verdict.status == Status::Pass);
         }
         verdicts
     }
