@@ -433,30 +433,15 @@ fn sandbox_run_assesses_every_pass_and_stats_shows_the_distribution() {
 fn eval_tests_human_tests_runs_on_the_shipped_bigcodebench_copy() {
     let dir = tempfile::tempdir().unwrap();
     let work = dir.path().join("eval");
-    let out = bin()
-        .args([
-            "-q",
-            "eval-tests",
-            "--benchmark",
-            "bigcodebench",
-            "--human-tests",
-            "--limit",
-            "12",
-            "--work-dir",
-            work.to_str().unwrap(),
-            "--python",
-            &python(),
-            "--workers",
-            "2",
-            "--preimport",
-            "",
-            "--json",
-            "--mutants",
-            "8",
-        ])
-        .assert()
-        .success();
-    let summary: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let eval = || -> Value {
+        let out = bin()
+            .args(["-q", "eval-tests", "--benchmark", "bigcodebench", "--human-tests", "--limit", "12", "--work-dir", work.to_str().unwrap()])
+            .args(["--python", &python(), "--workers", "2", "--preimport", "", "--json", "--mutants", "8"])
+            .assert()
+            .success();
+        serde_json::from_slice(&out.get_output().stdout).unwrap()
+    };
+    let summary = eval();
     assert_eq!(summary["tasks"], 12, "{summary}");
     assert_eq!(summary["with_tests"], 12, "{summary}");
     assert_eq!(summary["tests"], "human");
@@ -472,30 +457,7 @@ fn eval_tests_human_tests_runs_on_the_shipped_bigcodebench_copy() {
     assert!((0.0..1.0).contains(&fpr), "{summary}");
     assert!(work.join("eval-tests.json").exists());
     // The same command again resumes: nothing is rerun.
-    let again = bin()
-        .args([
-            "-q",
-            "eval-tests",
-            "--benchmark",
-            "bigcodebench",
-            "--human-tests",
-            "--limit",
-            "12",
-            "--work-dir",
-            work.to_str().unwrap(),
-            "--python",
-            &python(),
-            "--workers",
-            "2",
-            "--preimport",
-            "",
-            "--json",
-            "--mutants",
-            "8",
-        ])
-        .assert()
-        .success();
-    let second: Value = serde_json::from_slice(&again.get_output().stdout).unwrap();
+    let second = eval();
     assert_eq!(second["passing"], summary["passing"]);
 }
 

@@ -1573,6 +1573,18 @@ def drain(open_fds, read):
             pass
 
 
+def parse_report_line(raw, prefix):
+    """(kind, payload) of one line from a check's private channel, or None when the line
+    is not ours (no nonce) or is mangled."""
+    if not raw.startswith(prefix):
+        return None
+    try:
+        kind, payload = raw[len(prefix):].split(b"\t", 1)
+        return kind.decode(), json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
 def run_job(job):
     cap = CONFIG.get("traceback_cap", 4000)
     out_cap = CONFIG.get("output_cap", 65536)
@@ -1645,14 +1657,11 @@ def run_job(job):
     for raw in bytes(report).split(b"\n"):
         if not raw:
             continue
-        if not raw.startswith(prefix):
+        parsed = parse_report_line(raw, prefix)
+        if parsed is None:
             forged += 1
-            continue
-        try:
-            kind, payload = raw[len(prefix):].split(b"\t", 1)
-            lines.append([kind.decode(), json.loads(payload)])
-        except (ValueError, UnicodeDecodeError):
-            forged += 1
+        else:
+            lines.append(list(parsed))
     text = bytes(head).decode("utf-8", "replace")
     if out_total > len(head):
         text += "\n... [%d bytes cut] ...\n" % (out_total - len(head) - len(tail)) + bytes(tail).decode("utf-8", "replace")
@@ -1704,16 +1713,11 @@ def run_call_job(job):
                     return
                 raw = bytes(buf[:cut])
                 del buf[:cut + 1]
-                if not raw.startswith(prefix):
+                parsed = parse_report_line(raw, prefix)
+                if parsed is None:
                     forged += 1
                     continue
-                try:
-                    kind, payload = raw[len(prefix):].split(b"\t", 1)
-                    kind = kind.decode()
-                    payload = json.loads(payload)
-                except (ValueError, UnicodeDecodeError):
-                    forged += 1
-                    continue
+                kind, payload = parsed
                 if kind == "start":
                     state["current"] = payload.get("i")
                     deadline = perf_counter() + per_input
@@ -1921,15 +1925,11 @@ def run_mutants_job(job):
                     return
                 raw = bytes(buf[:cut])
                 del buf[:cut + 1]
-                if not raw.startswith(prefix):
+                parsed = parse_report_line(raw, prefix)
+                if parsed is None:
                     forged += 1
                     continue
-                try:
-                    kind, payload = raw[len(prefix):].split(b"\t", 1)
-                    kind, payload = kind.decode(), json.loads(payload)
-                except (ValueError, UnicodeDecodeError):
-                    forged += 1
-                    continue
+                kind, payload = parsed
                 if kind == "start":
                     state["current"] = payload.get("i")
                     deadline = perf_counter() + per_mutant
