@@ -29,6 +29,8 @@ pub mod field {
     pub const SOURCE: &str = "source";
     pub const TESTS: &str = "tests";
     pub const TESTS_SAMPLES: &str = "tests_samples";
+    /// Test methods (`Class.method`) kept out of the fix prompt (see `[fix] held_out`).
+    pub const HELD_OUT_TESTS: &str = "held_out_tests";
     pub const GENERATION: &str = "generation";
     pub const VERDICT: &str = "verdict";
     pub const ERROR: &str = "error";
@@ -188,6 +190,20 @@ pub struct TestGeneration {
     pub rejected: Vec<String>,
     /// Copies or imports of the function under test removed from the test modules.
     pub removed_from_tests: Vec<String>,
+    /// The test class a model named otherwise, renamed to `TestCases`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renamed_class: Option<String>,
+    /// Replies cut by the token limit whose complete code block was used, by cause
+    /// (`max_tokens`: the reply reached it; `context`: the server stopped short of it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub truncated_used: Vec<String>,
+    /// Requests made: 1, plus one per retry after a round of unusable replies.
+    #[serde(default = "one")]
+    pub tries: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// A program as a record held it before a rewrite replaced it. Stored under
@@ -294,7 +310,15 @@ pub enum AttemptOutcome {
     /// Not run: the rewrite check (or reply parsing) rejected it.
     Rejected { rejected: String, detail: String },
     /// Run in the sandbox.
-    Verified { status: Status, tests_passed: usize, tests_run: usize, message: Option<String> },
+    Verified {
+        status: Status,
+        tests_passed: usize,
+        tests_run: usize,
+        message: Option<String>,
+        /// Passed every test the fix prompt showed, failed held-out ones.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        overfit: bool,
+    },
 }
 
 /// The `refine` field.
@@ -588,6 +612,19 @@ pub mod counter {
     pub fn is_refine_attempt(key: &str) -> bool {
         key == REFINED || (key.starts_with(NOT_REFINED) && key != not_refined("not_verified"))
     }
+
+    /// A generated test module rejected by gen-tests, by reason.
+    pub fn test_module_rejected(reason: &str) -> String {
+        format!("tests_rejected_{reason}")
+    }
+
+    /// A fix candidate rejected before or after running it, by reason.
+    pub fn fix_rejected(reason: &str) -> String {
+        format!("fix_rejected_{reason}")
+    }
+
+    /// Fix candidates that passed the visible tests and failed held-out ones.
+    pub const FIX_OVERFIT: &str = "fix_overfit_candidates";
 
     /// A check the static policy refused, by rule.
     pub fn rejected(rule: &str) -> String {

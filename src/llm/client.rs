@@ -166,19 +166,25 @@ impl LlmClient {
     }
 
     /// Cache key of sample `index` of a prompt: everything that determines the answer.
-    fn cache_key(&self, messages: &[Message], index: u32) -> String {
+    fn cache_key(&self, messages: &[Message], index: u32, seed: Option<u64>) -> String {
         let s = &self.settings;
         let canonical = json!({
             "model": s.model, "messages": messages, "temperature": s.temperature, "top_p": s.top_p,
-            "max_tokens": s.max_tokens, "seed": s.seed, "stop": s.stop, "extra_body": s.extra_body, "sample": index,
+            "max_tokens": s.max_tokens, "seed": seed, "stop": s.stop, "extra_body": s.extra_body, "sample": index,
         });
         blake3::hash(canonical.to_string().as_bytes()).to_hex().to_string()
     }
 
     /// `n` samples for `messages`: cached ones from the cache, the rest in one request.
     pub async fn generate(&self, messages: &[Message], n: u32) -> Result<Generation, LlmError> {
+        self.generate_seeded(messages, n, self.settings.seed).await
+    }
+
+    /// `generate` with this request's sampling seed instead of `[llm] seed` (a retry that
+    /// must not be answered like the try before it).
+    pub async fn generate_seeded(&self, messages: &[Message], n: u32, seed: Option<u64>) -> Result<Generation, LlmError> {
         let n = n.max(1);
-        let keys: Vec<String> = if self.cache.is_some() { (0..n).map(|i| self.cache_key(messages, i)).collect() } else { Vec::new() };
+        let keys: Vec<String> = if self.cache.is_some() { (0..n).map(|i| self.cache_key(messages, i, seed)).collect() } else { Vec::new() };
         let mut slots: Vec<Option<Choice>> = vec![None; n as usize];
         if let Some(cache) = &self.cache {
             for (i, key) in keys.iter().enumerate() {
@@ -196,7 +202,7 @@ impl LlmClient {
                 return Err(LlmError::OfflineMiss);
             }
             let started = Instant::now();
-            let (choices, prompt_tokens, completion_tokens, attempts) = self.request(messages, missing.len() as u32).await?;
+            let (choices, prompt_tokens, completion_tokens, attempts) = self.request(messages, missing.len() as u32, seed).await?;
             generation.latency_ms = started.elapsed().as_millis() as u64;
             generation.prompt_tokens = prompt_tokens;
             generation.completion_tokens = completion_tokens;
@@ -260,7 +266,7 @@ impl LlmClient {
         }
     }
 
-    fn body(&self, messages: &[Message], n: u32) -> Value {
+    fn body(&self, messages: &[Message], n: u32, seed: Option<u64>) -> Value {
         let s = &self.settings;
         let mut body = serde_json::Map::new();
         if let Ok(Value::Object(extra)) = serde_json::to_value(&s.extra_body) {
@@ -274,7 +280,7 @@ impl LlmClient {
         if let Some(p) = s.top_p {
             body.insert("top_p".into(), json!(p));
         }
-        if let Some(seed) = s.seed {
+        if let Some(seed) = seed {
             body.insert("seed".into(), json!(seed));
         }
         if !s.stop.is_empty() {
@@ -284,8 +290,8 @@ impl LlmClient {
     }
 
     /// Send one request (with retries); choices in server order of `index`.
-    async fn request(&self, messages: &[Message], n: u32) -> Result<(Vec<Choice>, u64, u64, u32), LlmError> {
-        let body = self.body(messages, n);
+    async fn request(&self, messages: &[Message], n: u32, seed: Option<u64>) -> Result<(Vec<Choice>, u64, u64, u32), LlmError> {
+        let body = self.body(messages, n, seed);
         let mut delays = backon::ExponentialBuilder::default()
             .with_jitter()
             .with_min_delay(Duration::from_millis(self.settings.backoff_min_ms))

@@ -31,6 +31,17 @@ impl ReplyError {
 /// Code blocks of a reply, in order: fenced blocks (```python, ```py, ```), an unterminated
 /// last fence (a truncated reply) included; the whole reply when there are no fences.
 pub fn code_blocks(reply: &str) -> Vec<String> {
+    fenced_blocks(reply).into_iter().map(|(b, _)| b).collect()
+}
+
+/// The blocks of a reply cut by the token limit that are certainly whole: those whose
+/// closing fence arrived.
+pub fn complete_blocks(reply: &str) -> Vec<String> {
+    fenced_blocks(reply).into_iter().filter(|(_, closed)| *closed).map(|(b, _)| b).collect()
+}
+
+/// Blocks with whether each one's closing fence was seen.
+fn fenced_blocks(reply: &str) -> Vec<(String, bool)> {
     enum State {
         Outside,
         Python(String),
@@ -44,7 +55,7 @@ pub fn code_blocks(reply: &str) -> Vec<String> {
             saw_fence = true;
             state = match state {
                 State::Python(block) => {
-                    blocks.push(block);
+                    blocks.push((block, true));
                     State::Outside
                 }
                 State::OtherLanguage => State::Outside,
@@ -63,18 +74,22 @@ pub fn code_blocks(reply: &str) -> Vec<String> {
         }
     }
     if let State::Python(block) = state {
-        blocks.push(block);
+        blocks.push((block, false));
     }
     if !saw_fence && !reply.trim().is_empty() {
-        blocks.push(reply.to_string());
+        blocks.push((reply.to_string(), false));
     }
-    blocks.retain(|b| !b.trim().is_empty());
+    blocks.retain(|(b, _)| !b.trim().is_empty());
     blocks
 }
 
 /// The first block that parses and satisfies `wanted` (which names what was missing).
 pub fn pick_block(reply: &str, what: &str, wanted: impl Fn(&[Stmt]) -> bool + Sync) -> Result<String, ReplyError> {
-    let blocks = code_blocks(reply);
+    pick_from(code_blocks(reply), what, wanted)
+}
+
+/// `pick_block` over given blocks.
+pub fn pick_from(blocks: Vec<String>, what: &str, wanted: impl Fn(&[Stmt]) -> bool + Sync) -> Result<String, ReplyError> {
     if blocks.is_empty() {
         return Err(ReplyError::NoCode);
     }
@@ -101,14 +116,9 @@ pub fn pick_block(reply: &str, what: &str, wanted: impl Fn(&[Stmt]) -> bool + Sy
     }
 }
 
-/// Does a module define `class TestCases` with at least one `test*` method?
+/// Does a module define a `unittest.TestCase` subclass (any name) with a `test*` method?
 pub fn defines_test_cases(suite: &[Stmt]) -> bool {
-    suite.iter().any(|s| match s {
-        Stmt::ClassDef(c) if c.name.as_str() == "TestCases" => {
-            c.body.iter().any(|m| matches!(m, Stmt::FunctionDef(f) if f.name.as_str().starts_with("test")))
-        }
-        _ => false,
-    })
+    crate::python::test_module::defines_test_class(suite)
 }
 
 /// Does a module define a top-level function `name`?
@@ -129,9 +139,10 @@ pub fn defines_function(suite: &[Stmt], name: &str) -> bool {
     suite.iter().any(|s| matches!(s, Stmt::FunctionDef(f) if f.name.as_str() == name))
 }
 
-/// Remove what would make tests test something other than the real function: top-level
-/// definitions of `entry_point` (a copy of the function) and imports of it from a module
-/// (`from solution import f`). Returns the cleaned module and what was removed.
+/// Remove imports of the function under test from a module (`from solution import f`):
+/// the tests run in the program's namespace, where it is already defined. Returns the
+/// cleaned module and what was removed. (A copy of the function in the tests is not
+/// removed: `python::test_module::check` rejects such a module.)
 pub fn clean_tests(tests: &str, entry_point: &str) -> (String, Vec<String>) {
     on_parse_stack(|| clean_tests_here(tests, entry_point))
 }
@@ -144,8 +155,6 @@ fn clean_tests_here(tests: &str, entry_point: &str) -> (String, Vec<String>) {
     let mut cut: Vec<(usize, usize, String)> = Vec::new();
     for stmt in parsed.suite() {
         let removed = match stmt {
-            Stmt::FunctionDef(f) if f.name.as_str() == entry_point => Some(format!("def {entry_point}")),
-            Stmt::ClassDef(c) if c.name.as_str() == entry_point => Some(format!("class {entry_point}")),
             Stmt::ImportFrom(i) if i.names.iter().any(|a| a.asname.as_ref().unwrap_or(&a.name).as_str() == entry_point) => {
                 Some(format!("import of {entry_point} from {}", i.module.as_ref().map(|m| m.as_str()).unwrap_or(".")))
             }
@@ -163,7 +172,7 @@ fn clean_tests_here(tests: &str, entry_point: &str) -> (String, Vec<String>) {
     let mut pos = 0;
     for (start, end, _) in &cut {
         out.push_str(&tests[pos..*start]);
-        out.push_str("pass  # removed by unitcoder: tests must call the real function\n");
+        out.push_str("pass  # removed by unitcoder: the function under test is already defined\n");
         pos = *end;
         if tests[pos..].starts_with('\n') {
             pos += 1;
@@ -193,8 +202,10 @@ mod tests {
         let got = pick_block(reply, "TestCases", defines_test_cases).unwrap();
         assert!(got.contains("class TestCases"));
         assert_eq!(pick_block("no code here at all, sorry", "TestCases", defines_test_cases).unwrap_err().kind(), "syntax_error");
+        assert!(code_blocks("```python\nx = 1\n").len() == 1 && complete_blocks("```python\nx = 1\n").is_empty());
+        assert_eq!(complete_blocks("```python\nx = 1\n```\n```python\ny ="), ["x = 1\n"]);
         assert_eq!(
-            pick_block("```python\nclass TestCases:\n    pass\n```", "TestCases", defines_test_cases).unwrap_err().kind(),
+            pick_block("```python\nclass TestCases:\n    def test_a(self):\n        pass\n```", "TestCases", defines_test_cases).unwrap_err().kind(),
             "missing_definition"
         );
         assert_eq!(pick_block("```python\ndef (:\n```", "TestCases", defines_test_cases).unwrap_err().kind(), "syntax_error");
@@ -202,11 +213,11 @@ mod tests {
     }
 
     #[test]
-    fn copies_and_imports_of_the_function_are_removed() {
-        let tests = "import unittest\nfrom solution import add\n\ndef add(a, b):\n    return a + b\n\nclass TestCases(unittest.TestCase):\n    def test_a(self):\n        self.assertEqual(add(1, 2), 3)\n";
+    fn imports_of_the_function_are_removed() {
+        let tests = "import unittest\nfrom solution import add\n\nclass TestCases(unittest.TestCase):\n    def test_a(self):\n        self.assertEqual(add(1, 2), 3)\n";
         let (clean, removed) = clean_tests(tests, "add");
-        assert_eq!(removed, ["import of add from solution", "def add"]);
-        assert!(!clean.contains("return a + b"));
+        assert_eq!(removed, ["import of add from solution"]);
+        assert!(!clean.contains("from solution"));
         assert!(clean.contains("class TestCases"));
         let parsed = crate::python::parse_module(&clean, ruff_python_ast::PythonVersion::PY311);
         assert!(parsed.errors().is_empty());

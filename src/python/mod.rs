@@ -3,11 +3,13 @@
 
 pub mod extractor;
 pub mod functions;
+pub mod gaming;
 pub mod imports;
 pub mod literals;
 pub mod mutants;
 pub mod names;
 pub mod py2;
+pub mod test_module;
 
 use std::collections::HashSet;
 use std::sync::LazyLock;

@@ -112,7 +112,7 @@ pub struct Adequacy {
 impl Sandbox {
     /// Check and assess: the verdict of `check`, with `adequacy` when it passed.
     pub fn verify(&self, code: &str, tests: &str, entry: Option<&str>, settings: &AdequacySettings) -> Verdict {
-        let first = self.check(code, tests);
+        let first = self.check_calls(code, tests, entry);
         self.assess(code, tests, entry, first, settings)
     }
 

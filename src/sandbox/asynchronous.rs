@@ -24,6 +24,12 @@ impl Sandbox {
         blocking(move || sandbox.check(&code, &tests)).await
     }
 
+    /// One check that also watches whether the tests call `entry` (`Sandbox::check_calls`).
+    pub async fn check_calls_async(self: &Arc<Self>, code: String, tests: String, entry: String) -> Verdict {
+        let sandbox = self.clone();
+        blocking(move || sandbox.check_calls(&code, &tests, Some(&entry))).await
+    }
+
     /// Check and assess (`Sandbox::verify`) off the async threads.
     pub async fn verify_async(self: &Arc<Self>, code: String, tests: String, entry: Option<String>, settings: AdequacySettings) -> Verdict {
         let sandbox = self.clone();

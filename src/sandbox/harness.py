@@ -711,6 +711,74 @@ def measure(source, path, entry, namespace):
     return compiled, Coverage(targets, lines, namespace, hit_name)
 
 
+# ---------------------------------------------------------------- calls
+# Did each test make the function under test run? Counted on the entry point's own code
+# object (from the harness's compile of the program, not the namespace): 3.12+ by a
+# sys.monitoring PY_START event on that code object only; 3.10/3.11 by a recorder call
+# compiled in at the top of its body (after the docstring). Either counts only when the
+# frame that started is that code object's, so calling the recorder from a test counts
+# nothing; a test that mocks or replaces the function never runs its code and counts
+# nothing either. Replacing or removing the recorder can only lose counts (the module is
+# then judged not to call the function), never add them.
+CALLS_TOOL = 5
+
+
+class Calls:
+    __slots__ = ("box", "ok")
+
+    def __init__(self, box, ok):
+        self.box, self.ok = box, ok
+
+    def count(self):
+        return self.box[0]
+
+
+def watch_calls(source, path, entry, namespace):
+    """(code object to run, Calls) for a verdict run that records calls of `entry`."""
+    box = [0]
+    if _monitoring is not None:
+        compiled = compile(source, path, "exec", dont_inherit=True)
+        target = next((c for c in compiled.co_consts if _type(c) is CodeType and c.co_name == entry), None)
+        if target is None:
+            return compiled, Calls(box, False)
+        mon = _monitoring
+        try:
+            mon.use_tool_id(CALLS_TOOL, "unitcoder-calls")
+        except ValueError:
+            return compiled, Calls(box, False)
+
+        def on_start(code, offset, _getframe=sys._getframe, _t=target, _b=box):
+            if code is _t and _getframe(1).f_code is _t:
+                _b[0] += 1
+        mon.register_callback(CALLS_TOOL, mon.events.PY_START, on_start)
+        mon.set_local_events(CALLS_TOOL, target, mon.events.PY_START)
+        return compiled, Calls(box, True)
+    name = "_unitcoder_call_" + os.urandom(6).hex()
+    tree = ast.parse(source, path)
+    found = False
+    for node in tree.body:
+        if _isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == entry:
+            first = node.body[0]
+            at = 1 if _isinstance(first, ast.Expr) and _isinstance(first.value, ast.Constant) and _type(first.value.value) is str else 0
+            anchor = node.body[at] if at < _len(node.body) else first
+            if _isinstance(anchor, (ast.Global, ast.Nonlocal)):
+                continue  # declarations must come first; leave such a function uncounted
+            call = ast.copy_location(ast.Expr(ast.Call(ast.Name(name, ast.Load()), [], [])), anchor)
+            node.body.insert(at, call)
+            found = True
+    ast.fix_missing_locations(tree)
+    compiled = compile(tree, path, "exec", dont_inherit=True)
+    target = next((c for c in compiled.co_consts if _type(c) is CodeType and c.co_name == entry), None)
+    if not found or target is None:
+        return compile(source, path, "exec", dont_inherit=True), Calls(box, False)
+
+    def record(_getframe=sys._getframe, _t=target, _b=box):
+        if _getframe(1).f_code is _t:
+            _b[0] += 1
+    namespace[name] = record
+    return compiled, Calls(box, True)
+
+
 def traced(coverage, fn, args):
     """On the check thread: `fn(*args)` with the coverage tracer on."""
     coverage.start()
@@ -732,7 +800,7 @@ def run_tests(job, send, workdir, cap, tampered, outcome, run_sync, run_async, t
     module.__file__ = os.path.join(workdir, "__test__.py")
     sys.modules["__test__"] = module
     namespace = module.__dict__
-    coverage = compiled = None
+    coverage = compiled = calls = None
     for phase, field, filename in (("code", "code", "solution.py"), ("tests", "tests", "test_solution.py")):
         path = os.path.join(workdir, filename)
         with open(path, "w", encoding="utf-8", errors="surrogateescape") as fh:
@@ -745,12 +813,19 @@ def run_tests(job, send, workdir, cap, tampered, outcome, run_sync, run_async, t
                 compiled, coverage = measure(job[field], path, job["coverage"], namespace)
             except BaseException as e:
                 send("coverage", {"error": "%s: %s" % (_type(e).__name__, safe_str(e, 200))})
+        elif phase == "code" and job.get("calls"):
+            try:
+                compiled, calls = watch_calls(job[field], path, job["calls"], namespace)
+            except BaseException as e:
+                send("calls", {"error": "%s: %s" % (_type(e).__name__, safe_str(e, 200))})
         source = compiled if phase == "code" and compiled is not None else job[field]
         status, value = _in_thread(_exec_phase, (source, path, namespace), cap)
         if status == "raised":
             value["phase"] = phase
             send("phase_error", value)
             return
+        if phase == "code" and calls is not None:
+            calls.box[0] = 0  # calls made by the program's own import are not the tests'
     # In mutant runs (failfast) the caller checks integrity once per mutant instead.
     changed = [] if failfast else tampered()
     if changed:
@@ -772,13 +847,20 @@ def run_tests(job, send, workdir, cap, tampered, outcome, run_sync, run_async, t
             value["phase"] = "setUpModule"
             send("phase_error", value)
             return
+    if calls is not None:
+        send("calls", {"watched": calls.ok})
+    # Calls at import of the tests or in setUpModule count for every test (results computed
+    # once), those in setUpClass for the class's tests.
+    module_called = calls is not None and calls.count() > 0
     base_names = _list(test_case.__dict__)
     for cls, names in plan:
         class_name = _type_name(cls)
         class_dict_before = _dict(_type_dict(cls))
         run = run_async if async_case is not None and _issubclass(cls, async_case) else run_sync
         class_failure = None
+        class_start = calls.count() if calls is not None else 0
         status, value = _in_thread(_call_attr, (cls, "setUpClass"), cap)
+        class_called = calls is not None and calls.count() > class_start
         if status == "raised":
             if value["skip"]:
                 class_failure = {"kind": "skip", "message": "setUpClass skipped: " + value["text"]}
@@ -788,11 +870,15 @@ def run_tests(job, send, workdir, cap, tampered, outcome, run_sync, run_async, t
         for name in names:
             test_id = class_name + "." + name
             if class_failure is not None:
-                send("test", _dict(class_failure, test=test_id))
+                failed = _dict(class_failure, test=test_id)
+                if calls is not None:
+                    failed["called"] = module_called or class_called
+                send("test", failed)
                 if failfast:
                     return
                 continue
             result = _Result()
+            test_start = calls.count() if calls is not None else 0
             if coverage is not None:
                 status, value = _in_thread(traced, (coverage, _run_one, (run, cls, name, result, cap)), cap)
             else:
@@ -811,6 +897,8 @@ def run_tests(job, send, workdir, cap, tampered, outcome, run_sync, run_async, t
                 verdict = {"kind": "tamper", "message": "the unittest framework was modified during the test: "
                            + ", ".join(changed + [class_name + "." + k for k in redefined])}
             verdict["test"] = test_id
+            if calls is not None:
+                verdict["called"] = module_called or class_called or calls.count() > test_start
             send("test", verdict)
             if failfast and verdict["kind"] != "pass":
                 return
@@ -991,7 +1079,7 @@ def run_child(job, workdir, report_fd, cap):
         while data:
             data = data[_w(_fd, data):]
 
-    job_fields = {k: job.get(k) for k in ("code", "tests", "coverage", "file_code")}
+    job_fields = {k: job.get(k) for k in ("code", "tests", "coverage", "calls", "file_code")}
     del job
     try:
         sys.stdout = open(1, "w", encoding="utf-8", errors="replace", closefd=False, buffering=1)
@@ -1690,10 +1778,11 @@ def run_call_job(job):
     out_cap = CONFIG.get("output_cap", 65536)
     children = 0
     start = 0
-    while start < n and import_error is None and setup_error is None:
+    # No inputs: one child still imports the program (an import check).
+    while (start < n or children == 0) and import_error is None and setup_error is None:
         if perf_counter() - started_all > total_budget:
             break
-        end = start + 1 if fresh else n
+        end = start + 1 if fresh and n else n
         workdir = make_workdir("call_")
         pid, out_r, rep_r, pidfd = fork_child(lambda out_w, rep_w: call_child_main(job, start, end, workdir, out_w, rep_w, cap))
         children += 1

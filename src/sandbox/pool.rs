@@ -202,6 +202,17 @@ impl Sandbox {
         self.settings.policy.then(|| super::policy::check(source, part, &self.settings.policy_allow)).flatten()
     }
 
+    /// `check`, also watching whether each test makes `entry` run: when no test does, the
+    /// verdict is `rejected` (`function_not_called`), and tests that did not are listed in
+    /// `uncalled_tests`.
+    pub fn check_calls(&self, code: &str, tests: &str, entry: Option<&str>) -> Verdict {
+        let extra = match entry {
+            Some(e) if !e.is_empty() => json!({"calls": e}),
+            _ => json!({}),
+        };
+        self.run_check(code, tests, self.settings.timeout, extra, None).0
+    }
+
     pub fn check_with_timeout(&self, code: &str, tests: &str, timeout: f64) -> Verdict {
         self.run_check(code, tests, timeout, json!({}), None).0
     }

@@ -96,6 +96,9 @@ pub struct Verdict {
     /// present on verdicts that were assessed (see `sandbox::adequacy`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adequacy: Option<super::adequacy::Adequacy>,
+    /// Tests during which the function under test never ran (when calls were watched).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub uncalled_tests: Vec<String>,
     /// The worker that ran the check (flake reruns go to others).
     #[serde(skip)]
     pub worker: Option<usize>,
@@ -116,6 +119,7 @@ impl Verdict {
             reason: None,
             location: None,
             adequacy: None,
+            uncalled_tests: Vec::new(),
             worker: None,
         }
     }
@@ -143,6 +147,11 @@ struct Reports<'a> {
     class_errors: Vec<String>,
     /// The tests reported, by name, once each.
     ran: Vec<String>,
+    /// Calls of the function under test were watched (`Some(false)`: asked for, but the
+    /// harness could not watch them).
+    calls_watched: Option<bool>,
+    /// Tests that ran without the function under test running.
+    uncalled: Vec<String>,
 }
 
 impl<'a> Reports<'a> {
@@ -159,6 +168,7 @@ impl<'a> Reports<'a> {
                 "found" => r.harness_found = payload.get("tests").and_then(Value::as_array).map(Vec::len),
                 "done" => r.done = true,
                 "class_error" => r.class_errors.push(text(payload, "message")),
+                "calls" => r.calls_watched = Some(payload.get("watched").and_then(Value::as_bool).unwrap_or(false)),
                 "test" => {
                     let name = text(payload, "test");
                     if !seen.insert(name.clone()) {
@@ -166,6 +176,9 @@ impl<'a> Reports<'a> {
                         continue;
                     }
                     r.ran.push(name.clone());
+                    if payload.get("called").and_then(Value::as_bool) != Some(true) {
+                        r.uncalled.push(name.clone());
+                    }
                     v.tests_run += 1;
                     r.memory_error |= payload.get("memory_error").and_then(Value::as_bool).unwrap_or(false);
                     let kind = text(payload, "kind");
@@ -286,6 +299,14 @@ fn decide(v: &mut Verdict, plan: &TestPlan, r: Reports, e: &Ending) -> (Status, 
             fail(v, "count", "count_mismatch", format!("ran {run} tests; {why}"));
             return (Status::Error, format!("ran {run} tests, not the ones the test module defines: {why}"));
         }
+    }
+    if r.calls_watched == Some(true) {
+        if run > 0 && r.uncalled.len() == run {
+            v.reason = Some("function_not_called".into());
+            v.location = Some("tests".into());
+            return (Status::Rejected, format!("no test made the function under test run ({run} tests ran)"));
+        }
+        v.uncalled_tests = r.uncalled;
     }
     if e.lingering > 0 {
         fail(v, "processes", "lingering_process", format!("{} processes left running (killed)", e.lingering));
@@ -432,6 +453,23 @@ mod tests {
                 2,
                 Status::Timeout,
                 "time limit",
+            ),
+            (
+                "watched calls, none made",
+                with(clean(2), |v| push_report(v, json!(["calls", {"watched": true}]))),
+                2,
+                Status::Rejected,
+                "no test made the function under test run",
+            ),
+            (
+                "watched calls, one test called",
+                with(clean(2), |v| {
+                    push_report(v, json!(["calls", {"watched": true}]));
+                    v["reports"][2][1]["called"] = json!(true);
+                }),
+                2,
+                Status::Pass,
+                "",
             ),
             ("tampering beats passing tests", with(clean(2), |v| push_report(v, json!(["tamper", {"changed": ["x"]}]))), 2, Status::Fail, "modified"),
         ];

@@ -32,7 +32,7 @@ use crate::sandbox::{AdequacyArgs, Sandbox};
 use crate::shards::expand_inputs;
 use crate::shards::reader::{read_record_items, RecordItem};
 use crate::stages::common::{adequacy_settings, llm_settings, SandboxFlags};
-use crate::stages::gen_tests::GenTestsStep;
+use crate::stages::gen_tests::{held_out, GenTestsSettings, GenTestsStep};
 use crate::stages::sandbox_run::SandboxStep;
 
 /// The shipped evaluation copies (data/benchmarks/README.md: origin and licences).
@@ -156,7 +156,9 @@ pub fn run(ctx: &Context, args: &EvalTestsArgs) -> Result<ExitCode> {
     let adequacy = adequacy_settings(ctx, &args.adequacy);
     let mut stages = Vec::new();
     if !args.human_tests {
-        stages.push(StageDir { step: Arc::new(GenTestsStep::new(llm.clone(), args.samples, &work.join("gen-tests"))?), dir: work.join("gen-tests") });
+        let settings = GenTestsSettings::resolve(ctx, Some(args.samples), false, false)?;
+        let step = GenTestsStep::new(llm.clone(), settings, held_out(ctx)?, Some(sandbox.clone()), &work.join("gen-tests"))?;
+        stages.push(StageDir { step: Arc::new(step), dir: work.join("gen-tests") });
     }
     stages.push(StageDir { step: Arc::new(SandboxStep { sandbox: sandbox.clone(), fields, adequacy }), dir: work.join("sandbox-run") });
     let inputs: Vec<_> = expand_inputs(&[task_dir.display().to_string()])?.into_iter().enumerate().collect();

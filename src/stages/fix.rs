@@ -11,9 +11,18 @@
 //!      (`samples` in round 1; later rounds split `samples` over the best failing
 //!      candidates of the previous round, each with its own newest failure);
 //!   4. each candidate is checked without running it (same name and signature,
-//!      self-contained) and then verified in the sandbox, all in parallel;
-//!   5. up to `keep` passing candidates are kept and the record is `fixed`; failing ones
-//!      continue to the next round; after the last round the record is `unfixed`.
+//!      self-contained, not gaming the tests: `python::gaming`, the sandbox's static
+//!      policy) and then verified in the sandbox against *all* tests, all in parallel;
+//!   5. a passing candidate whose results on inputs outside the tests collapse to one
+//!      constant where the original's varied is rejected (`constant_output`); up to `keep`
+//!      passing candidates are kept and the record is `fixed`; failing ones continue to
+//!      the next round; after the last round the record is `unfixed`.
+//!
+//! The prompt shows only the visible tests and their failures: the held-out ones
+//! (`held_out_tests`, chosen by gen-tests or here, `[fix] held_out`) must pass without
+//! having been seen, and a candidate that passes the visible tests but not the held-out
+//! ones is marked `overfit` in the history. When every candidate of a round was unusable,
+//! the next request names the problems and uses a new sampling seed.
 //!
 //! Every candidate, its round and its verdict (or rejection) go into `fix.history`.
 
@@ -31,14 +40,19 @@ use crate::executor::{BoxFuture, Counts, Record, Resources, Step};
 use crate::llm::reply::{code_blocks, defines_function, pick_block};
 use crate::llm::{Agent, LlmArgs, LlmSettings};
 use crate::python::functions::signature;
+use crate::python::gaming::{self, probe_inputs};
+use crate::python::test_module::{choose_held_out, without_tests};
 use crate::record::{
     counter, field, AttemptOutcome, ErrorInfo, FixAlternative, FixAttempt, FixOutcome, FixStatus, FunctionRecord, RecordExt, Status, Usage, Verdict,
 };
+use crate::sandbox::calls::CallOptions;
+use crate::sandbox::testcount::test_plan;
 use crate::sandbox::Sandbox;
 use crate::sandbox::{AdequacyArgs, AdequacySettings};
 use crate::stages::common::rewrite::replace_program;
 use crate::stages::common::{
-    adequacy_settings, ask, llm_settings, rewrite_check, run_with_sandbox, tally_adequacy, RecordFields, RewriteCheck, SandboxFlags, StepError,
+    adequacy_settings, ask_seeded, llm_settings, retry_seed, rewrite_check, run_with_sandbox, tally_adequacy, RecordFields, RewriteCheck,
+    SandboxFlags, StepError,
 };
 
 const STAGE: &str = "fix";
@@ -57,11 +71,19 @@ pub struct FixSettings {
     pub report_chars: usize,
     /// Last traceback lines kept per distinct failure.
     pub traceback_lines: usize,
+    /// Share of each test module's methods held out of the fix prompt (gen-tests chooses
+    /// them; at least one when > 0, at least one stays visible; 0 = show all).
+    pub held_out: f64,
+    /// Seed of the held-out choice.
+    pub held_out_seed: u64,
+    /// Inputs outside the tests tried on a passing candidate and the original (0 = no
+    /// constant-output check).
+    pub probes: usize,
 }
 
 impl Default for FixSettings {
     fn default() -> Self {
-        Self { max_rounds: 3, samples: 3, keep: 1, report_chars: 3000, traceback_lines: 8 }
+        Self { max_rounds: 3, samples: 3, keep: 1, report_chars: 3000, traceback_lines: 8, held_out: 1.0 / 3.0, held_out_seed: 0, probes: 8 }
     }
 }
 
@@ -108,10 +130,17 @@ pub struct FixStep {
 /// A failing record the loop works on.
 struct Job {
     tests: String,
+    /// The tests without the held-out methods: what the prompt shows.
+    visible_tests: String,
+    held_out: Vec<String>,
     entry_point: String,
-    /// The original function's source (its signature must be kept).
+    /// The original program and function's source (its signature must be kept).
+    code: String,
     function: String,
     signature: String,
+    /// Inputs outside the tests, and the original's behaviour on them (computed once).
+    probes: Vec<String>,
+    original_behaviour: tokio::sync::OnceCell<Vec<String>>,
 }
 
 /// One program under repair: its code (module) and its newest verdict.
@@ -131,6 +160,8 @@ struct FixPrompt<'a> {
     signature: &'a str,
     round: u32,
     report: String,
+    held_out: usize,
+    previous_problems: &'a [String],
 }
 
 /// The state of the rounds: Algorithm 1's frontier, what was kept, and the history.
@@ -142,6 +173,10 @@ struct Repair {
     sandbox_errors: u32,
     usage: Usage,
     rounds_used: u32,
+    /// Set when every candidate of the last round was unusable: why, for the next prompt.
+    retry_problems: Vec<String>,
+    /// Where this round's entries start in `history`.
+    round_start: usize,
 }
 
 /// After a round: go on with the frontier, or stop.
@@ -170,14 +205,16 @@ impl FixStep {
         let mut repair = Repair::new(start);
         for round in 1..=self.settings.max_rounds {
             repair.rounds_used = round;
-            let proposals = match self.propose(&job, &repair.frontier, round, &mut repair.usage).await {
+            let proposals = match self.propose(&job, &repair.frontier, round, &repair.retry_problems.clone(), &mut repair.usage).await {
                 Ok(p) => p,
                 Err(e) => return repair.stopped(record, e, round),
             };
-            let admitted = repair.admit(round, proposals, &self.rewrite_check, &job);
+            repair.round_start = repair.history.len();
+            let screen = |r: &FunctionRecord| self.screen(r, &job);
+            let admitted = repair.admit(round, proposals, &self.rewrite_check, &job, &screen);
             let wanted = (self.settings.keep as usize).saturating_sub(repair.kept.len());
             let verdicts = self.verify(&admitted, &job, wanted).await;
-            if let Next::Stop = repair.keep(round, admitted, verdicts, &self.settings) {
+            if let Next::Stop = repair.keep(round, admitted, verdicts, &self.settings, &job.held_out) {
                 break;
             }
         }
@@ -224,20 +261,104 @@ impl FixStep {
             record.put(field::FIX, &FixOutcome::not_attempted("no_function", detail));
             return None;
         };
-        Some((Job { tests, entry_point, function, signature }, Attempt { code, rewrite: None, verdict }))
+        let held_out = match record.get(field::HELD_OUT_TESTS) {
+            Some(_) => record.strings(field::HELD_OUT_TESTS),
+            None => {
+                // Tests from elsewhere: choose the split here, the way gen-tests does.
+                let names = test_plan(&tests).map(|p| p.required).unwrap_or_default();
+                let key = record.text(field::ID).map(str::to_string).unwrap_or_else(|| crate::hash::content_id(&code));
+                let held = choose_held_out(&names, self.settings.held_out, &key, self.settings.held_out_seed);
+                record.put(field::HELD_OUT_TESTS, &held);
+                held
+            }
+        };
+        let probes = match (self.settings.probes, crate::python::literals::signature(&function, &entry_point)) {
+            (0, _) | (_, None) => Vec::new(),
+            (n, Some(sig)) => probe_inputs(&tests, &entry_point, &sig.keyword_names, n),
+        };
+        let job = Job {
+            visible_tests: without_tests(&tests, &held_out),
+            tests,
+            held_out,
+            entry_point,
+            code: code.clone(),
+            function,
+            signature,
+            probes,
+            original_behaviour: tokio::sync::OnceCell::new(),
+        };
+        Some((job, Attempt { code, rewrite: None, verdict }))
+    }
+
+    /// Step 4, the gaming rules: why an admitted rewrite must not be run, if it must not.
+    fn screen(&self, rewrite: &FunctionRecord, job: &Job) -> Option<(String, String)> {
+        if let Some(g) = gaming::check(&job.function, &rewrite.function, &job.tests, &job.entry_point) {
+            return Some((g.rule.to_string(), g.detail));
+        }
+        let v = self.sandbox.policy_violation(&rewrite.code, "code")?;
+        Some(("policy_rejected".into(), format!("the static policy refuses it: {} ({}) at {}", v.rule, v.detail, v.place)))
+    }
+
+    /// Step 5's check: `Some(detail)` when a passing candidate returns one constant on
+    /// every probe input while the original's results varied.
+    async fn collapses(&self, candidate: &str, job: &Job) -> Option<String> {
+        if job.probes.len() < 3 {
+            return None;
+        }
+        let behaviour = |code: String| {
+            let sandbox = self.sandbox.clone();
+            let (entry, probes) = (job.entry_point.clone(), job.probes.clone());
+            async move {
+                let opts = CallOptions { timeout: sandbox.settings.timeout.min(5.0), fresh_child_per_input: false };
+                let r = sandbox.call_async(code, entry, probes, opts).await;
+                r.outcomes.iter().map(|o| o.token()).collect::<Vec<String>>()
+            }
+        };
+        let original = job.original_behaviour.get_or_init(|| behaviour(job.code.clone())).await;
+        let distinct_original: HashSet<&String> = original.iter().collect();
+        if distinct_original.len() < 2 {
+            return None;
+        }
+        let mine = behaviour(candidate.to_string()).await;
+        let values: Vec<&String> = mine.iter().filter(|t| t.starts_with("v:")).collect();
+        let distinct_mine: HashSet<&&String> = values.iter().collect();
+        (values.len() == mine.len() && distinct_mine.len() == 1).then(|| {
+            format!(
+                "returns the same value on all {} inputs outside the tests, where the original gave {} different results",
+                mine.len(),
+                distinct_original.len()
+            )
+        })
     }
 
     /// Step 3: candidates from the model, `samples` split over the frontier (parent index,
     /// reply text).
-    async fn propose(&self, job: &Job, frontier: &[Attempt], round: u32, usage: &mut Usage) -> Result<Vec<(usize, String)>, StepError> {
+    async fn propose(
+        &self,
+        job: &Job,
+        frontier: &[Attempt],
+        round: u32,
+        retry_problems: &[String],
+        usage: &mut Usage,
+    ) -> Result<Vec<(usize, String)>, StepError> {
         let s = &self.settings;
         let per_parent = (s.samples as usize).div_ceil(frontier.len()).max(1) as u32;
         let mut proposals = Vec::new();
         for (p, parent) in frontier.iter().enumerate() {
-            let report = failure_report(&parent.verdict, s.report_chars, s.traceback_lines);
-            let context =
-                FixPrompt { code: &parent.code, tests: &job.tests, entry_point: &job.entry_point, signature: &job.signature, round, report };
-            let g = ask(&self.agent, "fix", &context, per_parent).await?;
+            let report = visible_report(&parent.verdict, &job.held_out, s.report_chars, s.traceback_lines);
+            let context = FixPrompt {
+                code: &parent.code,
+                tests: &job.visible_tests,
+                entry_point: &job.entry_point,
+                signature: &job.signature,
+                round,
+                report,
+                held_out: job.held_out.len(),
+                previous_problems: retry_problems,
+            };
+            // A retry after a round of unusable replies gets a new seed: a new request.
+            let seed = if retry_problems.is_empty() { self.agent.client.settings.seed } else { retry_seed(self.agent.client.settings.seed, round) };
+            let g = ask_seeded(&self.agent, "fix", &context, per_parent, seed).await?;
             usage.prompt_tokens += g.prompt_tokens;
             usage.completion_tokens += g.completion_tokens;
             proposals.extend(g.choices.into_iter().map(|c| (p, c.text)));
@@ -254,8 +375,8 @@ impl FixStep {
             .iter()
             .map(|(_, r)| {
                 let sandbox = self.sandbox.clone();
-                let (code, tests) = (r.code.clone(), job.tests.clone());
-                tokio::spawn(async move { sandbox.check_async(code, tests).await })
+                let (code, tests, entry) = (r.code.clone(), job.tests.clone(), job.entry_point.clone());
+                tokio::spawn(async move { sandbox.check_calls_async(code, tests, entry).await })
             })
             .collect();
         let mut verdicts = Vec::with_capacity(handles.len());
@@ -266,6 +387,12 @@ impl FixStep {
         let mut held = 0;
         for (verdict, (_, r)) in verdicts.iter_mut().zip(admitted) {
             if held >= wanted || verdict.status != Status::Pass {
+                continue;
+            }
+            if let Some(detail) = self.collapses(&r.code, job).await {
+                verdict.status = Status::Rejected;
+                verdict.reason = Some("constant_output".into());
+                verdict.message = detail;
                 continue;
             }
             let first = std::mem::replace(verdict, Verdict::new(Status::SandboxError, 0, "", ""));
@@ -287,11 +414,20 @@ impl Repair {
             sandbox_errors: 0,
             usage: Usage::default(),
             rounds_used: 0,
+            retry_problems: Vec::new(),
+            round_start: 0,
         }
     }
 
     /// Step 4a: admit each reply as a rewrite (or record why not); repeats are rejected.
-    fn admit(&mut self, round: u32, proposals: Vec<(usize, String)>, check: &RewriteCheck, job: &Job) -> Vec<(usize, FunctionRecord)> {
+    fn admit(
+        &mut self,
+        round: u32,
+        proposals: Vec<(usize, String)>,
+        check: &RewriteCheck,
+        job: &Job,
+        screen: &dyn Fn(&FunctionRecord) -> Option<(String, String)>,
+    ) -> Vec<(usize, FunctionRecord)> {
         let mut admitted = Vec::new();
         for (parent, reply) in proposals {
             let checked = pick_block(&reply, &format!("def {}", job.entry_point), |suite| defines_function(suite, &job.entry_point))
@@ -308,18 +444,27 @@ impl Repair {
                 Ok(rewrite) if !self.seen_code.insert(rewrite.code.clone()) => {
                     self.history.push(rejected(rewrite.code, "duplicate", "same code as an earlier candidate".into()))
                 }
-                Ok(rewrite) => admitted.push((parent, rewrite)),
+                Ok(rewrite) => match screen(&rewrite) {
+                    Some((reason, detail)) => self.history.push(rejected(rewrite.code, &reason, detail)),
+                    None => admitted.push((parent, rewrite)),
+                },
             }
         }
         admitted
     }
 
     /// Step 5: keep passing candidates, carry the best failing ones on, or stop.
-    fn keep(&mut self, round: u32, admitted: Vec<(usize, FunctionRecord)>, verdicts: Vec<Verdict>, s: &FixSettings) -> Next {
+    fn keep(&mut self, round: u32, admitted: Vec<(usize, FunctionRecord)>, verdicts: Vec<Verdict>, s: &FixSettings, held_out: &[String]) -> Next {
         let mut failing = Vec::new();
         for ((parent, rewrite), v) in admitted.into_iter().zip(verdicts) {
+            if v.reason.as_deref() == Some("constant_output") {
+                let outcome = AttemptOutcome::Rejected { rejected: "constant_output".into(), detail: v.message.clone() };
+                self.history.push(FixAttempt { round, parent, candidate: rewrite.code.clone(), outcome });
+                continue;
+            }
             let message = Some(v.message.clone()).filter(|m| !m.is_empty());
-            let outcome = AttemptOutcome::Verified { status: v.status, tests_passed: v.tests_passed, tests_run: v.tests_run, message };
+            let overfit = v.status != Status::Pass && !v.failures.is_empty() && v.failures.iter().all(|f| held_out.contains(&f.test));
+            let outcome = AttemptOutcome::Verified { status: v.status, tests_passed: v.tests_passed, tests_run: v.tests_run, message, overfit };
             self.history.push(FixAttempt { round, parent, candidate: rewrite.code.clone(), outcome });
             let status = v.status;
             let attempt = Attempt { code: rewrite.code.clone(), rewrite: Some(rewrite), verdict: v };
@@ -336,10 +481,21 @@ impl Repair {
         // The best failing candidates (most tests passed) carry on with their newest failure.
         failing.sort_by_key(|a| std::cmp::Reverse(a.verdict.tests_passed));
         failing.truncate(s.samples as usize);
+        self.retry_problems.clear();
         if failing.is_empty() {
+            let this_round = &self.history[self.round_start.min(self.history.len())..];
             let all_unusable = self.history.iter().all(|h| matches!(h.outcome, AttemptOutcome::Rejected { .. }));
             if self.kept.is_empty() && all_unusable && round < s.max_rounds {
-                // Every candidate was unusable: ask again from the same parents.
+                // Every candidate was unusable: ask again from the same parents, saying why.
+                let mut problems: Vec<String> = Vec::new();
+                for h in this_round {
+                    if let AttemptOutcome::Rejected { rejected, .. } = &h.outcome {
+                        if !problems.contains(rejected) {
+                            problems.push(rejected.clone());
+                        }
+                    }
+                }
+                self.retry_problems = problems;
                 return Next::Continue;
             }
             return Next::Stop;
@@ -387,13 +543,17 @@ impl Repair {
     }
 }
 
+fn fix_history(out: &Record) -> Vec<FixAttempt> {
+    out.typed::<FixOutcome>(field::FIX).and_then(|f| f.history).unwrap_or_default()
+}
+
 /// The code of a reply for the history (its first code block, else the reply).
 fn reply_code(reply: &str) -> String {
     code_blocks(reply).into_iter().next().unwrap_or_else(|| reply.to_string())
 }
 
 /// `No module named 'x.y'` → `x`.
-fn missing_module(text: &str) -> Option<String> {
+pub fn missing_module(text: &str) -> Option<String> {
     let rest = text.split("No module named '").nth(1)?;
     let name = rest.split('\'').next()?;
     Some(name.split('.').next().unwrap_or(name).to_string())
@@ -426,6 +586,28 @@ pub fn environment_failure(verdict: &Verdict, packages: &[String]) -> Option<(St
         return Some(("tampering".into(), "the code interfered with the test harness".into()));
     }
     None
+}
+
+/// The failure report of the visible tests: failures of held-out tests are left out (and
+/// counted), and the counts are those of the visible tests.
+pub fn visible_report(verdict: &Verdict, held_out: &[String], max_chars: usize, traceback_lines: usize) -> String {
+    if held_out.is_empty() {
+        return failure_report(verdict, max_chars, traceback_lines);
+    }
+    let mut visible = verdict.clone();
+    visible.failures.retain(|f| !held_out.contains(&f.test));
+    let hidden = verdict.failures.len() - visible.failures.len();
+    visible.tests_found = verdict.tests_found.saturating_sub(held_out.len());
+    let hidden_passed = held_out.len().saturating_sub(hidden);
+    visible.tests_passed = verdict.tests_passed.saturating_sub(hidden_passed).min(visible.tests_found);
+    if hidden > 0 && visible.failures.is_empty() {
+        visible.message = String::new();
+    }
+    let mut report = failure_report(&visible, max_chars, traceback_lines);
+    if hidden > 0 {
+        report.push_str(&format!("\n{hidden} test(s) not shown also fail: fix the function for all inputs, not only the ones shown.\n"));
+    }
+    report
 }
 
 /// A failure report for the model: status line, failures grouped by identical message,
@@ -523,6 +705,13 @@ impl Step for FixStep {
                 }
             }
             None => counts.bump("fix_none"),
+        }
+        for attempt in fix_history(out) {
+            match &attempt.outcome {
+                AttemptOutcome::Rejected { rejected, .. } => counts.bump(counter::fix_rejected(rejected)),
+                AttemptOutcome::Verified { overfit: true, .. } => counts.bump(counter::FIX_OVERFIT),
+                _ => {}
+            }
         }
         tally_adequacy(out, counts);
         if out.verified() {

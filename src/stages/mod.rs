@@ -55,7 +55,7 @@ macro_rules! stage {
 /// Every stage, in funnel order.
 pub const REGISTRY: &[StageInfo] = &[
     stage!("extract", crate::python::extractor::ExtractSettings, true),
-    stage!("gen-tests", true),
+    stage!("gen-tests", gen_tests::GenTestsSettings, true),
     stage!("sandbox-run", true),
     stage!("fix", fix::FixSettings, true),
     stage!("refine", refine::RefineSettings, true),

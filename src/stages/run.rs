@@ -33,7 +33,7 @@ use crate::shards::{expand_inputs, Manifest};
 use crate::stages::case2code::{Case2CodeSettings, Case2CodeStep};
 use crate::stages::common::{adequacy_settings, llm_settings, rewrite_check, SandboxFlags};
 use crate::stages::fix::{FixSettings, FixStep};
-use crate::stages::gen_tests::GenTestsStep;
+use crate::stages::gen_tests::{held_out, GenTestsSettings, GenTestsStep};
 use crate::stages::refine::{RefineSettings, RefineStep};
 use crate::stages::sandbox_run::SandboxStep;
 use crate::stages::{export, extract, stats};
@@ -72,6 +72,13 @@ pub struct RunArgs {
     /// Fix candidates per round [default: 3].
     #[arg(long)]
     pub samples: Option<u32>,
+    /// Do not import programs in the sandbox before asking for their tests (on by default:
+    /// a program that cannot import costs no model call).
+    #[arg(long)]
+    pub no_import_check: bool,
+    /// Do not run generated test modules once in gen-tests to see that they call the function.
+    #[arg(long)]
+    pub no_call_check: bool,
     #[command(flatten)]
     pub llm: LlmArgs,
     #[command(flatten)]
@@ -157,8 +164,13 @@ fn chain(ctx: &Context, args: &RunArgs, rs: &RunSettings, work: &Path, llm: LlmS
     let check = rewrite_check(ctx)?;
     let fix = FixSettings::resolve(ctx, args.max_rounds, args.samples, None)?;
     let adequacy = adequacy_settings(ctx, &args.adequacy);
+    let samples = (rs.test_samples != 1).then_some(rs.test_samples);
+    let tests = GenTestsSettings::resolve(ctx, samples, args.no_import_check, args.no_call_check)?;
     let mut stages: Vec<StageDir> = vec![
-        StageDir { step: Arc::new(GenTestsStep::new(llm.clone(), rs.test_samples, &dir("gen-tests"))?), dir: dir("gen-tests") },
+        StageDir {
+            step: Arc::new(GenTestsStep::new(llm.clone(), tests, held_out(ctx)?, Some(sandbox.clone()), &dir("gen-tests"))?),
+            dir: dir("gen-tests"),
+        },
         StageDir {
             step: Arc::new(SandboxStep { sandbox: sandbox.clone(), fields: fields.clone(), adequacy: adequacy.clone() }),
             dir: dir("sandbox-run"),

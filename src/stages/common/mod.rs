@@ -78,6 +78,21 @@ pub async fn ask(agent: &Agent, template: &str, context: impl Serialize, n: u32)
     Ok(agent.client.generate(&messages, n).await?)
 }
 
+/// `ask` with this request's sampling seed (see `retry_seed`).
+pub async fn ask_seeded(agent: &Agent, template: &str, context: impl Serialize, n: u32, seed: Option<u64>) -> Result<Generation, StepError> {
+    let messages = agent.prompts.render(template, context).map_err(StepError::Prompt)?;
+    Ok(agent.client.generate_seeded(&messages, n, seed).await?)
+}
+
+/// The sampling seed of try `attempt` (0 = the first): the configured seed first, then a
+/// new one per retry, so a retry is a new request and not the cached answer again.
+pub fn retry_seed(configured: Option<u64>, attempt: u32) -> Option<u64> {
+    match attempt {
+        0 => configured,
+        n => Some(configured.unwrap_or(0).wrapping_add(0x9E37_79B9_7F4A_7C15u64.wrapping_mul(u64::from(n)))),
+    }
+}
+
 /// Which record fields hold the program and its tests.
 #[derive(Debug, Clone, Args, Serialize, Deserialize)]
 pub struct RecordFields {
