@@ -137,7 +137,7 @@ fn main() {
                 let opts = CallOptions { timeout: 5.0, fresh_child_per_input: false };
                 let tokens = |c: &str| sandbox.call(c, entry, &probes, opts).outcomes.iter().map(|o| o.token()).collect::<Vec<_>>();
                 let (original, candidate) = (tokens(&mutant), tokens(code));
-                let varied = original.iter().collect::<std::collections::HashSet<_>>().len() >= 2;
+                let varied = original.iter().filter(|t| t.starts_with("v:")).collect::<std::collections::HashSet<_>>().len() >= 2;
                 let values = candidate.iter().filter(|t| t.starts_with("v:")).count();
                 let constant_now = values == candidate.len() && candidate.iter().collect::<std::collections::HashSet<_>>().len() == 1;
                 let mut c = constant.lock().unwrap();

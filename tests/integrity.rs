@@ -68,6 +68,7 @@ fn gen_tests_rejects_modules_that_do_not_test_the_function_and_uses_what_small_m
             "unasserted" => py("import unittest\n\nclass TestCases(unittest.TestCase):\n    def test_a(self):\n        unasserted(2)\n        self.assertEqual(1, 1)\n"),
             // Statically fine; at run time the call never happens.
             "never_run" => py("import unittest\n\nclass TestCases(unittest.TestCase):\n    def test_a(self):\n        if False:\n            self.assertEqual(never_run(2), 4)\n        self.assertTrue(True)\n"),
+            "hallucinated" => py(&format!("import testing_helpers_that_do_not_exist\n{}", HONEST.replace("NAME", "hallucinated"))),
             "cut" => format!("{LENGTH_MARK}Tests:\n\n{}\n\nAnd some more explanation that was cut off mid-sen", py(&HONEST.replace("NAME", "cut"))),
             "cut_inside" => format!("{LENGTH_MARK}```python\nimport unittest\n\nclass TestCases(unittest.TestCase):\n    def test_a(self):\n        self.assertEqual(cut_inside(2), 4)\n"),
             _ => return None,
@@ -76,7 +77,7 @@ fn gen_tests_rejects_modules_that_do_not_test_the_function_and_uses_what_small_m
     };
     let server = MockServer::start(Faults { script: Some(Script(Arc::new(script))), ..Default::default() });
     let dir = tempfile::tempdir().unwrap();
-    let names = ["renamed", "vacuous", "self_mocking", "copied", "unasserted", "never_run", "cut", "cut_inside"];
+    let names = ["renamed", "vacuous", "self_mocking", "copied", "unasserted", "never_run", "hallucinated", "cut", "cut_inside"];
     let rows: Vec<Value> =
         names.iter().enumerate().map(|(i, n)| function(&format!("r{i}"), n, &format!("def {n}(x):\n    return 2 * x\n"))).collect();
     let input = write_jsonl(&dir.path().join("in.jsonl"), &rows);
@@ -96,6 +97,7 @@ fn gen_tests_rejects_modules_that_do_not_test_the_function_and_uses_what_small_m
         ("copied", "defines_function"),
         ("unasserted", "assertions_unrelated"),
         ("never_run", "function_not_called"),
+        ("hallucinated", "tests_do_not_load"),
         ("cut_inside", "truncated_max_tokens"),
     ] {
         let r = by_name(name);
@@ -115,7 +117,9 @@ fn gen_tests_rejects_modules_that_do_not_test_the_function_and_uses_what_small_m
     assert_eq!(cut["generation"]["truncated_used"], json!(["max_tokens"]));
 
     let outcomes = &manifest(&out)["counts"]["outcomes"];
-    for reason in ["no_call", "mocks_function", "defines_function", "assertions_unrelated", "function_not_called", "truncated_max_tokens"] {
+    for reason in
+        ["no_call", "mocks_function", "defines_function", "assertions_unrelated", "function_not_called", "tests_do_not_load", "truncated_max_tokens"]
+    {
         assert_eq!(outcomes[format!("tests_rejected_{reason}")], 2, "{reason} counted per sample: {outcomes}");
     }
     assert_eq!(outcomes["tests_class_renamed"], 1);

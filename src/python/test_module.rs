@@ -157,7 +157,7 @@ pub fn check(tests: &str, entry: &str) -> Result<(), Finding> {
                 break;
             }
         }
-        let mut asserts = Assertions { flow: &flow, found: false, any: false };
+        let mut asserts = Assertions { flow: &flow, found: false, any: false, after_call: false, set_up_called: false };
         asserts.visit_body(suite);
         if !asserts.found {
             let why = if asserts.any { "no assertion involves a value computed by" } else { "the module has no assertions about" };
@@ -408,13 +408,40 @@ impl<'a> Visitor<'a> for Mentions<'_, '_> {
 }
 
 /// Is there an assertion about a derived value: `assert …`, an `assert*` call (unittest's,
-/// numpy's, pandas' testing helpers) with a derived argument, or a derived call inside
-/// `with self.assertRaises(...)`?
+/// numpy's, pandas' testing helpers, a mock's `assert_called_with`) with a derived argument,
+/// a derived call inside `with self.assertRaises(...)`, or — for functions that work by
+/// side effects (files written, plots drawn, mocks called) — an assertion with a
+/// non-constant operand that comes after a call of the function in the same function body
+/// (the state it looks at is the call's result)?
 struct Assertions<'f, 'e> {
     flow: &'f Flow<'e>,
     found: bool,
     /// Any assertion at all.
     any: bool,
+    /// The function body being visited has called the function already.
+    after_call: bool,
+    /// The class being visited calls the function in `setUp`/`setUpClass`.
+    set_up_called: bool,
+}
+
+/// Does an assertion look at anything but constants (a name, an attribute, a call — or, for
+/// `mock.assert_called_once()`, its receiver)?
+fn looks_at_state(c: &ruff_python_ast::ExprCall) -> bool {
+    let receiver = match c.func.as_ref() {
+        Expr::Attribute(a) => !matches!(a.value.as_ref(), Expr::Name(n) if n.id.as_str() == "self"),
+        _ => false,
+    };
+    receiver || c.arguments.args.iter().chain(c.arguments.keywords.iter().map(|k| &k.value)).any(|a| !is_constant(a))
+}
+
+fn is_constant(e: &Expr) -> bool {
+    match e {
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::BytesLiteral(_) | Expr::BooleanLiteral(_) | Expr::NoneLiteral(_) => true,
+        Expr::Tuple(t) => t.elts.iter().all(is_constant),
+        Expr::List(l) => l.elts.iter().all(is_constant),
+        Expr::UnaryOp(u) => is_constant(&u.operand),
+        _ => false,
+    }
 }
 
 fn is_assertion(func: &Expr) -> bool {
@@ -427,10 +454,32 @@ impl<'a> Visitor<'a> for Assertions<'_, '_> {
         if self.found {
             return;
         }
+        if let Stmt::FunctionDef(f) = stmt {
+            let outer = std::mem::replace(&mut self.after_call, self.set_up_called);
+            self.visit_body(&f.body);
+            self.after_call = outer;
+            return;
+        }
+        if let Stmt::ClassDef(c) = stmt {
+            // A function started in setUp (a server thread, a file written) is called before
+            // every test of the class.
+            let set_up = c.body.iter().any(|m| match m {
+                Stmt::FunctionDef(f) if matches!(f.name.as_str(), "setUp" | "setUpClass" | "asyncSetUp") => {
+                    let mut inner = BodyMentions { flow: self.flow, found: false };
+                    inner.visit_body(&f.body);
+                    inner.found
+                }
+                _ => false,
+            });
+            let outer = std::mem::replace(&mut self.set_up_called, set_up);
+            self.visit_body(&c.body);
+            self.set_up_called = outer;
+            return;
+        }
         match stmt {
             Stmt::Assert(a) => {
                 self.any = true;
-                self.found |= self.flow.derived(&a.test);
+                self.found |= self.flow.derived(&a.test) || (self.after_call && !is_constant(&a.test));
             }
             Stmt::With(w) if w.items.iter().any(|i| matches!(&i.context_expr, Expr::Call(c) if is_assertion(&c.func))) => {
                 self.any = true;
@@ -441,6 +490,13 @@ impl<'a> Visitor<'a> for Assertions<'_, '_> {
             _ => {}
         }
         visitor::walk_stmt(self, stmt);
+        // A simple statement that calls the function: what follows may check its effects.
+        let compound = matches!(stmt, Stmt::With(_) | Stmt::For(_) | Stmt::While(_) | Stmt::If(_) | Stmt::Try(_) | Stmt::ClassDef(_));
+        if !compound && !self.after_call {
+            let mut inner = BodyMentions { flow: self.flow, found: false };
+            inner.visit_stmt(stmt);
+            self.after_call = inner.found;
+        }
     }
 
     fn visit_expr(&mut self, expr: &'a Expr) {
@@ -455,7 +511,7 @@ impl<'a> Visitor<'a> for Assertions<'_, '_> {
                 for a in args {
                     found |= self.flow.derived(a);
                 }
-                self.found |= found;
+                self.found |= found || (self.after_call && looks_at_state(c));
             }
         }
         visitor::walk_expr(self, expr);
@@ -564,6 +620,11 @@ mod tests {
             "class T(unittest.TestCase):\n    def test_a(self):\n        self.assertRaises(TypeError, add, None, 1)\n",
             "class T(unittest.TestCase):\n    def _run(self, a):\n        return add(a, a)\n    def test_a(self):\n        v = self._run(2)\n        assert v == 4\n",
             "class T(unittest.TestCase):\n    def test_a(self):\n        for a, b, want in [(1, 2, 3)]:\n            with self.subTest(a=a):\n                np.testing.assert_allclose(add(a, b), want)\n",
+            // Side effects: a file written, a mock called, no exception.
+            "class T(unittest.TestCase):\n    def test_a(self):\n        add(self.path, 2)\n        self.assertTrue(os.path.exists(self.path))\n",
+            "class T(unittest.TestCase):\n    @patch('matplotlib.pyplot.show')\n    def test_a(self, show):\n        add(1, 2)\n        show.assert_called_once()\n",
+            "class T(unittest.TestCase):\n    def test_a(self):\n        try:\n            add(1, 2)\n        except Exception as e:\n            self.fail(f'raised {e}')\n",
+            "class T(unittest.TestCase):\n    def setUp(self):\n        self.t = threading.Thread(target=add, args=(1, 2))\n        self.t.start()\n    def test_a(self):\n        response = client.recv()\n        self.assertIn('x', response)\n",
         ];
         for t in flows {
             assert_eq!(reason(t), None, "{t}");

@@ -315,7 +315,9 @@ impl FixStep {
             }
         };
         let original = job.original_behaviour.get_or_init(|| behaviour(job.code.clone())).await;
-        let distinct_original: HashSet<&String> = original.iter().collect();
+        // The original's *values* must vary: raising on some inputs and returning one value
+        // on the others is no variety, nor is returning opaque objects (plots) alike.
+        let distinct_original: HashSet<&String> = original.iter().filter(|t| t.starts_with("v:")).collect();
         if distinct_original.len() < 2 {
             return None;
         }
@@ -568,6 +570,9 @@ pub fn environment_failure(verdict: &Verdict, packages: &[String]) -> Option<(St
             }
             return Some(("tests_unusable".into(), format!("the tests import `{module}`, which does not exist here")));
         }
+    }
+    if verdict.status == Status::Rejected && verdict.reason.as_deref() == Some("function_not_called") {
+        return Some(("tests_unusable".into(), "no test made the function under test run".into()));
     }
     if verdict.status == Status::Rejected {
         // Not the model's to repair: the static policy refused the program or its tests.

@@ -13,7 +13,7 @@
 //!   4. reject modules that do not test the function (`python::test_module`: they define
 //!      or mock it, never call it, or assert nothing about its results), then run each
 //!      remaining one once in the sandbox and reject it when no test made the function run
-//!      (`--no-call-check` skips);
+//!      or the module itself does not import (`--no-call-check` skips);
 //!   5. when every sample was unusable, ask again (`[gen-tests] retries`) with the reasons
 //!      in the prompt and a new sampling seed, so the retry is a new request;
 //!   6. write the record with `tests` (the first usable sample; all usable ones in
@@ -290,6 +290,9 @@ impl GenTestsStep {
         match (v.status, v.reason.as_deref(), v.location.as_deref()) {
             (Status::Rejected, Some("function_not_called"), _) => Some("function_not_called".into()),
             (Status::Rejected, Some(rule), Some(place)) if place.starts_with("tests") => Some(format!("policy_{rule}")),
+            // The module itself does not import (a hallucinated module, a syntax the
+            // sandbox's Python lacks): no fix of the function can help.
+            (Status::Error, _, _) if v.failures.iter().any(|f| f.test == "tests") => Some("tests_do_not_load".into()),
             _ => None,
         }
     }
