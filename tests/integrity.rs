@@ -277,5 +277,11 @@ fn test_modules_cannot_forge_that_they_called_the_function() {
             let uncalled: Vec<&str> = v.uncalled_tests.iter().map(String::as_str).collect();
             assert_eq!(uncalled, if i == 2 { vec!["TestCases.test_b"] } else { vec![] }, "{python}");
         }
+        // A function that starts with a docstring and `global` is watched too.
+        let with_global = "COUNT = 0\n\ndef add(a, b):\n    \"\"\"Add.\"\"\"\n    global COUNT\n    COUNT += 1\n    return a + b\n";
+        let v = sandbox.check_calls(with_global, &honest[0], Some("add"));
+        assert_eq!(v.status, Status::Pass, "{python}: {}", v.message);
+        let v = sandbox.check_calls(with_global, &forged[0], Some("add"));
+        assert_eq!(v.reason.as_deref(), Some("function_not_called"), "{python}: {}", v.message);
     }
 }

@@ -760,9 +760,8 @@ def watch_calls(source, path, entry, namespace):
         if _isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == entry:
             first = node.body[0]
             at = 1 if _isinstance(first, ast.Expr) and _isinstance(first.value, ast.Constant) and _type(first.value.value) is str else 0
+            # Before a `global`/`nonlocal` too: a call of another name may precede them.
             anchor = node.body[at] if at < _len(node.body) else first
-            if _isinstance(anchor, (ast.Global, ast.Nonlocal)):
-                continue  # declarations must come first; leave such a function uncounted
             call = ast.copy_location(ast.Expr(ast.Call(ast.Name(name, ast.Load()), [], [])), anchor)
             node.body.insert(at, call)
             found = True
