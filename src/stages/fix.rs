@@ -300,7 +300,7 @@ impl FixStep {
     }
 
     /// Step 5's check: `Some(detail)` when a passing candidate returns one constant on
-    /// every probe input while the original's results varied.
+    /// every probe input while the original returned different values.
     async fn collapses(&self, candidate: &str, job: &Job) -> Option<String> {
         if job.probes.len() < 3 {
             return None;
@@ -326,7 +326,7 @@ impl FixStep {
         let distinct_mine: HashSet<&&String> = values.iter().collect();
         (values.len() == mine.len() && distinct_mine.len() == 1).then(|| {
             format!(
-                "returns the same value on all {} inputs outside the tests, where the original gave {} different results",
+                "returns the same value on all {} inputs outside the tests, where the original returned {} different values",
                 mine.len(),
                 distinct_original.len()
             )
