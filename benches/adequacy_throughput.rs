@@ -10,6 +10,8 @@
 //! Run: `cargo bench --bench adequacy_throughput` (after scripts/setup-sandbox.sh); updates
 //! the `adequacy-throughput` section of bench/RESULTS.md.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -217,12 +219,5 @@ Coverage cost, on {label}: {compared} checks passing with and without the tracer
         overhead * 100.0,
     );
     println!("{section}");
-    let path = root().join("bench/RESULTS.md");
-    let text = std::fs::read_to_string(&path).unwrap_or_default();
-    let (begin, end) = ("<!-- adequacy-throughput:begin -->", "<!-- adequacy-throughput:end -->\n");
-    let text = match (text.find(begin), text.find(end)) {
-        (Some(a), Some(b)) => format!("{}{}{}", &text[..a], section, &text[b + end.len()..]),
-        _ => format!("{text}\n{section}"),
-    };
-    std::fs::write(&path, text).expect("write RESULTS.md");
+    common::write_results_section("adequacy-throughput", &section);
 }

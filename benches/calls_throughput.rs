@@ -10,6 +10,8 @@
 //! Run: `cargo bench --bench calls_throughput` (after scripts/setup-sandbox.sh); updates
 //! the `calls` section of bench/RESULTS.md.
 
+mod common;
+
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -131,12 +133,6 @@ case2code examples (two runs each) per second: **{ex:.0}**. Consensus candidate√
         r2 = cons / base,
         ex = c2c / 2.0,
     );
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/RESULTS.md");
-    let text = std::fs::read_to_string(&path).unwrap_or_default();
-    let text = match (text.find("<!-- calls:begin -->"), text.find("<!-- calls:end -->\n")) {
-        (Some(a), Some(b)) => format!("{}{}{}", &text[..a], section, &text[b + "<!-- calls:end -->\n".len()..]),
-        _ => format!("{text}\n{section}"),
-    };
-    std::fs::write(&path, text).expect("write RESULTS.md");
+    common::write_results_section("calls", &section);
     print!("{section}");
 }

@@ -14,6 +14,8 @@
 //! Run: `bash bench/integrity/run.sh` (needs `../shared/benchmarks/bigcodebench.jsonl` and
 //! `.venv-bcb`); updates the `integrity` section of bench/RESULTS.md.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -207,12 +209,5 @@ Static test-module rejections: {}.\n\nGaming rejections with no original: {}.\n\
         demo.unwrap_or_else(|| "Demo: not measured (set UNITCODER_DEMO_WORK to a demo work directory).".into()),
     );
     println!("{section}");
-    let path = root().join("bench/RESULTS.md");
-    let text = std::fs::read_to_string(&path).unwrap_or_default();
-    let (begin, end) = ("<!-- integrity:begin -->", "<!-- integrity:end -->\n");
-    let text = match (text.find(begin), text.find(end)) {
-        (Some(a), Some(b)) => format!("{}{}{}", &text[..a], section, &text[b + end.len()..]),
-        _ => format!("{text}\n{section}"),
-    };
-    std::fs::write(&path, text).expect("write RESULTS.md");
+    common::write_results_section("integrity", &section);
 }

@@ -23,7 +23,7 @@ use ruff_python_ast::visitor::{self, Visitor};
 use ruff_python_ast::{CmpOp, Expr, Number, Stmt, StmtFunctionDef, UnaryOp};
 use ruff_text_size::Ranged;
 
-use crate::python::{on_parse_stack, parse_untrusted};
+use crate::python::{dotted_name, on_parse_stack, parse_untrusted};
 
 /// The rules, for docs and stats.
 pub const RULES: &[(&str, &str)] = &[
@@ -207,14 +207,6 @@ impl<'a> Visitor<'a> for Returns {
     }
 }
 
-fn dotted(e: &Expr) -> Option<String> {
-    match e {
-        Expr::Name(n) => Some(n.id.to_string()),
-        Expr::Attribute(a) => Some(format!("{}.{}", dotted(&a.value)?, a.attr.as_str())),
-        _ => None,
-    }
-}
-
 impl<'a> Visitor<'a> for Scan<'_> {
     fn visit_stmt(&mut self, stmt: &'a Stmt) {
         match stmt {
@@ -241,8 +233,8 @@ impl<'a> Visitor<'a> for Scan<'_> {
             Stmt::Raise(r) => {
                 if let Some(e) = &r.exc {
                     let callee = match e.as_ref() {
-                        Expr::Call(c) => dotted(&c.func),
-                        other => dotted(other),
+                        Expr::Call(c) => dotted_name(&c.func),
+                        other => dotted_name(other),
                     };
                     if let Some(name @ ("SystemExit" | "KeyboardInterrupt")) = callee.as_deref() {
                         self.facts.exits.insert(format!("raise {name}"));
@@ -277,7 +269,7 @@ impl<'a> Visitor<'a> for Scan<'_> {
                 self.facts.branches.push((test, returns, i.range().start().to_usize()));
             }
             Expr::Call(c) => {
-                let callee = dotted(&c.func).unwrap_or_default();
+                let callee = dotted_name(&c.func).unwrap_or_default();
                 if matches!(callee.as_str(), "sys.exit" | "exit" | "quit" | "os._exit" | "os.abort" | "os.kill" | "signal.raise_signal") {
                     self.facts.exits.insert(callee.clone());
                 }
@@ -294,7 +286,7 @@ impl<'a> Visitor<'a> for Scan<'_> {
             }
             Expr::Attribute(a) => {
                 self.note_dunder(a.attr.as_str());
-                if let Some(d) = dotted(expr) {
+                if let Some(d) = dotted_name(expr) {
                     if d == "sys.modules" || d.starts_with("unittest.") || d.starts_with("pytest.") {
                         self.facts.framework.insert(d);
                     }

@@ -7,7 +7,7 @@
 use ruff_python_ast::{Expr, Operator, Stmt, UnaryOp};
 use ruff_text_size::Ranged;
 
-use super::{on_parse_stack, parse_untrusted};
+use super::{dotted_name, on_parse_stack, parse_untrusted};
 
 /// Constructors an input may call (the sandbox harness gets this list too).
 pub const SAFE_CALLS: &[&str] = &[
@@ -156,7 +156,7 @@ pub fn check_literal(expr: &Expr, depth: usize) -> Result<(), String> {
             c.arguments.keywords.iter().try_for_each(|k| if k.arg.is_none() { Err("`**` in a call".into()) } else { recurse(&k.value) })
         }
         Expr::Attribute(_) | Expr::Name(_) => {
-            let name = dotted(expr).unwrap_or_default();
+            let name = dotted_name(expr).unwrap_or_default();
             if SAFE_NAMES.contains(&name.as_str()) {
                 Ok(())
             } else {
@@ -185,14 +185,6 @@ fn callee_text(e: &Expr) -> String {
         Expr::Attribute(a) => format!("{}.{}", callee_text(&a.value), a.attr.as_str()),
         Expr::Call(c) => format!("{}(...)", callee_text(&c.func)),
         _ => "an expression".into(),
-    }
-}
-
-fn dotted(e: &Expr) -> Option<String> {
-    match e {
-        Expr::Name(n) => Some(n.id.to_string()),
-        Expr::Attribute(a) => Some(format!("{}.{}", dotted(&a.value)?, a.attr.as_str())),
-        _ => None,
     }
 }
 

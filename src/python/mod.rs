@@ -72,6 +72,15 @@ pub fn on_parse_stack<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     })
 }
 
+/// `a.b.c` for a chain of names (`None` for anything else: a call, a subscript).
+pub fn dotted_name(e: &ruff_python_ast::Expr) -> Option<String> {
+    match e {
+        ruff_python_ast::Expr::Name(n) => Some(n.id.to_string()),
+        ruff_python_ast::Expr::Attribute(a) => Some(format!("{}.{}", dotted_name(&a.value)?, a.attr.as_str())),
+        _ => None,
+    }
+}
+
 /// Parse "3.11" into a version.
 pub fn parse_version(text: &str) -> Option<PythonVersion> {
     let (major, minor) = text.trim().split_once('.')?;

@@ -14,7 +14,7 @@ use ruff_python_ast::visitor::{self, Visitor};
 use ruff_python_ast::{Expr, Stmt, StmtClassDef};
 use ruff_text_size::Ranged;
 
-use crate::python::{on_parse_stack, parse_untrusted};
+use crate::python::{dotted_name, on_parse_stack, parse_untrusted};
 
 /// Why a test module does not test the function (the reason is the record's error kind).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,15 +33,6 @@ pub const REASONS: &[(&str, &str)] = &[
 
 fn finding(reason: &'static str, detail: impl Into<String>) -> Finding {
     Finding { reason, detail: detail.into() }
-}
-
-/// `a.b.c` for a chain of names.
-fn dotted(e: &Expr) -> Option<String> {
-    match e {
-        Expr::Name(n) => Some(n.id.to_string()),
-        Expr::Attribute(a) => Some(format!("{}.{}", dotted(&a.value)?, a.attr.as_str())),
-        _ => None,
-    }
 }
 
 fn last_name(e: &Expr) -> &str {
@@ -184,7 +175,7 @@ impl Uses<'_> {
     /// `patch("mod.f")`, `patch.object(mod, "f")`, `patch.multiple(mod, f=...)`,
     /// `setattr(mod, "f", ...)`.
     fn check_call(&mut self, call: &ruff_python_ast::ExprCall) {
-        let callee = dotted(&call.func).unwrap_or_default();
+        let callee = dotted_name(&call.func).unwrap_or_default();
         let last = callee.rsplit('.').next().unwrap_or("");
         let is_patch = callee.split('.').any(|p| p == "patch") || matches!(last, "patch" | "setattr" | "patch_object");
         if !is_patch {
@@ -234,7 +225,7 @@ impl<'a> Visitor<'a> for Uses<'_> {
                 }
             }
             Expr::Attribute(a) if a.attr.as_str() == self.entry && !matches!(a.ctx, ruff_python_ast::ExprContext::Load) => {
-                self.flag("mocks_function", format!("the tests assign `{}`", dotted(expr).unwrap_or_else(|| a.attr.to_string())))
+                self.flag("mocks_function", format!("the tests assign `{}`", dotted_name(expr).unwrap_or_else(|| a.attr.to_string())))
             }
             Expr::Call(c) => self.check_call(c),
             _ => {}
@@ -270,7 +261,7 @@ impl Flow<'_> {
             Expr::Starred(s) => self.targets(&s.value),
             Expr::Subscript(s) => self.targets(&s.value),
             other => {
-                if let Some(d) = dotted(other) {
+                if let Some(d) = dotted_name(other) {
                     self.tainted.insert(d);
                 }
             }
@@ -369,7 +360,7 @@ impl<'a> Visitor<'a> for Mentions<'_, '_> {
         let flow = self.flow;
         match expr {
             Expr::Call(c) => {
-                let callee = dotted(&c.func).unwrap_or_default();
+                let callee = dotted_name(&c.func).unwrap_or_default();
                 let helper = callee.strip_prefix("self.").or_else(|| callee.strip_prefix("cls.")).unwrap_or(&callee);
                 if callee == flow.entry || flow.helpers.contains(helper) {
                     self.found = true;
@@ -395,7 +386,7 @@ impl<'a> Visitor<'a> for Mentions<'_, '_> {
                 if matches!(a.value.as_ref(), Expr::Name(n) if n.id.as_str() == flow.entry) {
                     return; // f.__name__, f.__doc__
                 }
-                if dotted(expr).is_some_and(|d| flow.tainted.contains(&d)) {
+                if dotted_name(expr).is_some_and(|d| flow.tainted.contains(&d)) {
                     self.found = true;
                     return;
                 }

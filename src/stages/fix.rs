@@ -51,7 +51,7 @@ use crate::sandbox::Sandbox;
 use crate::sandbox::{AdequacyArgs, AdequacySettings};
 use crate::stages::common::rewrite::replace_program;
 use crate::stages::common::{
-    adequacy_settings, ask_seeded, llm_settings, retry_seed, rewrite_check, run_with_sandbox, tally_adequacy, RecordFields, RewriteCheck,
+    adequacy_settings, ask_seeded, distinct, llm_settings, retry_seed, rewrite_check, run_with_sandbox, tally_adequacy, RecordFields, RewriteCheck,
     SandboxFlags, StepError,
 };
 
@@ -177,6 +177,14 @@ struct Repair {
     retry_problems: Vec<String>,
     /// Where this round's entries start in `history`.
     round_start: usize,
+}
+
+/// What became of one admitted candidate in the sandbox.
+enum Checked {
+    /// Its verdict (assessed when it passed and was wanted).
+    Ran(Box<Verdict>),
+    /// It passed, then a post-run rule rejected it (`constant_output`).
+    Rejected { reason: &'static str, detail: String },
 }
 
 /// After a round: go on with the frontier, or stop.
@@ -372,7 +380,7 @@ impl FixStep {
     /// worker); then assess passing ones in order (reruns, coverage, mutants) until
     /// `wanted` hold up — a `flaky` one is not a pass. Passes beyond those are not kept, so
     /// they are not assessed.
-    async fn verify(&self, admitted: &[(usize, FunctionRecord)], job: &Job, wanted: usize) -> Vec<Verdict> {
+    async fn verify(&self, admitted: &[(usize, FunctionRecord)], job: &Job, wanted: usize) -> Vec<Checked> {
         let handles: Vec<_> = admitted
             .iter()
             .map(|(_, r)| {
@@ -387,22 +395,22 @@ impl FixStep {
             verdicts.push(h.await.unwrap_or_else(failed));
         }
         let mut held = 0;
-        for (verdict, (_, r)) in verdicts.iter_mut().zip(admitted) {
+        let mut checked = Vec::with_capacity(verdicts.len());
+        for (verdict, (_, r)) in verdicts.into_iter().zip(admitted) {
             if held >= wanted || verdict.status != Status::Pass {
+                checked.push(Checked::Ran(Box::new(verdict)));
                 continue;
             }
             if let Some(detail) = self.collapses(&r.code, job).await {
-                verdict.status = Status::Rejected;
-                verdict.reason = Some("constant_output".into());
-                verdict.message = detail;
+                checked.push(Checked::Rejected { reason: "constant_output", detail });
                 continue;
             }
-            let first = std::mem::replace(verdict, Verdict::new(Status::SandboxError, 0, "", ""));
             let entry = Some(job.entry_point.clone());
-            *verdict = self.sandbox.assess_async(r.code.clone(), job.tests.clone(), entry, first, self.adequacy.clone()).await;
-            held += usize::from(verdict.status == Status::Pass);
+            let assessed = self.sandbox.assess_async(r.code.clone(), job.tests.clone(), entry, verdict, self.adequacy.clone()).await;
+            held += usize::from(assessed.status == Status::Pass);
+            checked.push(Checked::Ran(Box::new(assessed)));
         }
-        verdicts
+        checked
     }
 }
 
@@ -456,14 +464,17 @@ impl Repair {
     }
 
     /// Step 5: keep passing candidates, carry the best failing ones on, or stop.
-    fn keep(&mut self, round: u32, admitted: Vec<(usize, FunctionRecord)>, verdicts: Vec<Verdict>, s: &FixSettings, held_out: &[String]) -> Next {
+    fn keep(&mut self, round: u32, admitted: Vec<(usize, FunctionRecord)>, checked: Vec<Checked>, s: &FixSettings, held_out: &[String]) -> Next {
         let mut failing = Vec::new();
-        for ((parent, rewrite), v) in admitted.into_iter().zip(verdicts) {
-            if v.reason.as_deref() == Some("constant_output") {
-                let outcome = AttemptOutcome::Rejected { rejected: "constant_output".into(), detail: v.message.clone() };
-                self.history.push(FixAttempt { round, parent, candidate: rewrite.code.clone(), outcome });
-                continue;
-            }
+        for ((parent, rewrite), c) in admitted.into_iter().zip(checked) {
+            let v = match c {
+                Checked::Ran(v) => *v,
+                Checked::Rejected { reason, detail } => {
+                    let outcome = AttemptOutcome::Rejected { rejected: reason.into(), detail };
+                    self.history.push(FixAttempt { round, parent, candidate: rewrite.code, outcome });
+                    continue;
+                }
+            };
             let message = Some(v.message.clone()).filter(|m| !m.is_empty());
             let overfit = v.status != Status::Pass && !v.failures.is_empty() && v.failures.iter().all(|f| held_out.contains(&f.test));
             let outcome = AttemptOutcome::Verified { status: v.status, tests_passed: v.tests_passed, tests_run: v.tests_run, message, overfit };
@@ -489,15 +500,11 @@ impl Repair {
             let all_unusable = self.history.iter().all(|h| matches!(h.outcome, AttemptOutcome::Rejected { .. }));
             if self.kept.is_empty() && all_unusable && round < s.max_rounds {
                 // Every candidate was unusable: ask again from the same parents, saying why.
-                let mut problems: Vec<String> = Vec::new();
-                for h in this_round {
-                    if let AttemptOutcome::Rejected { rejected, .. } = &h.outcome {
-                        if !problems.contains(rejected) {
-                            problems.push(rejected.clone());
-                        }
-                    }
-                }
-                self.retry_problems = problems;
+                let reasons = this_round.iter().filter_map(|h| match &h.outcome {
+                    AttemptOutcome::Rejected { rejected, .. } => Some(rejected.clone()),
+                    _ => None,
+                });
+                self.retry_problems = distinct(reasons);
                 return Next::Continue;
             }
             return Next::Stop;

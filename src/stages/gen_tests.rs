@@ -39,7 +39,7 @@ use crate::record::{counter, field, ErrorInfo, RecordExt, Status, TestGeneration
 use crate::sandbox::calls::CallOptions;
 use crate::sandbox::testcount::{count_tests, test_plan};
 use crate::sandbox::{Sandbox, SandboxArgs};
-use crate::stages::common::{ask_seeded, llm_settings, retry_seed};
+use crate::stages::common::{ask_seeded, distinct, llm_settings, retry_seed};
 use crate::stages::fix::{missing_module, FixSettings};
 
 const STAGE: &str = "gen-tests";
@@ -166,7 +166,7 @@ impl GenTestsStep {
                 imports: record.get(field::IMPORTS).cloned().unwrap_or(json!([])),
                 packages: record.get(field::PACKAGES).cloned().unwrap_or(json!([])),
                 attempt: attempt + 1,
-                previous_problems: distinct(&samples.rejected),
+                previous_problems: distinct(samples.rejected.iter().cloned()),
             };
             let seed = retry_seed(self.agent.client.settings.seed, attempt);
             let generation = match ask_seeded(&self.agent, "gen_tests", &context, self.settings.samples, seed).await {
@@ -296,16 +296,6 @@ impl GenTestsStep {
             _ => None,
         }
     }
-}
-
-fn distinct(items: &[String]) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for i in items {
-        if !out.contains(i) {
-            out.push(i.clone());
-        }
-    }
-    out
 }
 
 impl Step for GenTestsStep {

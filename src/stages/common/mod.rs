@@ -93,6 +93,17 @@ pub fn retry_seed(configured: Option<u64>, attempt: u32) -> Option<u64> {
     }
 }
 
+/// The items in first-seen order, each once (rejection reasons for a retry prompt).
+pub fn distinct(items: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for i in items {
+        if !out.contains(&i) {
+            out.push(i);
+        }
+    }
+    out
+}
+
 /// Which record fields hold the program and its tests.
 #[derive(Debug, Clone, Args, Serialize, Deserialize)]
 pub struct RecordFields {
