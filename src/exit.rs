@@ -11,6 +11,13 @@ pub const BUDGET: u8 = 3;
 /// Finished, but some records ended in a transient error (endpoint down, offline cache miss,
 /// `sandbox_error`): rerun with `--retry-errors` to redo just those.
 pub const RETRYABLE: u8 = 4;
+/// The LLM cannot be used until a setting changes (no endpoint answers, the key is refused,
+/// the model is not served, no endpoint configured). The output is resumable: fix the
+/// setting and rerun; the records it stopped are redone.
+pub const LLM_UNUSABLE: u8 = 5;
+/// Every record of a stage failed for the same non-transient reason (e.g. every prompt
+/// overflows the context): the output is complete, and almost certainly not what was meant.
+pub const ALL_FAILED: u8 = 6;
 
 pub fn code(status: u8) -> std::process::ExitCode {
     std::process::ExitCode::from(status)

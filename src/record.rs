@@ -173,6 +173,19 @@ pub struct RejectRecord {
 pub struct Usage {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    /// Some counts are estimates from the reply text: the server's `usage` was absent or
+    /// covered only some choices (llama.cpp with n > 1).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub estimated: bool,
+}
+
+impl Usage {
+    /// Add one generation's tokens.
+    pub fn add(&mut self, prompt_tokens: u64, completion_tokens: u64, estimated: bool) {
+        self.prompt_tokens += prompt_tokens;
+        self.completion_tokens += completion_tokens;
+        self.estimated |= estimated;
+    }
 }
 
 /// `generation` (gen-tests): how the test module was obtained.
@@ -520,6 +533,9 @@ pub struct ConsensusOutcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConsensusTests {
     pub requested: u32,
+    /// The reply was cut by `max_tokens`: only its complete cases were kept.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
     pub valid: usize,
     pub rejected: usize,
     pub rejected_reasons: Vec<String>,

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use anyhow::Result;
+use serde_json::{Map, Value};
 
 use super::{Counts, StageDir};
 use crate::shards::manifest::now_rfc3339;
@@ -46,6 +47,7 @@ pub struct Run<'a> {
 pub fn write_all(stages: &[StageDir], run: &Run, counts: &[Counts], sealed: &[BTreeMap<usize, ShardInfo>]) -> Result<()> {
     let mut inputs_desc: Vec<String> = vec![run.label.to_string()];
     for (s, stage) in stages.iter().enumerate() {
+        let (totals, history) = crate::llm::stats::read_journal(&stage.dir.join(super::USAGE_JOURNAL));
         let manifest = Manifest {
             stage: stage.step.name().to_string(),
             unitcoder_version: env!("CARGO_PKG_VERSION").into(),
@@ -57,11 +59,32 @@ pub fn write_all(stages: &[StageDir], run: &Run, counts: &[Counts], sealed: &[BT
             started_at: run.started_at.clone(),
             finished_at: now_rfc3339(),
             elapsed_seconds: run.started.elapsed().as_secs_f64(),
-            timings: stage.step.report(),
+            timings: with_journal_totals(stage.step.report(), &totals),
             complete: run.complete,
+            history,
         };
         manifest.write(&stage.dir)?;
         inputs_desc = vec![stage.dir.display().to_string()];
     }
     Ok(())
+}
+
+/// Counters a step reports for this process, replaced by the journal's totals over every
+/// run that built the output (latencies stay this run's: percentiles do not add up).
+fn with_journal_totals(mut report: Value, totals: &BTreeMap<String, Map<String, Value>>) -> Value {
+    const SUMMED: [&str; 7] = ["requests", "retries", "cache_hits", "prompt_tokens", "completion_tokens", "estimated_answers", "short_replies"];
+    let Some(agents) = report.as_object_mut() else { return report };
+    for (agent, total) in totals {
+        let Some(usage) = agents.get_mut(agent).and_then(Value::as_object_mut) else { continue };
+        for key in SUMMED {
+            usage.insert(key.into(), total.get(key).cloned().unwrap_or(Value::from(0)));
+        }
+        usage.insert("errors_by_kind".into(), total.get("errors_by_kind").cloned().unwrap_or_else(|| Value::Object(Map::new())));
+        let prices = usage.get("price_per_million").cloned().unwrap_or(Value::Null);
+        let price = |k: &str| prices.get(k).and_then(Value::as_f64).unwrap_or(0.0);
+        let tokens = |k: &str| total.get(k).and_then(Value::as_u64).unwrap_or(0);
+        let cost = crate::llm::stats::cost(tokens("prompt_tokens"), tokens("completion_tokens"), price("prompt"), price("completion"));
+        usage.insert("estimated_cost_usd".into(), Value::from(cost));
+    }
+    report
 }

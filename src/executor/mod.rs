@@ -72,7 +72,15 @@ pub trait Step: Send + Sync {
     fn budget_stopped(&self) -> bool {
         self.resources().agents.iter().any(|(_, a)| a.budget_stopped())
     }
+    /// A model of this step cannot be used until a setting changes (refused key, unknown
+    /// model, no endpoint answering): why.
+    fn llm_fatal(&self) -> Option<String> {
+        self.resources().agents.iter().find_map(|(_, a)| a.fatal_error().map(|e| format!("{}: {e}", e.kind())))
+    }
 }
+
+/// Each stage directory's LLM usage journal (see `llm::stats`).
+pub const USAGE_JOURNAL: &str = ".llm-usage.jsonl";
 
 /// What a step holds of the engines: its models, each under the name its usage is reported
 /// with (`llm`, or one name per model), and its sandbox.
@@ -143,13 +151,28 @@ pub struct DriveOptions {
 pub struct DriveReport {
     pub counts: Vec<Counts>,
     pub budget_stopped: bool,
+    /// Why a model stopped the run (`kind: message`).
+    pub llm_fatal: Option<String>,
     pub up_to_date: bool,
+}
+
+impl Counts {
+    /// Every record this step saw failed here, for one non-transient reason: that kind.
+    pub fn all_failed_alike(&self) -> Option<&str> {
+        let own = self.records - self.upstream_errors;
+        let (kind, n) = self.errors_by_kind.iter().next()?;
+        (own > 0 && self.ok == 0 && self.retryable == 0 && self.errors_by_kind.len() == 1 && *n == own).then_some(kind.as_str())
+    }
 }
 
 impl DriveReport {
     pub fn exit_status(&self) -> u8 {
-        if self.budget_stopped {
+        if self.llm_fatal.is_some() {
+            crate::exit::LLM_UNUSABLE
+        } else if self.budget_stopped {
             crate::exit::BUDGET
+        } else if self.counts.iter().any(|c| c.all_failed_alike().is_some()) {
+            crate::exit::ALL_FAILED
         } else if self.counts.iter().any(|c| c.retryable > 0) {
             crate::exit::RETRYABLE
         } else {
@@ -177,7 +200,7 @@ pub fn drive(inputs: &[(usize, InputFile)], stages: &[StageDir], run_fp: &str, o
         if let Some(counts) = manifests::up_to_date(stages, &fps, &previous) {
             let dirs: Vec<String> = stages.iter().map(|s| s.dir.display().to_string()).collect();
             tracing::info!("{}: up to date (same inputs and settings); --force to redo", dirs.join(", "));
-            return Ok(DriveReport { counts, budget_stopped: false, up_to_date: true });
+            return Ok(DriveReport { counts, budget_stopped: false, llm_fatal: None, up_to_date: true });
         }
     }
     // A previous run that stopped early (budget) left transient error records behind:
@@ -186,11 +209,20 @@ pub fn drive(inputs: &[(usize, InputFile)], stages: &[StageDir], run_fp: &str, o
     if stopped_early {
         tracing::info!("the previous run stopped early; redoing its transient errors");
     }
-    let outputs: Vec<StageOutput> = stages
-        .iter()
-        .zip(&fps)
-        .map(|(s, fp)| StageOutput::open(&s.dir, s.step.name(), fp, opts.compress, opts.force).map(|(o, _)| o))
-        .collect::<Result<_>>()?;
+    let run_id = format!("{started_at} pid {}", std::process::id());
+    let mut outputs: Vec<StageOutput> = Vec::new();
+    for (s, fp) in stages.iter().zip(&fps) {
+        let (output, kept) = StageOutput::open(&s.dir, s.step.name(), fp, opts.compress, opts.force)?;
+        // The journal adds up every run that built this output: a new output starts a new one.
+        let journal = s.dir.join(USAGE_JOURNAL);
+        if !kept {
+            let _ = std::fs::remove_file(&journal);
+        }
+        for (name, agent) in s.step.resources().agents {
+            agent.client.stats.attach_journal(&journal, name, &run_id)?;
+        }
+        outputs.push(output);
+    }
     let steps: Vec<Arc<dyn Step>> = stages.iter().map(|s| s.step.clone()).collect();
 
     let mut planned = plan::plan_inputs(inputs, &outputs, &steps, opts.retry_errors || stopped_early)?;
@@ -202,9 +234,11 @@ pub fn drive(inputs: &[(usize, InputFile)], stages: &[StageDir], run_fp: &str, o
     stream::run(shards, &outputs, &steps, opts, &mut planned.counts, &mut planned.sealed)?;
 
     let budget_stopped = steps.iter().any(|s| s.budget_stopped());
-    let run = manifests::Run { inputs, label: &opts.label, fingerprints: &fps, started_at, started, complete: !budget_stopped };
+    let llm_fatal = steps.iter().find_map(|s| s.llm_fatal());
+    let complete = !budget_stopped && llm_fatal.is_none();
+    let run = manifests::Run { inputs, label: &opts.label, fingerprints: &fps, started_at, started, complete };
     manifests::write_all(stages, &run, &planned.counts, &planned.sealed)?;
-    Ok(DriveReport { counts: planned.counts, budget_stopped, up_to_date: false })
+    Ok(DriveReport { counts: planned.counts, budget_stopped, llm_fatal, up_to_date: false })
 }
 
 /// The first input of a chain that was not a record, as an error record.
@@ -249,7 +283,21 @@ pub fn log_report(steps: &[Arc<dyn Step>], report: &DriveReport) {
             c.outcomes
         );
     }
-    if report.budget_stopped {
+    for (step, c) in steps.iter().zip(&report.counts) {
+        if let Some(kind) = c.all_failed_alike() {
+            tracing::warn!(
+                "{}: every record failed with `{kind}` (not transient): look at one record's error.message; exit status {}",
+                step.name(),
+                crate::exit::ALL_FAILED
+            );
+        }
+    }
+    if let Some(why) = &report.llm_fatal {
+        tracing::error!(
+            "stopped: the LLM cannot be used ({why}). Fix the setting and rerun: the records it stopped are redone (exit status {})",
+            crate::exit::LLM_UNUSABLE
+        );
+    } else if report.budget_stopped {
         tracing::warn!("stopped by the LLM budget: rerun with a larger budget to continue (answers already paid for come from the cache)");
     } else if report.counts.iter().any(|c| c.retryable > 0) {
         let n: u64 = report.counts.iter().map(|c| c.retryable).sum();

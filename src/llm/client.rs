@@ -1,12 +1,27 @@
 //! OpenAI-compatible chat-completions client (`POST {base_url}/chat/completions`).
 //!
-//! One request asks for the `n` samples the cache does not have yet. Each HTTP attempt
-//! takes a slot of the global concurrency limit, goes to the least busy healthy endpoint
-//! and is retried on 429, 5xx, timeouts, connection errors and malformed or empty answers,
-//! with exponential backoff and jitter (backon), never sooner than the server's
-//! `Retry-After`. Other 4xx fail at once with the server's message.
+//! `generate(messages, n)` returns exactly `n` samples or an error, never fewer:
+//!
+//! 1. Samples the response cache has come from it.
+//! 2. Before the first request the endpoints are asked about themselves (the preflight:
+//!    reachable? key accepted? model served? context? `n` limit?), so a wrong setting
+//!    fails in seconds with the cause and what to set.
+//! 3. The missing samples are requested in chunks of at most the server's `n` limit
+//!    (`[llm] max_n`, else learned from the preflight or from the 400 that states it).
+//!    A chunk starting at sample `i` > 0 gets its own seed: llama.cpp's `(seed, n = k)`
+//!    choices are the first `k` of `(seed, n = N)`, so asking for "the rest" with the same
+//!    seed would repeat samples already cached.
+//! 4. A reply with fewer choices than asked is topped up with new seeds; one that cannot be
+//!    completed is a transient `short_reply`.
+//!
+//! Each HTTP attempt takes one concurrency permit per sequence it asks for, goes to the
+//! least busy healthy endpoint and is retried on 429, 5xx, timeouts, connection errors and
+//! malformed answers, with exponential backoff and jitter, never sooner than `Retry-After`.
+//! A refused key, an unknown model or a wrong URL is fatal for the client: every later
+//! request fails at once with the same error. When no endpoint has answered for
+//! `[llm] down_timeout` seconds the client stops the same way (the circuit breaker).
 
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,7 +30,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::cache::{CachedChoice, ResponseCache};
-use super::stats::LlmStats;
+use super::error::{classify, transport_message, HttpFailure, LlmError};
+use super::server::{probe, ProbeError, ServerInfo};
+use super::stats::{Delta, LlmStats};
+use super::usage::{self, ChoiceText};
 use super::LlmSettings;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,67 +58,38 @@ pub struct Generation {
     pub choices: Vec<Choice>,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    /// Some token counts are estimates from the reply text (see `usage`).
+    pub tokens_estimated: bool,
+    /// Time in HTTP requests (not waiting for a permit, not backing off).
     pub latency_ms: u64,
+    /// Time waiting for concurrency permits.
+    pub queue_ms: u64,
     /// HTTP attempts made (0 when everything came from the cache).
     pub attempts: u32,
     pub cache_hits: u32,
 }
 
-/// Why a generation failed; `kind()` is what error records carry.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum LlmError {
-    #[error("rate limited (HTTP 429) on all {attempts} attempts: {message}")]
-    RateLimited { attempts: u32, message: String },
-    #[error("server error HTTP {status} after {attempts} attempts: {message}")]
-    Server { status: u16, attempts: u32, message: String },
-    #[error("request rejected with HTTP {status}: {message}")]
-    Rejected { status: u16, message: String },
-    #[error("request timed out on all {attempts} attempts")]
-    Timeout { attempts: u32 },
-    #[error("connection failed after {attempts} attempts: {message}")]
-    Connection { attempts: u32, message: String },
-    #[error("malformed response after {attempts} attempts: {message}")]
-    Malformed { attempts: u32, message: String },
-    #[error("response had no choices after {attempts} attempts")]
-    EmptyChoices { attempts: u32 },
-    #[error("budget reached: {0}")]
-    Budget(String),
-    #[error("offline: no cached response for this request")]
-    OfflineMiss,
-    #[error("response cache: {0}")]
-    Cache(String),
-}
-
-impl LlmError {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            LlmError::RateLimited { .. } => "rate_limited",
-            LlmError::Server { .. } => "server_error",
-            LlmError::Rejected { .. } => "rejected",
-            LlmError::Timeout { .. } => "timeout",
-            LlmError::Connection { .. } => "connection",
-            LlmError::Malformed { .. } => "malformed_response",
-            LlmError::EmptyChoices { .. } => "empty_choices",
-            LlmError::Budget(_) => "budget_exhausted",
-            LlmError::OfflineMiss => "offline_cache_miss",
-            LlmError::Cache(_) => "cache",
-        }
-    }
-
-    /// Worth trying again in a later run (endpoint down, budget, offline miss).
-    pub fn transient(&self) -> bool {
-        !matches!(self, LlmError::Rejected { .. })
-    }
-}
+/// Rounds of topping up a short reply before it is an error.
+const TOP_UP_ROUNDS: u32 = 3;
 
 /// What one HTTP attempt ended in.
 enum Attempt {
-    Done { choices: Vec<(Option<u64>, Choice)>, prompt_tokens: u64, completion_tokens: u64 },
-    Retry { error: LlmError, retry_after: Option<Duration> },
+    Done { choices: Vec<(Option<u64>, Choice)>, prompt_tokens: Option<u64>, completion_tokens: Option<u64> },
+    Retry { error: LlmError, retry_after: Option<Duration>, unreachable: bool },
     Fail(LlmError),
 }
 
+/// One request's answer.
+struct Answer {
+    choices: Vec<Choice>,
+    tokens: usage::Tokens,
+    attempts: u32,
+    http: Duration,
+    queued: Duration,
+}
+
 struct Endpoint {
+    base: String,
     url: String,
     outstanding: AtomicUsize,
     consecutive_failures: AtomicU32,
@@ -123,15 +112,26 @@ pub struct LlmClient {
     pub settings: LlmSettings,
     api_key: Option<ApiKey>,
     cache: Option<ResponseCache>,
+    /// One permit per sequence in flight.
     permits: tokio::sync::Semaphore,
+    permits_total: AtomicUsize,
     pub stats: LlmStats,
     requests_sent: AtomicU64,
     tokens_used: AtomicU64,
+    /// Largest `n` per request (0 = no limit known).
+    max_n: AtomicU32,
+    preflight: tokio::sync::OnceCell<Result<(), LlmError>>,
+    /// The first fatal error: no request can succeed until a setting changes.
+    fatal: Mutex<Option<LlmError>>,
+    /// Consecutive attempts that reached no server, and since when none has answered.
+    unreachable_in_a_row: AtomicU32,
+    down_since: Mutex<Option<Instant>>,
+    warned_context: AtomicBool,
+    last_retry_warning: Mutex<Option<Instant>>,
 }
 
 impl LlmClient {
     pub fn new(settings: LlmSettings, cache_path: Option<&std::path::Path>) -> anyhow::Result<Arc<LlmClient>> {
-        anyhow::ensure!(!settings.base_urls.is_empty(), "no LLM base URL configured (--base-url or [llm] base_urls)");
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs_f64(settings.request_timeout.max(0.001)))
             .pool_max_idle_per_host(settings.concurrency.max(1))
@@ -139,11 +139,15 @@ impl LlmClient {
         let endpoints = settings
             .base_urls
             .iter()
-            .map(|u| Endpoint {
-                url: format!("{}/chat/completions", u.trim_end_matches('/')),
-                outstanding: AtomicUsize::new(0),
-                consecutive_failures: AtomicU32::new(0),
-                benched_until: Mutex::new(None),
+            .map(|u| {
+                let base = u.trim_end_matches('/').to_string();
+                Endpoint {
+                    url: format!("{base}/chat/completions"),
+                    base,
+                    outstanding: AtomicUsize::new(0),
+                    consecutive_failures: AtomicU32::new(0),
+                    benched_until: Mutex::new(None),
+                }
             })
             .collect();
         let api_key = std::env::var(&settings.api_key_env).ok().filter(|k| !k.is_empty()).map(ApiKey);
@@ -151,17 +155,26 @@ impl LlmClient {
             Some(p) => Some(ResponseCache::open(p)?),
             None => None,
         };
+        let concurrency = settings.concurrency.max(1);
         Ok(Arc::new(LlmClient {
             http,
             endpoints,
             next_endpoint: AtomicUsize::new(0),
-            permits: tokio::sync::Semaphore::new(settings.concurrency.max(1)),
+            permits: tokio::sync::Semaphore::new(concurrency),
+            permits_total: AtomicUsize::new(concurrency),
+            max_n: AtomicU32::new(settings.max_n),
             settings,
             api_key,
             cache,
             stats: LlmStats::default(),
             requests_sent: AtomicU64::new(0),
             tokens_used: AtomicU64::new(0),
+            preflight: tokio::sync::OnceCell::new(),
+            fatal: Mutex::new(None),
+            unreachable_in_a_row: AtomicU32::new(0),
+            down_since: Mutex::new(None),
+            warned_context: AtomicBool::new(false),
+            last_retry_warning: Mutex::new(None),
         }))
     }
 
@@ -175,7 +188,30 @@ impl LlmClient {
         blake3::hash(canonical.to_string().as_bytes()).to_hex().to_string()
     }
 
-    /// `n` samples for `messages`: cached ones from the cache, the rest in one request.
+    /// The fatal error that stopped this client, if any.
+    pub fn fatal_error(&self) -> Option<LlmError> {
+        self.fatal.lock().ok().and_then(|f| f.clone())
+    }
+
+    fn set_fatal(&self, error: &LlmError) {
+        if let Ok(mut f) = self.fatal.lock() {
+            if f.is_none() {
+                tracing::error!("LLM: {error}; no more requests will be sent by this stage");
+                *f = Some(error.clone());
+            }
+        }
+    }
+
+    fn check_fatal(&self) -> Result<(), LlmError> {
+        self.fatal_error().map_or(Ok(()), Err)
+    }
+
+    /// Largest `n` per request now (0 = none known).
+    pub fn max_n(&self) -> u32 {
+        self.max_n.load(Ordering::Relaxed)
+    }
+
+    /// `n` samples for `messages`: cached ones from the cache, the rest requested.
     pub async fn generate(&self, messages: &[Message], n: u32) -> Result<Generation, LlmError> {
         self.generate_seeded(messages, n, self.settings.seed).await
     }
@@ -193,30 +229,182 @@ impl LlmClient {
                 }
             }
         }
-        let missing: Vec<usize> = slots.iter().enumerate().filter(|(_, c)| c.is_none()).map(|(i, _)| i).collect();
-        let cache_hits = n - missing.len() as u32;
-        self.stats.cache_hits.fetch_add(u64::from(cache_hits), Ordering::Relaxed);
+        let cache_hits = slots.iter().filter(|s| s.is_some()).count() as u32;
+        self.stats.add(Delta { cache_hits: u64::from(cache_hits), ..Default::default() });
         let mut generation = Generation { cache_hits, ..Default::default() };
-        if !missing.is_empty() {
+        if cache_hits < n {
             if self.settings.offline {
                 return Err(LlmError::OfflineMiss);
             }
-            let started = Instant::now();
-            let (choices, prompt_tokens, completion_tokens, attempts) = self.request(messages, missing.len() as u32, seed).await?;
-            generation.latency_ms = started.elapsed().as_millis() as u64;
-            generation.prompt_tokens = prompt_tokens;
-            generation.completion_tokens = completion_tokens;
-            generation.attempts = attempts;
-            for (slot, choice) in missing.iter().zip(choices) {
-                if let Some(cache) = &self.cache {
-                    let entry = CachedChoice { text: choice.text.clone(), finish_reason: choice.finish_reason.clone() };
-                    cache.put(&keys[*slot], &self.settings.model, &entry).map_err(|e| LlmError::Cache(format!("{e:#}")))?;
+            self.ready().await?;
+            let prompt_chars: usize = messages.iter().map(|m| m.content.chars().count()).sum();
+            self.warn_if_beyond_context(prompt_chars);
+            let mut short_rounds = 0u32;
+            while let Some(first) = slots.iter().position(Option::is_none) {
+                let limit = match self.max_n() {
+                    0 => u32::MAX,
+                    l => l,
+                };
+                let chunk: Vec<usize> = (first..slots.len()).take_while(|&i| slots[i].is_none()).take(limit as usize).collect();
+                let asked = chunk.len() as u32;
+                let answer = match self.request(messages, asked, chunk_seed(seed, first, short_rounds), prompt_chars).await {
+                    Ok(a) => a,
+                    Err(LlmError::NTooLarge { n: refused, message }) if refused > 1 => {
+                        self.learn_n_limit(super::error::limit_below(&message, refused).unwrap_or(refused / 2), &message);
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                generation.prompt_tokens += answer.tokens.prompt;
+                generation.completion_tokens += answer.tokens.completion;
+                generation.tokens_estimated |= answer.tokens.estimated;
+                generation.latency_ms += answer.http.as_millis() as u64;
+                generation.queue_ms += answer.queued.as_millis() as u64;
+                generation.attempts += answer.attempts;
+                let got = answer.choices.len() as u32;
+                for (slot, choice) in chunk.iter().zip(answer.choices) {
+                    if let Some(cache) = &self.cache {
+                        let entry = CachedChoice { text: choice.text.clone(), finish_reason: choice.finish_reason.clone() };
+                        cache.put(&keys[*slot], &self.settings.model, &entry).map_err(|e| LlmError::Cache(format!("{e:#}")))?;
+                    }
+                    slots[*slot] = Some(choice);
                 }
-                slots[*slot] = Some(choice);
+                if got < asked {
+                    self.stats.add(Delta { short_replies: 1, ..Default::default() });
+                    short_rounds += 1;
+                    tracing::debug!("short reply: {got} of {asked} samples; topping up with a new seed");
+                    if short_rounds > TOP_UP_ROUNDS {
+                        let have = slots.iter().filter(|s| s.is_some()).count() as u32;
+                        return Err(LlmError::ShortReply { wanted: n, got: have, requests: generation.attempts });
+                    }
+                }
             }
         }
         generation.choices = slots.into_iter().flatten().collect();
         Ok(generation)
+    }
+
+    fn learn_n_limit(&self, limit: u32, message: &str) {
+        let limit = limit.max(1);
+        let previous = self.max_n.load(Ordering::Relaxed);
+        if previous == 0 || limit < previous {
+            self.max_n.store(limit, Ordering::Relaxed);
+            tracing::warn!(
+                "the LLM server allows n ≤ {limit} per request ({message}); splitting requests (set [llm] max_n = {limit} to skip learning it)"
+            );
+        }
+    }
+
+    /// Warn once when a prompt plus `max_tokens` cannot fit the server's context.
+    fn warn_if_beyond_context(&self, prompt_chars: usize) {
+        let Some(context) = self.server_context() else { return };
+        let prompt = usage::estimate(prompt_chars);
+        let want = prompt + u64::from(self.settings.max_tokens);
+        if want > context && !self.warned_context.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "a prompt of ~{prompt} tokens plus max_tokens {} exceeds the server's context of {context} tokens: replies will be cut or rejected (context_overflow); lower [llm] max_tokens or give the server more context (llama.cpp: -c, which -np divides among slots; vLLM: --max-model-len)",
+                self.settings.max_tokens
+            );
+        }
+    }
+
+    /// The smallest context any endpoint reported.
+    pub fn server_context(&self) -> Option<u64> {
+        let servers = self.stats.servers.lock().ok()?;
+        servers.as_array()?.iter().filter_map(|s| s.get("context").and_then(Value::as_u64)).min()
+    }
+
+    /// Ask every endpoint about itself (`doctor`, and once before the first request).
+    pub async fn probe_endpoints(&self) -> Vec<(String, Result<ServerInfo, ProbeError>)> {
+        let timeout = Duration::from_secs_f64(self.settings.request_timeout.clamp(0.1, 10.0));
+        let mut out = Vec::new();
+        for e in &self.endpoints {
+            out.push((e.base.clone(), probe(&self.http, &e.base, self.api_key.as_ref().map(|k| k.0.as_str()), timeout, 3).await));
+        }
+        out
+    }
+
+    /// The preflight, once: fails fast when nothing answers, the key is refused or there is
+    /// no endpoint at all; learns context, slots and the `n` limit; warns about a model the
+    /// server does not list.
+    async fn ready(&self) -> Result<(), LlmError> {
+        self.check_fatal()?;
+        self.preflight.get_or_init(|| self.run_preflight()).await.clone()
+    }
+
+    async fn run_preflight(&self) -> Result<(), LlmError> {
+        if self.endpoints.is_empty() {
+            let e = LlmError::NoEndpoint;
+            self.set_fatal(&e);
+            return Err(e);
+        }
+        if !self.settings.preflight {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let mut infos = Vec::new();
+        let mut down = Vec::new();
+        for (url, result) in self.probe_endpoints().await {
+            match result {
+                Ok(info) => infos.push(info),
+                Err(ProbeError::Unreachable(m)) => down.push(format!("{url}: {m}")),
+                Err(ProbeError::Auth(status, message)) => {
+                    let e = LlmError::Auth { status, message: format!("{url}: {message}"), env: self.settings.api_key_env.clone() };
+                    self.set_fatal(&e);
+                    return Err(e);
+                }
+            }
+        }
+        if infos.is_empty() {
+            let e = LlmError::Unreachable { message: down.join("; "), waited_s: started.elapsed().as_secs_f64() };
+            self.set_fatal(&e);
+            return Err(e);
+        }
+        for d in &down {
+            tracing::warn!("LLM endpoint not reachable, benched: {d}");
+            if let Some(e) = self.endpoints.iter().find(|e| d.starts_with(&e.base)) {
+                if let Ok(mut b) = e.benched_until.lock() {
+                    *b = Some(Instant::now() + Duration::from_secs_f64(self.settings.bench_seconds));
+                }
+            }
+        }
+        let model = &self.settings.model;
+        for info in &infos {
+            let context = info.context.map_or("unknown".to_string(), |c| c.to_string());
+            let slots = info.slots.map_or("unknown".to_string(), |s| s.to_string());
+            tracing::info!("LLM endpoint {} ({}): serves {:?}, context {context}, slots {slots}", info.url, info.family_or_unknown(), info.models);
+            if info.serves(model) == Some(false) {
+                tracing::warn!(
+                    "model `{model}` is not among the models {} lists ({}); servers that check names (vLLM, SGLang, OpenAI) will refuse every request: set --model, [llm] model or OPENAI_MODEL",
+                    info.url,
+                    info.models.join(", ")
+                );
+            }
+            if let Some(c) = info.context.filter(|c| u64::from(self.settings.max_tokens) >= *c) {
+                tracing::warn!("[llm] max_tokens {} leaves no room for a prompt in {}'s context of {c} tokens", self.settings.max_tokens, info.url);
+            }
+        }
+        // llama.cpp: n ≤ slots, and sequences beyond the slots only wait in its queue while
+        // the request timeout runs.
+        let all_slots: Option<Vec<u32>> = infos.iter().map(|i| i.slots).collect();
+        if let Some(all_slots) = all_slots.filter(|s| !s.is_empty() && infos.len() == self.endpoints.len()) {
+            if self.settings.max_n == 0 {
+                if let Some(&min) = all_slots.iter().min() {
+                    self.max_n.store(min, Ordering::Relaxed);
+                }
+            }
+            let total: usize = all_slots.iter().map(|&s| s as usize).sum();
+            let have = self.permits_total.load(Ordering::Relaxed);
+            if total > 0 && total < have {
+                let forgotten = self.permits.forget_permits(have - total);
+                self.permits_total.fetch_sub(forgotten, Ordering::Relaxed);
+                tracing::info!("the servers run {total} sequences at once: at most {total} in flight (of [llm] concurrency {have})");
+            }
+        }
+        if let Ok(mut s) = self.stats.servers.lock() {
+            *s = serde_json::to_value(&infos).unwrap_or_default();
+        }
+        Ok(())
     }
 
     /// Take one request from the budget (atomically: concurrent tasks cannot overshoot).
@@ -266,6 +454,54 @@ impl LlmClient {
         }
     }
 
+    /// The circuit breaker: after `bench_after_failures` attempts in a row that reached no
+    /// server, warn; once none has answered for `down_timeout` seconds, stop the client.
+    fn note_unreachable(&self, error: &LlmError) -> Option<LlmError> {
+        let in_a_row = self.unreachable_in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
+        if in_a_row < self.settings.bench_after_failures.max(1) {
+            return None;
+        }
+        let mut since = self.down_since.lock().ok()?;
+        let started = *since.get_or_insert_with(|| {
+            tracing::warn!(
+                "no LLM endpoint answers ({error}); waiting up to {:.0}s ([llm] down_timeout) for one to come back",
+                self.settings.down_timeout
+            );
+            Instant::now()
+        });
+        let waited = started.elapsed().as_secs_f64();
+        (waited >= self.settings.down_timeout).then(|| {
+            let fatal = LlmError::Unreachable { message: error.to_string(), waited_s: waited };
+            self.set_fatal(&fatal);
+            fatal
+        })
+    }
+
+    fn note_reachable(&self) {
+        self.unreachable_in_a_row.store(0, Ordering::Relaxed);
+        if let Ok(mut since) = self.down_since.lock() {
+            if let Some(t) = since.take() {
+                tracing::info!("an LLM endpoint answers again after {:.0}s", t.elapsed().as_secs_f64());
+            }
+        }
+    }
+
+    /// Retries are logged at WARN at most every 30 s (with the cause), else at debug.
+    fn log_retry(&self, delay: Duration, error: &LlmError) {
+        let loud = self.last_retry_warning.lock().map(|mut last| {
+            let due = last.is_none_or(|t| t.elapsed() >= Duration::from_secs(30));
+            if due {
+                *last = Some(Instant::now());
+            }
+            due
+        });
+        if loud.unwrap_or(false) {
+            tracing::warn!("LLM request failed, retrying in {:.1}s: {error}", delay.as_secs_f64());
+        } else {
+            tracing::debug!("retrying in {:.2}s after: {error}", delay.as_secs_f64());
+        }
+    }
+
     fn body(&self, messages: &[Message], n: u32, seed: Option<u64>) -> Value {
         let s = &self.settings;
         let mut body = serde_json::Map::new();
@@ -289,8 +525,8 @@ impl LlmClient {
         Value::Object(body)
     }
 
-    /// Send one request (with retries); choices in server order of `index`.
-    async fn request(&self, messages: &[Message], n: u32, seed: Option<u64>) -> Result<(Vec<Choice>, u64, u64, u32), LlmError> {
+    /// Send one request for `n` samples (with retries); choices in server order of `index`.
+    async fn request(&self, messages: &[Message], n: u32, seed: Option<u64>, prompt_chars: usize) -> Result<Answer, LlmError> {
         let body = self.body(messages, n, seed);
         let mut delays = backon::ExponentialBuilder::default()
             .with_jitter()
@@ -298,55 +534,89 @@ impl LlmClient {
             .with_max_delay(Duration::from_millis(self.settings.backoff_max_ms))
             .with_max_times(self.settings.max_retries as usize)
             .build();
-        let mut attempts = 0u32;
+        let (mut attempts, mut http, mut queued) = (0u32, Duration::ZERO, Duration::ZERO);
         loop {
+            self.check_fatal()?;
             self.take_budget()?;
             attempts += 1;
-            self.stats.requests.fetch_add(1, Ordering::Relaxed);
             let outcome = {
-                let _permit = self.permits.acquire().await.map_err(|_| LlmError::Connection { attempts, message: "client closed".into() })?;
+                let waiting = Instant::now();
+                let want = (n as usize).min(self.permits_total.load(Ordering::Relaxed).max(1)) as u32;
+                let _permit =
+                    self.permits.acquire_many(want).await.map_err(|_| LlmError::Connection { attempts, message: "client closed".into() })?;
+                let wait = waiting.elapsed();
+                queued += wait;
+                self.stats.record_queue(wait);
                 let endpoint = self.pick_endpoint();
                 endpoint.outstanding.fetch_add(1, Ordering::Relaxed);
                 let started = Instant::now();
-                let outcome = self.attempt(endpoint, &body, attempts).await;
+                let outcome = self.attempt(endpoint, &body, attempts, n).await;
                 endpoint.outstanding.fetch_sub(1, Ordering::Relaxed);
                 self.record_health(endpoint, !matches!(outcome, Attempt::Retry { .. }));
+                http += started.elapsed();
                 self.stats.record_latency(started.elapsed());
                 outcome
             };
             match outcome {
                 Attempt::Done { mut choices, prompt_tokens, completion_tokens } => {
+                    self.note_reachable();
                     choices.sort_by_key(|(index, _)| *index);
-                    self.tokens_used.fetch_add(prompt_tokens + completion_tokens, Ordering::Relaxed);
-                    self.stats.prompt_tokens.fetch_add(prompt_tokens, Ordering::Relaxed);
-                    self.stats.completion_tokens.fetch_add(completion_tokens, Ordering::Relaxed);
-                    return Ok((choices.into_iter().map(|(_, c)| c).collect(), prompt_tokens, completion_tokens, attempts));
+                    let choices: Vec<Choice> = choices.into_iter().map(|(_, c)| c).collect();
+                    let texts: Vec<ChoiceText> =
+                        choices.iter().map(|c| ChoiceText { text: &c.text, hit_max_tokens: c.finish_reason.as_deref() == Some("length") }).collect();
+                    let tokens = usage::account(prompt_tokens, completion_tokens, prompt_chars, &texts, self.settings.max_tokens);
+                    self.tokens_used.fetch_add(tokens.prompt + tokens.completion, Ordering::Relaxed);
+                    self.stats.add(Delta {
+                        requests: 1,
+                        prompt_tokens: tokens.prompt,
+                        completion_tokens: tokens.completion,
+                        estimated_answers: u64::from(tokens.estimated),
+                        ..Default::default()
+                    });
+                    return Ok(Answer { choices, tokens, attempts, http, queued });
                 }
                 Attempt::Fail(e) => {
-                    self.stats.count_error(e.kind());
+                    self.note_reachable();
+                    self.stats.add(Delta { requests: 1, error: Some(e.kind()), ..Default::default() });
+                    if e.fatal() {
+                        self.set_fatal(&e);
+                    }
                     return Err(e);
                 }
-                Attempt::Retry { error, retry_after } => {
-                    self.stats.count_error(error.kind());
-                    let Some(backoff) = delays.next() else { return Err(error) };
-                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                Attempt::Retry { error, retry_after, unreachable } => {
+                    if unreachable {
+                        if let Some(fatal) = self.note_unreachable(&error) {
+                            self.stats.add(Delta { requests: 1, error: Some(error.kind()), ..Default::default() });
+                            return Err(fatal);
+                        }
+                    } else {
+                        self.note_reachable();
+                    }
+                    let Some(backoff) = delays.next() else {
+                        self.stats.add(Delta { requests: 1, error: Some(error.kind()), ..Default::default() });
+                        return Err(error);
+                    };
+                    self.stats.add(Delta { requests: 1, retries: 1, error: Some(error.kind()), ..Default::default() });
                     let delay = retry_after.map_or(backoff, |ra| ra.max(backoff));
-                    tracing::debug!("retrying in {:.2}s after: {error}", delay.as_secs_f64());
+                    self.log_retry(delay, &error);
                     tokio::time::sleep(delay).await;
                 }
             }
         }
     }
 
-    async fn attempt(&self, endpoint: &Endpoint, body: &Value, attempts: u32) -> Attempt {
+    async fn attempt(&self, endpoint: &Endpoint, body: &Value, attempts: u32, n: u32) -> Attempt {
         let mut request = self.http.post(&endpoint.url).json(body);
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(&key.0);
         }
         let response = match request.send().await {
             Ok(r) => r,
-            Err(e) if e.is_timeout() => return Attempt::Retry { error: LlmError::Timeout { attempts }, retry_after: None },
-            Err(e) => return Attempt::Retry { error: LlmError::Connection { attempts, message: without_url(&e) }, retry_after: None },
+            Err(e) if e.is_timeout() => return Attempt::Retry { error: LlmError::Timeout { attempts }, retry_after: None, unreachable: false },
+            Err(e) => {
+                let unreachable = e.is_connect();
+                return Attempt::Retry { error: LlmError::Connection { attempts, message: transport_message(&e) }, retry_after: None, unreachable };
+            }
         };
         let status = response.status().as_u16();
         let retry_after = response
@@ -358,59 +628,120 @@ impl LlmClient {
             .map(|s| Duration::from_secs_f64(s.min(3600.0)));
         let text = match response.text().await {
             Ok(t) => t,
-            Err(e) if e.is_timeout() => return Attempt::Retry { error: LlmError::Timeout { attempts }, retry_after: None },
-            Err(e) => return Attempt::Retry { error: LlmError::Connection { attempts, message: without_url(&e) }, retry_after: None },
+            Err(e) if e.is_timeout() => return Attempt::Retry { error: LlmError::Timeout { attempts }, retry_after: None, unreachable: false },
+            Err(e) => {
+                return Attempt::Retry {
+                    error: LlmError::Connection { attempts, message: transport_message(&e) },
+                    retry_after: None,
+                    unreachable: false,
+                }
+            }
         };
-        let message = || server_message(&text);
-        match status {
-            200..=299 => {}
-            429 => return Attempt::Retry { error: LlmError::RateLimited { attempts, message: message() }, retry_after },
-            408 | 409 | 500..=599 => return Attempt::Retry { error: LlmError::Server { status, attempts, message: message() }, retry_after },
-            _ => return Attempt::Fail(LlmError::Rejected { status, message: message() }),
+        if !(200..=299).contains(&status) {
+            let model = self.settings.model.clone();
+            return match classify(status, &text, n) {
+                HttpFailure::RateLimited(message) => {
+                    Attempt::Retry { error: LlmError::RateLimited { attempts, message }, retry_after, unreachable: false }
+                }
+                HttpFailure::Server(message) => {
+                    Attempt::Retry { error: LlmError::Server { status, attempts, message }, retry_after, unreachable: false }
+                }
+                HttpFailure::Auth(message) => Attempt::Fail(LlmError::Auth { status, message, env: self.settings.api_key_env.clone() }),
+                HttpFailure::UnknownModel(message) => Attempt::Fail(LlmError::UnknownModel { model, message, served: self.served_models() }),
+                HttpFailure::NotFound(message) => Attempt::Fail(LlmError::NotFound { url: endpoint.url.clone(), message }),
+                HttpFailure::ContextOverflow(message) => Attempt::Fail(LlmError::ContextOverflow { message }),
+                HttpFailure::NTooLarge { message, .. } => Attempt::Fail(LlmError::NTooLarge { n, message }),
+                HttpFailure::Rejected(message) => Attempt::Fail(LlmError::Rejected { status, message }),
+            };
         }
+        let malformed = |message: &str| Attempt::Retry {
+            error: LlmError::Malformed { attempts, message: message.into() },
+            retry_after: None,
+            unreachable: false,
+        };
         let parsed: Value = match serde_json::from_str(&text) {
             Ok(v) => v,
-            Err(e) => return Attempt::Retry { error: LlmError::Malformed { attempts, message: format!("not JSON: {e}") }, retry_after: None },
+            Err(e) => return malformed(&format!("not JSON: {e}")),
         };
         let Some(raw_choices) = parsed.get("choices").and_then(Value::as_array) else {
-            return Attempt::Retry { error: LlmError::Malformed { attempts, message: "no `choices` array".into() }, retry_after: None };
+            return malformed("no `choices` array");
         };
         if raw_choices.is_empty() {
-            return Attempt::Retry { error: LlmError::EmptyChoices { attempts }, retry_after: None };
+            return Attempt::Retry { error: LlmError::EmptyChoices { attempts }, retry_after: None, unreachable: false };
         }
         let mut choices = Vec::new();
         for c in raw_choices {
             let Some(msg) = c.get("message") else {
-                return Attempt::Retry { error: LlmError::Malformed { attempts, message: "a choice has no `message`".into() }, retry_after: None };
+                return malformed("a choice has no `message`");
             };
             let text = msg.get("content").and_then(Value::as_str).unwrap_or("").to_string();
             let finish_reason = c.get("finish_reason").and_then(Value::as_str).map(str::to_string);
             choices.push((c.get("index").and_then(Value::as_u64), Choice { text, finish_reason, cached: false }));
         }
+        // More choices than asked (a server ignoring `n`'s meaning) are not samples we paid for.
+        choices.truncate(n as usize);
         let usage = parsed.get("usage");
-        let tokens = |k: &str| usage.and_then(|u| u.get(k)).and_then(Value::as_u64).unwrap_or(0);
+        let tokens = |k: &str| usage.and_then(|u| u.get(k)).and_then(Value::as_u64);
         Attempt::Done { choices, prompt_tokens: tokens("prompt_tokens"), completion_tokens: tokens("completion_tokens") }
     }
-}
 
-/// The server's error message (OpenAI's `{"error": {"message": ...}}` or the raw text).
-fn server_message(text: &str) -> String {
-    let from_json = serde_json::from_str::<Value>(text).ok().and_then(|v| {
-        v.get("error").and_then(|e| e.get("message").and_then(Value::as_str).map(str::to_string).or_else(|| e.as_str().map(str::to_string)))
-    });
-    let msg = from_json.unwrap_or_else(|| text.trim().to_string());
-    msg.chars().take(500).collect()
-}
-
-/// reqwest errors name the URL; keep the message but not query strings or credentials.
-fn without_url(e: &reqwest::Error) -> String {
-    let mut e_str = e.to_string();
-    if let Some(url) = e.url() {
-        let mut clean = url.clone();
-        clean.set_query(None);
-        let _ = clean.set_password(None);
-        let _ = clean.set_username("");
-        e_str = e_str.replace(url.as_str(), clean.as_str());
+    fn served_models(&self) -> Vec<String> {
+        let servers = self.stats.servers.lock().map(|s| s.clone()).unwrap_or_default();
+        let mut out: Vec<String> = Vec::new();
+        for s in servers.as_array().into_iter().flatten() {
+            for m in s.get("models").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str) {
+                if !out.iter().any(|x| x == m) {
+                    out.push(m.to_string());
+                }
+            }
+        }
+        out
     }
-    e_str
+}
+
+/// The seed of the request for the samples starting at `first` in top-up round `round`:
+/// the configured one for the first chunk, a new one for every other (None stays None:
+/// the server then draws its own).
+fn chunk_seed(seed: Option<u64>, first: usize, round: u32) -> Option<u64> {
+    if first == 0 && round == 0 {
+        return seed;
+    }
+    seed.map(|s| derive_seed(s, ((first as u64) << 16) | u64::from(round) | (1 << 63)))
+}
+
+/// A seed derived from `seed` and `salt` (splitmix64), kept to 31 bits: servers take the
+/// seed as a 32-bit or signed 64-bit integer.
+pub fn derive_seed(seed: u64, salt: u64) -> u64 {
+    let mut z = seed ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)) & 0x7FFF_FFFF
+}
+
+impl ServerInfo {
+    fn family_or_unknown(&self) -> &str {
+        if self.family.is_empty() {
+            "server type unknown"
+        } else {
+            &self.family
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_after_the_first_get_their_own_seeds() {
+        assert_eq!(chunk_seed(Some(7), 0, 0), Some(7));
+        assert_eq!(chunk_seed(None, 4, 0), None);
+        let seeds = [chunk_seed(Some(7), 4, 0), chunk_seed(Some(7), 8, 0), chunk_seed(Some(7), 4, 1), chunk_seed(Some(7), 0, 1)];
+        for (i, a) in seeds.iter().enumerate() {
+            assert!(a.is_some_and(|s| s != 7 && s <= 0x7FFF_FFFF));
+            for b in &seeds[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+    }
 }

@@ -4,20 +4,26 @@
 
 pub mod cache;
 pub mod client;
+pub mod error;
 pub mod prompts;
 pub mod reply;
+pub mod server;
 pub mod stats;
+pub mod usage;
 
 use serde::{Deserialize, Serialize};
 
-pub use client::{Choice, Generation, LlmClient, LlmError, Message};
+pub use client::{derive_seed, Choice, Generation, LlmClient, Message};
+pub use error::LlmError;
 
 /// Settings of the `[llm]` config section (flags override).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LlmSettings {
     /// One or more OpenAI-compatible base URLs (`.../v1`); requests go to the least busy.
+    /// Empty: `$OPENAI_BASE_URL` (comma-separated for several).
     pub base_urls: Vec<String>,
+    /// Empty: `$UNITCODER_MODEL`, else `$OPENAI_MODEL`, else `default`.
     pub model: String,
     /// Environment variable holding the API key (never logged or written anywhere).
     pub api_key_env: String,
@@ -28,8 +34,16 @@ pub struct LlmSettings {
     pub stop: Vec<String>,
     /// Passed through verbatim into the request body (vLLM/SGLang options).
     pub extra_body: toml::Table,
-    /// Requests in flight at once, over all endpoints.
+    /// Sequences in flight at once over all endpoints (a request for n samples counts n).
     pub concurrency: usize,
+    /// Largest `n` per request (0 = learn it: llama.cpp's slot count, or the limit a 400
+    /// states). Larger asks are split.
+    pub max_n: u32,
+    /// Ask the endpoints about themselves before the first request (reachable, key,
+    /// model, context, slots).
+    pub preflight: bool,
+    /// Seconds with no endpoint answering before the stage stops (resumable).
+    pub down_timeout: f64,
     /// Per-request timeout, seconds.
     pub request_timeout: f64,
     /// Retries per request on 429, 5xx, timeouts, connection errors, malformed replies.
@@ -57,8 +71,8 @@ pub struct LlmSettings {
 impl Default for LlmSettings {
     fn default() -> Self {
         Self {
-            base_urls: vec!["http://127.0.0.1:8000/v1".into()],
-            model: "default".into(),
+            base_urls: Vec::new(),
+            model: String::new(),
             api_key_env: "OPENAI_API_KEY".into(),
             temperature: 0.2,
             top_p: None,
@@ -67,6 +81,9 @@ impl Default for LlmSettings {
             stop: Vec::new(),
             extra_body: toml::Table::new(),
             concurrency: 64,
+            max_n: 0,
+            preflight: true,
+            down_timeout: 120.0,
             request_timeout: 300.0,
             max_retries: 8,
             backoff_min_ms: 500,
@@ -95,6 +112,9 @@ impl LlmSettings {
                 "base_urls",
                 "api_key_env",
                 "concurrency",
+                "max_n",
+                "preflight",
+                "down_timeout",
                 "request_timeout",
                 "max_retries",
                 "backoff_min_ms",
@@ -131,9 +151,12 @@ pub struct LlmArgs {
     pub temperature: Option<f64>,
     #[arg(long)]
     pub max_tokens: Option<u32>,
-    /// Requests in flight at once [default: 64].
+    /// Sequences in flight at once; a request for n samples counts n [default: 64].
     #[arg(long)]
     pub concurrency: Option<usize>,
+    /// Largest n per request; larger asks are split [default: learned from the server].
+    #[arg(long)]
+    pub max_n: Option<u32>,
     /// Per-request timeout in seconds [default: 300].
     #[arg(long)]
     pub request_timeout: Option<f64>,
@@ -177,6 +200,9 @@ impl LlmSettings {
         if let Some(v) = a.concurrency {
             self.concurrency = v.max(1);
         }
+        if let Some(v) = a.max_n {
+            self.max_n = v;
+        }
         if let Some(v) = a.request_timeout {
             self.request_timeout = v;
         }
@@ -195,6 +221,25 @@ impl LlmSettings {
         }
         if let Some(v) = &a.prompts {
             self.prompts = v.clone();
+        }
+    }
+}
+
+impl LlmSettings {
+    /// Fill what the config and flags left empty from the environment, as the OpenAI
+    /// client and vLLM's tools do: `OPENAI_BASE_URL`, `UNITCODER_MODEL` / `OPENAI_MODEL`.
+    pub fn resolve_env(&mut self) {
+        self.resolve_with(|k| std::env::var(k).ok());
+    }
+
+    fn resolve_with(&mut self, env: impl Fn(&str) -> Option<String>) {
+        if self.base_urls.is_empty() {
+            if let Some(urls) = env("OPENAI_BASE_URL") {
+                self.base_urls = urls.split([',', ' ']).map(str::trim).filter(|u| !u.is_empty()).map(str::to_string).collect();
+            }
+        }
+        if self.model.is_empty() {
+            self.model = env("UNITCODER_MODEL").or_else(|| env("OPENAI_MODEL")).filter(|m| !m.is_empty()).unwrap_or_else(|| "default".into());
         }
     }
 }
@@ -227,5 +272,37 @@ impl Agent {
 
     pub fn budget_stopped(&self) -> bool {
         self.client.stats.budget_stopped.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The fatal error (refused key, unknown model, endpoint down) that stopped this model.
+    pub fn fatal_error(&self) -> Option<LlmError> {
+        self.client.fatal_error()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_fills_only_what_is_unset() {
+        let env = |k: &str| match k {
+            "OPENAI_BASE_URL" => Some("http://a:1/v1, http://b:2/v1".to_string()),
+            "OPENAI_MODEL" => Some("m-openai".to_string()),
+            _ => None,
+        };
+        let mut s = LlmSettings::default();
+        s.resolve_with(env);
+        assert_eq!(s.base_urls, ["http://a:1/v1", "http://b:2/v1"]);
+        assert_eq!(s.model, "m-openai");
+        let mut s = LlmSettings { base_urls: vec!["http://c/v1".into()], model: "mine".into(), ..Default::default() };
+        s.resolve_with(env);
+        assert_eq!((s.base_urls.as_slice(), s.model.as_str()), (["http://c/v1".to_string()].as_slice(), "mine"));
+        let mut s = LlmSettings::default();
+        s.resolve_with(|k| (k == "UNITCODER_MODEL").then(|| "m-ours".to_string()));
+        assert_eq!((s.base_urls.len(), s.model.as_str()), (0, "m-ours"));
+        let mut s = LlmSettings::default();
+        s.resolve_with(|_| None);
+        assert_eq!(s.model, "default");
     }
 }

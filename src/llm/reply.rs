@@ -40,6 +40,48 @@ pub fn complete_blocks(reply: &str) -> Vec<String> {
     fenced_blocks(reply).into_iter().filter(|(_, closed)| *closed).map(|(b, _)| b).collect()
 }
 
+/// The complete items of a list literal cut short by the token limit: the last block
+/// (closed or not) up to its last element that ended at the list's top level, closed with
+/// `]`. `None` when no element is complete. (A cut list of 100 test cases keeps the 60
+/// that arrived instead of losing all of them.)
+pub fn complete_list_items(reply: &str) -> Option<String> {
+    let (block, _) = fenced_blocks(reply).into_iter().last()?;
+    let start = block.find('[')?;
+    let bytes = block.as_bytes();
+    let (mut depth, mut quote, mut escaped, mut comment, mut last_end) = (0i32, None::<u8>, false, false, None);
+    for (i, &b) in bytes.iter().enumerate().skip(start) {
+        if comment {
+            comment = b != b'\n';
+            continue;
+        }
+        if let Some(q) = quote {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                _ if b == q => quote = None,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' | b'\'' => quote = Some(b),
+            b'#' => comment = true,
+            b'[' | b'(' | b'{' => depth += 1,
+            b']' | b')' | b'}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return None; // the list is whole: nothing was cut
+                }
+                if depth == 1 {
+                    last_end = Some(i + 1);
+                }
+            }
+            _ => {}
+        }
+    }
+    Some(format!("{}]", &block[..last_end?]))
+}
+
 /// Blocks with whether each one's closing fence was seen.
 fn fenced_blocks(reply: &str) -> Vec<(String, bool)> {
     enum State {
@@ -185,6 +227,17 @@ fn clean_tests_here(tests: &str, entry_point: &str) -> (String, Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cut_list_keeps_its_complete_items() {
+        let reply = "Here:\n```python\n[\n    {\"input\": {\"x\": [1, 2]}, \"output\": 3},  # two ] items\n    {\"input\": {\"x\": \"a}\"}, \"output\": 1},\n    {\"input\": {\"x\": [4, ";
+        assert_eq!(
+            complete_list_items(reply).as_deref(),
+            Some("[\n    {\"input\": {\"x\": [1, 2]}, \"output\": 3},  # two ] items\n    {\"input\": {\"x\": \"a}\"}, \"output\": 1}]")
+        );
+        assert_eq!(complete_list_items("```python\n[{\"input\": {}}]\n```"), None, "a whole list was not cut");
+        assert_eq!(complete_list_items("```python\n[{\"input\": {\"x\": 1"), None, "no complete item");
+    }
 
     #[test]
     fn fenced_blocks_and_prose() {

@@ -30,6 +30,10 @@ pub struct Manifest {
     /// False when the stage stopped early (e.g. an LLM budget): a rerun must redo it.
     #[serde(default = "yes")]
     pub complete: bool,
+    /// The runs that built this output (a resumed stage has several), each with its LLM
+    /// usage; `timings` holds their totals.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<Value>,
 }
 
 fn yes() -> bool {
@@ -63,6 +67,7 @@ impl Manifest {
             elapsed_seconds: started.elapsed().as_secs_f64(),
             timings,
             complete: true,
+            history: Vec::new(),
         }
     }
 

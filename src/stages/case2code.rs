@@ -276,7 +276,11 @@ impl Case2CodeStep {
         let reply = generation.choices.first().map(|c| c.text.clone()).unwrap_or_default();
         outcome.generation = Some(CallMeta {
             model: self.agent.client.settings.model.clone(),
-            usage: Usage { prompt_tokens: generation.prompt_tokens, completion_tokens: generation.completion_tokens },
+            usage: Usage {
+                prompt_tokens: generation.prompt_tokens,
+                completion_tokens: generation.completion_tokens,
+                estimated: generation.tokens_estimated,
+            },
             cache_hit: generation.cache_hits > 0,
             attempts: generation.attempts,
         });

@@ -116,6 +116,15 @@ impl ConsensusSettings {
     }
 }
 
+/// Tokens one written test case takes, about (an input dict and an output).
+const TOKENS_PER_CASE: u32 = 32;
+
+/// Test cases to ask for: `[consensus] tests`, or fewer when a reply holding that many
+/// could not fit in `max_tokens` (100 cases need ~2,600 tokens).
+fn tests_that_fit(wanted: u32, max_tokens: u32) -> u32 {
+    wanted.min((max_tokens / TOKENS_PER_CASE).max(1))
+}
+
 /// One test: an input and, where the model gave one, the expected output's source.
 #[derive(Debug, Clone)]
 pub struct TestCase {
@@ -361,18 +370,25 @@ impl ConsensusStep {
             let message = format!("the skeleton defines no function {entry_point}");
             return Err(NoTask::Error(ErrorInfo::new(STAGE, "bad_skeleton", message, false)));
         };
-        let context = ProblemPrompt { problem, skeleton, entry_point, t: s.tests };
+        let asked = tests_that_fit(s.tests, self.tester.client.settings.max_tokens);
+        let context = ProblemPrompt { problem, skeleton, entry_point, t: asked };
 
-        // Step 1: tests.
+        // Step 1: tests (a reply cut by max_tokens keeps its complete cases).
         let generation = ask(&self.tester, "consensus_tests", &context, 1).await?;
-        let reply = generation.choices.first().map(|c| c.text.clone()).unwrap_or_default();
-        let (tests, rejected) = read_tests(&reply, &sig, s.tests as usize).map_err(|why| {
-            outcome.message = Some(why);
+        let choice = generation.choices.first();
+        let truncated = choice.is_some_and(|c| c.finish_reason.as_deref() == Some("length"));
+        let mut reply = choice.map(|c| c.text.clone()).unwrap_or_default();
+        if truncated {
+            reply = crate::llm::reply::complete_list_items(&reply).map(|items| format!("```python\n{items}\n```")).unwrap_or_default();
+        }
+        let (tests, rejected) = read_tests(&reply, &sig, asked as usize).map_err(|why| {
+            outcome.message = Some(if truncated { format!("the reply was truncated at max_tokens with no complete test case ({why})") } else { why });
             NoTask::Dropped("no_valid_tests")
         })?;
         let with_expected = tests.iter().filter(|t| t.expected.is_some()).count();
         outcome.tests = Some(ConsensusTests {
-            requested: s.tests,
+            requested: asked,
+            truncated,
             valid: tests.len(),
             rejected: rejected.len(),
             rejected_reasons: rejected.iter().take(20).cloned().collect(),
@@ -574,6 +590,13 @@ mod tests {
             signature: signature_hash(&tokens),
             tokens,
         }
+    }
+
+    #[test]
+    fn asks_for_no_more_cases_than_max_tokens_can_hold() {
+        assert_eq!(tests_that_fit(100, 2048), 64);
+        assert_eq!(tests_that_fit(20, 2048), 20);
+        assert_eq!(tests_that_fit(100, 16), 1);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `unitcoder doctor`: what the sandbox would use here, and what is missing — the
 //! interpreter, the pre-import list, the allow-listed packages that import, and the
-//! isolation mechanisms available.
+//! isolation mechanisms available — and whether the configured LLM endpoints answer:
+//! reachable, key accepted, model served, context size, `n` limit.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -17,6 +18,11 @@ pub struct DoctorArgs {
     /// Interpreter to inspect [default: as sandbox-run would pick].
     #[arg(long, value_name = "PATH")]
     pub python: Option<PathBuf>,
+    /// Skip the LLM endpoint checks.
+    #[arg(long)]
+    pub no_llm: bool,
+    #[command(flatten)]
+    pub llm: crate::llm::LlmArgs,
 }
 
 const FIND_SPECS: &str = "import importlib.util, json, sys\nout = {}\nfor n in json.loads(sys.argv[1]):\n    try:\n        out[n] = importlib.util.find_spec(n) is not None\n    except Exception:\n        out[n] = False\nprint(json.dumps(out))\n";
@@ -99,5 +105,61 @@ pub fn run(ctx: &Context, args: &DoctorArgs) -> Result<ExitCode> {
         Ok(l) => println!("--isolation {:?} would use: {}", settings.isolation, l.description),
         Err(e) => println!("--isolation {:?}: {e:#}", settings.isolation),
     }
-    Ok(ExitCode::SUCCESS)
+    if args.no_llm {
+        return Ok(ExitCode::SUCCESS);
+    }
+    Ok(crate::exit::code(check_llm(crate::stages::common::llm_settings(ctx, &args.llm))?))
+}
+
+/// The LLM section: each endpoint's answer to `GET /models`, then one 1-token request
+/// (llama.cpp lists models without checking the key; vLLM checks the model only there).
+fn check_llm(settings: crate::llm::LlmSettings) -> Result<u8> {
+    use crate::llm::server::ProbeError;
+    let key = if std::env::var(&settings.api_key_env).is_ok_and(|k| !k.is_empty()) { "set" } else { "not set" };
+    println!(
+        "LLM: model `{}`, max_tokens {}, concurrency {} sequences, API key ${} {key}",
+        settings.model, settings.max_tokens, settings.concurrency, settings.api_key_env
+    );
+    if settings.base_urls.is_empty() {
+        println!("  endpoints: none configured — set --base-url URL, [llm] base_urls or OPENAI_BASE_URL (cached answers still work)");
+        return Ok(crate::exit::SUCCESS);
+    }
+    let check = crate::llm::LlmSettings { max_tokens: 1, max_retries: 0, preflight: false, offline: false, cache: String::new(), ..settings.clone() };
+    let client = crate::llm::LlmClient::new(check, None)?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let mut usable = 0;
+    for (url, probe) in runtime.block_on(client.probe_endpoints()) {
+        match probe {
+            Err(ProbeError::Unreachable(why)) => println!("  [ ] {url}: NOT REACHABLE ({why})"),
+            Err(ProbeError::Auth(status, why)) => println!("  [ ] {url}: API KEY REFUSED (HTTP {status}: {why}); set ${}", settings.api_key_env),
+            Ok(info) => {
+                let family = if info.family.is_empty() { "OpenAI-compatible".to_string() } else { info.family.clone() };
+                let served = match info.serves(&settings.model) {
+                    Some(true) => "model served".to_string(),
+                    Some(false) => format!("model NOT LISTED (it lists: {})", info.models.join(", ")),
+                    None => "lists no models".to_string(),
+                };
+                let context = info.context.map_or("context unknown".into(), |c| format!("context {c} tokens"));
+                let n = match (settings.max_n, info.slots) {
+                    (0, Some(s)) => format!("n ≤ {s} (its slots)"),
+                    (0, None) => "n limit unknown (learned from the first 400 that states it)".into(),
+                    (m, _) => format!("n ≤ {m} ([llm] max_n)"),
+                };
+                println!("  [x] {url}: {family}, {served}, {context}, {n}");
+                if let Some(c) = info.context.filter(|c| u64::from(settings.max_tokens) >= *c) {
+                    println!("      max_tokens {} leaves no room for a prompt in {c} tokens of context", settings.max_tokens);
+                }
+                let messages = [crate::llm::Message { role: "user".into(), content: "Say OK.".into() }];
+                let single = crate::llm::LlmClient::new(crate::llm::LlmSettings { base_urls: vec![url.clone()], ..client.settings.clone() }, None)?;
+                match runtime.block_on(single.generate(&messages, 1)) {
+                    Ok(_) => {
+                        usable += 1;
+                        println!("      a 1-token request: ok");
+                    }
+                    Err(e) => println!("      a 1-token request: FAILED ({}: {e})", e.kind()),
+                }
+            }
+        }
+    }
+    Ok(if usable == 0 { crate::exit::LLM_UNUSABLE } else { crate::exit::SUCCESS })
 }

@@ -369,8 +369,7 @@ impl FixStep {
             // A retry after a round of unusable replies gets a new seed: a new request.
             let seed = if retry_problems.is_empty() { self.agent.client.settings.seed } else { retry_seed(self.agent.client.settings.seed, round) };
             let g = ask_seeded(&self.agent, "fix", &context, per_parent, seed).await?;
-            usage.prompt_tokens += g.prompt_tokens;
-            usage.completion_tokens += g.completion_tokens;
+            usage.add(g.prompt_tokens, g.completion_tokens, g.tokens_estimated);
             proposals.extend(g.choices.into_iter().map(|c| (p, c.text)));
         }
         Ok(proposals)

@@ -177,8 +177,7 @@ impl GenTestsStep {
                 }
             };
             tries += 1;
-            usage.prompt_tokens += generation.prompt_tokens;
-            usage.completion_tokens += generation.completion_tokens;
+            usage.add(generation.prompt_tokens, generation.completion_tokens, generation.tokens_estimated);
             latency_ms += generation.latency_ms;
             attempts += generation.attempts;
             hits += generation.cache_hits as usize;

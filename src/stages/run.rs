@@ -132,7 +132,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<ExitCode> {
     log_report(&stages.iter().map(|s| s.step.clone()).collect::<Vec<_>>(), &report);
     drop(stages);
     drop(sandbox);
-    if report.budget_stopped {
+    if report.budget_stopped || report.llm_fatal.is_some() {
         return Ok(report.exit_code());
     }
 

@@ -46,6 +46,20 @@ pub struct Faults {
     pub first_429: u64,
     /// Record nothing per request (for the throughput benchmark: the mock must be cheap).
     pub quiet: bool,
+    /// What `GET /v1/models` lists (as vLLM does: ids, `owned_by`, `max_model_len`).
+    pub models: Vec<String>,
+    pub context: Option<u64>,
+    /// Every chat request answers this status and body (401, 404, ...).
+    pub fail_all: Option<(u16, String)>,
+    /// `n` above this gets llama.cpp's 400 ("Field 'n': Value must be between 1 <= value <= N").
+    pub max_n: Option<u64>,
+    /// At most this many choices per answer (a server that answers short).
+    pub max_choices: Option<u64>,
+    /// Like llama.cpp: the choices of (seed, n = k) are the first k of (seed, n = N); the
+    /// default answer's variant is `seed * 1000 + index`.
+    pub seeded_texts: bool,
+    /// Like llama.cpp for n > 1: `usage` counts the first choice only.
+    pub usage_first_choice_only: bool,
 }
 
 #[derive(Default)]
@@ -60,6 +74,11 @@ pub struct Seen {
     pub authorization: Mutex<Vec<String>>,
     pub bodies: Mutex<Vec<Value>>,
     pub arrivals_ms: Mutex<Vec<(u64, u64)>>,
+    /// `GET` requests (the preflight's `/models`), not counted in `requests`.
+    pub gets: AtomicU64,
+    /// Sequences (sum of `n`) being answered right now, and the most seen at once.
+    pub sequences_inflight: AtomicU64,
+    pub sequences_peak: AtomicU64,
 }
 
 pub struct MockServer {
@@ -113,6 +132,25 @@ impl MockServer {
                             }
                         }
                         let body: Value = serde_json::from_slice(&buf[header_end..header_end + length]).unwrap_or(Value::Null);
+                        if head.starts_with("GET ") {
+                            seen.gets.fetch_add(1, Ordering::Relaxed);
+                            let (status, payload) = if head.starts_with("GET /v1/models") {
+                                let data: Vec<Value> = faults
+                                    .models
+                                    .iter()
+                                    .map(|m| json!({"id": m, "object": "model", "owned_by": "vllm", "max_model_len": faults.context}))
+                                    .collect();
+                                ("200 OK", json!({"object": "list", "data": data}).to_string())
+                            } else {
+                                ("404 Not Found", json!({"detail": "Not Found"}).to_string())
+                            };
+                            let response =
+                                format!("HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{payload}", payload.len());
+                            if sock.write_all(response.as_bytes()).await.is_err() {
+                                return;
+                            }
+                            continue;
+                        }
                         let n = seen.requests.fetch_add(1, Ordering::Relaxed);
                         if faults.quiet {
                             if faults.latency_ms > 0 {
@@ -134,10 +172,14 @@ impl MockServer {
                         seen.bodies.lock().unwrap().push(body.clone());
                         seen.arrivals_ms.lock().unwrap().push((n, started.elapsed().as_millis() as u64));
                         seen.inflight.fetch_add(1, Ordering::SeqCst);
+                        let sequences = body.get("n").and_then(Value::as_u64).unwrap_or(1);
+                        let now = seen.sequences_inflight.fetch_add(sequences, Ordering::SeqCst) + sequences;
+                        seen.sequences_peak.fetch_max(now, Ordering::SeqCst);
                         if faults.latency_ms > 0 {
                             tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
                         }
                         let (status, extra_header, payload) = respond(&faults, n, &body);
+                        seen.sequences_inflight.fetch_sub(sequences, Ordering::SeqCst);
                         if status == 0 {
                             seen.inflight.fetch_sub(1, Ordering::SeqCst);
                             return; // dropped connection
@@ -150,6 +192,9 @@ impl MockServer {
                         let reason = match status {
                             200 => "OK",
                             400 => "Bad Request",
+                            401 => "Unauthorized",
+                            403 => "Forbidden",
+                            404 => "Not Found",
                             429 => "Too Many Requests",
                             503 => "Service Unavailable",
                             _ => "Internal Server Error",
@@ -248,8 +293,17 @@ fn respond(f: &Faults, n: u64, body: &Value) -> (u16, String, String) {
     if hit(f.rate_empty) {
         return (200, String::new(), json!({"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 0}}).to_string());
     }
+    if let Some((status, payload)) = &f.fail_all {
+        return (*status, String::new(), payload.clone());
+    }
     let name = entry_point(body);
-    let k = body.get("n").and_then(Value::as_u64).unwrap_or(1);
+    let asked = body.get("n").and_then(Value::as_u64).unwrap_or(1);
+    if let Some(max) = f.max_n.filter(|m| asked > *m) {
+        let message = format!("Field 'n': Value must be between 1 <= value <= {max}, but got {asked}");
+        return (400, String::new(), json!({"error": {"code": 400, "message": message, "type": "invalid_request_error"}}).to_string());
+    }
+    let k = f.max_choices.map_or(asked, |m| asked.min(m));
+    let seed = body.get("seed").and_then(Value::as_u64).unwrap_or(0);
     let truncated = hit(f.rate_truncated);
     let scripted = f.script.as_ref().and_then(|s| {
         let text: Vec<&str> = body["messages"].as_array().map(|ms| ms.iter().filter_map(|m| m["content"].as_str()).collect()).unwrap_or_default();
@@ -259,6 +313,7 @@ fn respond(f: &Faults, n: u64, body: &Value) -> (u16, String, String) {
         .map(|i| {
             let mut text = match &scripted {
                 Some(answers) if !answers.is_empty() => answers[i as usize % answers.len()].clone(),
+                _ if f.seeded_texts => answer_for(&name, seed * 1000 + i),
                 _ => answer_for(&name, i),
             };
             if truncated {
@@ -275,6 +330,8 @@ fn respond(f: &Faults, n: u64, body: &Value) -> (u16, String, String) {
             json!({"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": if cut { "length" } else { "stop" }})
         })
         .collect();
-    let usage = json!({"prompt_tokens": prompt.len() / 4, "completion_tokens": 60 * k});
+    let first_len = choices.first().and_then(|c| c["message"]["content"].as_str()).map_or(0, str::len) as u64;
+    let completion = if f.usage_first_choice_only { first_len / 4 } else { 60 * k };
+    let usage = json!({"prompt_tokens": prompt.len() / 4, "completion_tokens": completion});
     (200, String::new(), json!({"id": format!("cmpl-{n}"), "object": "chat.completion", "choices": choices, "usage": usage}).to_string())
 }

@@ -89,7 +89,7 @@ pub async fn ask_seeded(agent: &Agent, template: &str, context: impl Serialize, 
 pub fn retry_seed(configured: Option<u64>, attempt: u32) -> Option<u64> {
     match attempt {
         0 => configured,
-        n => Some(configured.unwrap_or(0).wrapping_add(0x9E37_79B9_7F4A_7C15u64.wrapping_mul(u64::from(n)))),
+        n => Some(crate::llm::derive_seed(configured.unwrap_or(0), u64::from(n))),
     }
 }
 
@@ -149,6 +149,7 @@ pub fn adequacy_settings(ctx: &Context, args: &AdequacyArgs) -> AdequacySettings
 pub fn llm_settings(ctx: &Context, args: &crate::llm::LlmArgs) -> LlmSettings {
     let mut s = ctx.config.llm.clone();
     s.apply(args);
+    s.resolve_env();
     s
 }
 
