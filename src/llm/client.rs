@@ -11,8 +11,8 @@
 //!    A chunk starting at sample `i` > 0 gets its own seed: llama.cpp's `(seed, n = k)`
 //!    choices are the first `k` of `(seed, n = N)`, so asking for "the rest" with the same
 //!    seed would repeat samples already cached.
-//! 4. A reply with fewer choices than asked is topped up with new seeds; one that cannot be
-//!    completed is a transient `short_reply`.
+//! 4. A reply with fewer choices than asked is topped up with new seeds; when the top-up
+//!    gets nothing (empty answers after every retry) the error is a transient `short_reply`.
 //!
 //! Each HTTP attempt takes one concurrency permit per sequence it asks for, goes to the
 //! least busy healthy endpoint and is retried on 429, 5xx, timeouts, connection errors and
@@ -68,9 +68,6 @@ pub struct Generation {
     pub attempts: u32,
     pub cache_hits: u32,
 }
-
-/// Rounds of topping up a short reply before it is an error.
-const TOP_UP_ROUNDS: u32 = 3;
 
 /// What one HTTP attempt ended in.
 enum Attempt {
@@ -253,6 +250,12 @@ impl LlmClient {
                         self.learn_n_limit(super::error::limit_below(&message, refused).unwrap_or(refused / 2), &message);
                         continue;
                     }
+                    // Some samples came, the rest cannot be had: say so (a rerun asks again
+                    // for the missing ones only; the others are cached).
+                    Err(LlmError::EmptyChoices { attempts }) if first > 0 || short_rounds > 0 => {
+                        let got = slots.iter().filter(|s| s.is_some()).count() as u32;
+                        return Err(LlmError::ShortReply { wanted: n, got, requests: generation.attempts + attempts });
+                    }
                     Err(e) => return Err(e),
                 };
                 generation.prompt_tokens += answer.tokens.prompt;
@@ -269,14 +272,12 @@ impl LlmClient {
                     }
                     slots[*slot] = Some(choice);
                 }
+                // Every answer brings at least one sample (an empty one is retried, then an
+                // error), so topping up ends within n requests.
                 if got < asked {
                     self.stats.add(Delta { short_replies: 1, ..Default::default() });
                     short_rounds += 1;
                     tracing::debug!("short reply: {got} of {asked} samples; topping up with a new seed");
-                    if short_rounds > TOP_UP_ROUNDS {
-                        let have = slots.iter().filter(|s| s.is_some()).count() as u32;
-                        return Err(LlmError::ShortReply { wanted: n, got: have, requests: generation.attempts });
-                    }
                 }
             }
         }
@@ -477,6 +478,10 @@ impl LlmClient {
         })
     }
 
+    fn circuit_open(&self) -> bool {
+        self.down_since.lock().map(|s| s.is_some()).unwrap_or(false)
+    }
+
     fn note_reachable(&self) {
         self.unreachable_in_a_row.store(0, Ordering::Relaxed);
         if let Ok(mut since) = self.down_since.lock() {
@@ -547,6 +552,11 @@ impl LlmClient {
                 let wait = waiting.elapsed();
                 queued += wait;
                 self.stats.record_queue(wait);
+                // Requests that waited for a permit while another one hit a fatal error.
+                if let Err(fatal) = self.check_fatal() {
+                    self.requests_sent.fetch_sub(1, Ordering::Relaxed);
+                    return Err(fatal);
+                }
                 let endpoint = self.pick_endpoint();
                 endpoint.outstanding.fetch_add(1, Ordering::Relaxed);
                 let started = Instant::now();
@@ -588,6 +598,14 @@ impl LlmClient {
                         if let Some(fatal) = self.note_unreachable(&error) {
                             self.stats.add(Delta { requests: 1, error: Some(error.kind()), ..Default::default() });
                             return Err(fatal);
+                        }
+                        // While no endpoint answers, waiting is not a failed try: the request
+                        // waits for one to come back (or for the breaker to stop the stage)
+                        // instead of spending its retries in a few seconds.
+                        if self.circuit_open() {
+                            self.stats.add(Delta { requests: 1, retries: 1, error: Some(error.kind()), ..Default::default() });
+                            tokio::time::sleep(Duration::from_millis(self.settings.backoff_max_ms.clamp(50, 1000))).await;
+                            continue;
                         }
                     } else {
                         self.note_reachable();

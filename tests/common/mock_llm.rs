@@ -55,6 +55,8 @@ pub struct Faults {
     pub max_n: Option<u64>,
     /// At most this many choices per answer (a server that answers short).
     pub max_choices: Option<u64>,
+    /// Requests after the first get at most this many choices (`Some(0)`: empty answers).
+    pub max_choices_after_first: Option<u64>,
     /// Like llama.cpp: the choices of (seed, n = k) are the first k of (seed, n = N); the
     /// default answer's variant is `seed * 1000 + index`.
     pub seeded_texts: bool,
@@ -302,7 +304,13 @@ fn respond(f: &Faults, n: u64, body: &Value) -> (u16, String, String) {
         let message = format!("Field 'n': Value must be between 1 <= value <= {max}, but got {asked}");
         return (400, String::new(), json!({"error": {"code": 400, "message": message, "type": "invalid_request_error"}}).to_string());
     }
-    let k = f.max_choices.map_or(asked, |m| asked.min(m));
+    let mut k = f.max_choices.map_or(asked, |m| asked.min(m));
+    if n > 0 {
+        k = f.max_choices_after_first.map_or(k, |m| k.min(m));
+    }
+    if k == 0 {
+        return (200, String::new(), json!({"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 0}}).to_string());
+    }
     let seed = body.get("seed").and_then(Value::as_u64).unwrap_or(0);
     let truncated = hit(f.rate_truncated);
     let scripted = f.script.as_ref().and_then(|s| {
