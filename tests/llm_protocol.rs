@@ -348,3 +348,19 @@ fn consensus_against_a_four_slot_server_with_the_default_sixteen_samples() {
     assert!(!records[0].to_string().contains("missing_sample"), "{}", records[0]);
     assert_eq!(records[0]["consensus"]["cluster_size"], 16, "{}", records[0]);
 }
+
+#[test]
+fn doctor_checks_the_endpoints() {
+    let server = MockServer::start(Faults { models: vec!["mock-model".into()], context: Some(4096), ..Default::default() });
+    let run = bin().env_remove("OPENAI_BASE_URL").args(["doctor", "--base-url", &server.base_url, "--model", "mock-model"]).assert().success();
+    let stdout = String::from_utf8_lossy(&run.get_output().stdout).to_string();
+    assert!(stdout.contains("model served") && stdout.contains("context 4096 tokens") && stdout.contains("a 1-token request: ok"), "{stdout}");
+    assert_eq!(server.seen.bodies.lock().unwrap()[0]["max_tokens"], 1);
+
+    let run = bin().env_remove("OPENAI_BASE_URL").args(["doctor", "--base-url", &server.base_url, "--model", "other"]).assert().success();
+    assert!(String::from_utf8_lossy(&run.get_output().stdout).contains("model NOT LISTED (it lists: mock-model)"));
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let run = bin().env_remove("OPENAI_BASE_URL").args(["doctor", "--base-url", &format!("http://127.0.0.1:{port}/v1")]).assert().code(5);
+    assert!(String::from_utf8_lossy(&run.get_output().stdout).contains("NOT REACHABLE"));
+}

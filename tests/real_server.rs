@@ -168,6 +168,7 @@ fn gen_tests_fix_refine_and_consensus_on_a_real_server() {
     let stderr = String::from_utf8_lossy(&run.stderr).to_string();
     assert!(finished(&run), "{stderr}");
     assert!(stderr.contains("llama.cpp") && stderr.contains("slots 4"), "the preflight reports the server: {stderr}");
+    assert!(stderr.contains("exceeds the server's context of 2048 tokens"), "the oversized prompt is warned about: {stderr}");
     let k = kinds(&out);
     assert_eq!(k.len(), 3, "records in = records out");
     assert_eq!(k[2], "context_overflow", "{k:?}");

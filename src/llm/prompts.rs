@@ -99,6 +99,18 @@ mod tests {
     }
 
     #[test]
+    fn refine_prompt_reads_as_sentences() {
+        let p = Prompts::load("").unwrap();
+        let msgs = p
+            .render("refine", serde_json::json!({"code": "def f(a):\n    return a\n", "tests": "T", "entry_point": "f", "signature": "def f(a)"}))
+            .unwrap();
+        let user = &msgs[1].content;
+        assert!(user.contains("Function name: f\n\nIt passes the unit tests shown after it"), "{user}");
+        // No line that starts with a stray space (the broken sentence did).
+        assert!(!user.lines().any(|l| l.starts_with(' ') && !l.starts_with("  ")), "{user}");
+    }
+
+    #[test]
     fn override_dir_replaces_a_template() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("gen_tests.j2"), "### user\nTest {{ entry_point }} please.\n").unwrap();
