@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create the Python environment checks run in (`sandbox-run` finds .venv-sandbox/ by default).
+# Create the Python environment checks run in (found from any directory: see point_here).
 #
 #   scripts/setup-sandbox.sh            minimal: numpy + pandas on python3 (tests, quick start)
 #   scripts/setup-sandbox.sh --full     BigCodeBench's pinned library set on Python 3.10
@@ -32,9 +32,18 @@ if [ "$(id -u)" = 0 ] && ! command -v bwrap >/dev/null 2>&1 && command -v apt-ge
     || echo "could not install bubblewrap; the sandbox will use unshare or none" >&2
 fi
 
+# The per-user pointer: `unitcoder` finds this environment from any directory (a text file
+# with the interpreter's path; a symlink would make Python miss the venv).
+point_here() {
+  local data="${XDG_DATA_HOME:-$HOME/.local/share}/unitcoder"
+  mkdir -p "$data" && echo "$(cd "$VENV" && pwd)/bin/python" > "$data/sandbox-python" \
+    && echo "sandbox environment registered in $data/sandbox-python" >&2 || true
+}
+
 STAMP="$VENV/.unitcoder-requirements"
 if [ -x "$VENV/bin/python" ] && [ -f "$STAMP" ] && cmp -s "$REQ" "$STAMP"; then
   echo "$VENV is up to date" >&2
+  point_here
   exit 0
 fi
 echo "creating $VENV from $REQ with $PYTHON ..." >&2
@@ -42,4 +51,5 @@ echo "creating $VENV from $REQ with $PYTHON ..." >&2
 "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 "$VENV/bin/python" -m pip install -q --prefer-binary -r "$REQ"
 cp "$REQ" "$STAMP"
+point_here
 echo "ready: $VENV/bin/python" >&2

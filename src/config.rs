@@ -39,11 +39,23 @@ pub struct InputConfig {
     pub path_field: String,
     /// Documents larger than this are skipped with reason `too_large`.
     pub max_doc_bytes: usize,
+    /// What an input directory contributes to `extract` (see `CorpusFormat`).
+    pub format: crate::shards::CorpusFormat,
+    /// JSONL/Parquet fields carried into each record's `source.meta` (The Stack's licence,
+    /// repository, stars).
+    pub keep_fields: Vec<String>,
 }
 
 impl Default for InputConfig {
     fn default() -> Self {
-        Self { content_field: "content".into(), id_field: "id".into(), path_field: "path".into(), max_doc_bytes: 2 << 20 }
+        Self {
+            content_field: "content".into(),
+            id_field: "id".into(),
+            path_field: "path".into(),
+            max_doc_bytes: 2 << 20,
+            format: Default::default(),
+            keep_fields: Vec::new(),
+        }
     }
 }
 

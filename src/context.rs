@@ -31,6 +31,10 @@ pub struct Context {
     pub config: Config,
     /// Directory of the config file, for resolving relative paths in it.
     pub config_dir: Option<PathBuf>,
+    /// Only the first N input records (documents for extract).
+    pub limit: Option<u64>,
+    /// Estimate the LLM requests instead of sending them.
+    pub dry_run: bool,
 }
 
 impl Context {
@@ -49,6 +53,8 @@ impl Context {
             output_format: config.output.clone(),
             config,
             config_dir: None,
+            limit: None,
+            dry_run: false,
         }
     }
 
@@ -67,7 +73,7 @@ impl Context {
 
     /// The output directory; with `--world-size N > 1`, this rank's subdirectory of it.
     pub fn output_dir(&self) -> Result<PathBuf> {
-        let dir = self.output.clone().ok_or_else(|| anyhow::anyhow!("--output DIR is required"))?;
+        let dir = self.output.clone().ok_or_else(|| crate::exit::UsageError::new("--output DIR is required (-o)"))?;
         Ok(self.rank_dir(dir))
     }
 
@@ -83,10 +89,26 @@ impl Context {
     /// The input files this process handles, each with its index in the full input list
     /// (so output shard names stay unique across ranks).
     pub fn input_files(&self) -> Result<Vec<(usize, InputFile)>> {
-        anyhow::ensure!(!self.inputs.is_empty(), "--input is required");
+        self.split(crate::shards::expand_inputs(&self.require_inputs()?)?)
+    }
+
+    /// `input_files` for a corpus (`extract`): directories contribute what `[input] format` says.
+    pub fn corpus_files(&self) -> Result<Vec<(usize, InputFile)>> {
+        self.split(crate::shards::expand_corpus(&self.require_inputs()?, self.input.format)?)
+    }
+
+    fn require_inputs(&self) -> Result<Vec<String>> {
+        if self.inputs.is_empty() {
+            return Err(crate::exit::UsageError::new("--input PATH is required (-i)").into());
+        }
+        Ok(self.inputs.clone())
+    }
+
+    fn split(&self, all: Vec<InputFile>) -> Result<Vec<(usize, InputFile)>> {
         let (rank, world) = (self.rank, self.world_size);
-        anyhow::ensure!(world >= 1 && rank < world, "--rank {rank} must be less than --world-size {world}");
-        let all = crate::shards::expand_inputs(&self.inputs)?;
+        if world == 0 || rank >= world {
+            return Err(crate::exit::UsageError::new(format!("--rank {rank} must be less than --world-size {world}")).into());
+        }
         Ok(all.into_iter().enumerate().filter(|(i, _)| i % world == rank).collect())
     }
 

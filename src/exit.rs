@@ -22,3 +22,15 @@ pub const ALL_FAILED: u8 = 6;
 pub fn code(status: u8) -> std::process::ExitCode {
     std::process::ExitCode::from(status)
 }
+
+/// A missing or unusable argument found after parsing (a required `-i`, `-o` or
+/// `--work-dir`): exits `USAGE` like clap's own errors.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(String);
+
+impl UsageError {
+    pub fn new(message: impl Into<String>) -> Self {
+        UsageError(message.into())
+    }
+}

@@ -13,6 +13,7 @@ pub mod dedup;
 pub mod executor;
 pub mod exit;
 pub mod hash;
+pub mod interrupt;
 pub mod llm;
 pub mod logging;
 pub mod python;

@@ -56,6 +56,35 @@ fn offline_demo_runs_every_stage_with_a_real_funnel() {
     for stage in ["gen-tests", "fix", "refine"] {
         assert_eq!(manifest(&w.join(stage))["timings"]["llm"]["requests"], 0, "{stage}");
     }
+    export_loads_as_users_load_it(w);
+}
+
+/// The export is plain JSONL whose card header tells Hugging Face which files are data
+/// (not manifest.json); pandas reads it as is with `source`/`meta` as objects; Parquet
+/// has struct columns, as the JSONL has objects.
+fn export_loads_as_users_load_it(w: &Path) {
+    let export = w.join("export");
+    assert!(export.join("data-00000.jsonl").exists(), "plain JSONL by default");
+    let card = std::fs::read_to_string(export.join("README.md")).unwrap();
+    assert!(card.starts_with("---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n    path: \"data-*.jsonl\"\n"), "{card}");
+    assert!(card.contains("size_categories:\n- n<1K\n") && card.contains("\n---\n\n# unitcoder dataset"), "{card}");
+    let script = "import glob, sys, pandas as pd\nfiles = sorted(glob.glob(sys.argv[1] + '/data-*.jsonl'))\n\
+                  df = pd.concat([pd.read_json(f, lines=True) for f in files])\nprint(len(df), type(df['source'].iloc[0]).__name__, type(df['meta'].iloc[0]).__name__)\n";
+    let out = std::process::Command::new(common::sandbox_python()).args(["-c", script, export.to_str().unwrap()]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "13 dict dict", "{}", String::from_utf8_lossy(&out.stderr));
+
+    let pq = w.join("export-parquet");
+    bin().args(["export", "-i", w.join("refine").to_str().unwrap(), "-o", pq.to_str().unwrap(), "--output-format", "parquet"]).assert().success();
+    let file = std::fs::File::open(pq.join("data-00000.parquet")).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+    let schema = reader.schema().clone();
+    for column in ["source", "meta"] {
+        let field = schema.field_with_name(column).unwrap();
+        assert!(matches!(field.data_type(), arrow_schema::DataType::Struct(_)), "{column}: {:?}", field.data_type());
+    }
+    let rows: usize = reader.build().unwrap().map(|b| b.unwrap().num_rows()).sum();
+    assert_eq!(rows, 13);
+    assert!(std::fs::read_to_string(pq.join("README.md")).unwrap().contains("path: \"data-*.parquet\""));
 }
 
 #[test]

@@ -121,7 +121,7 @@ fn by_name(records: &[Value]) -> std::collections::HashMap<String, Value> {
 fn run_cmd(corpus: &Path, work: &Path, server: &str, extra: &[&str]) -> assert_cmd::Command {
     let mut cmd = bin();
     cmd.args(["-i", corpus.to_str().unwrap(), "--plain", "run", "--work-dir", work.to_str().unwrap(), "--base-url", server, "--model", "mock"])
-        .args(["--python", &python(), "--workers", "2", "--samples", "2", "--max-rounds", "3", "--timeout", "20"])
+        .args(["--python", &python(), "--workers", "2", "--fix-samples", "2", "--max-rounds", "3", "--timeout", "20"])
         .args(extra);
     cmd
 }
@@ -357,7 +357,7 @@ fn killed_at_random_points_the_run_resumes_to_identical_outputs() {
                 "--model",
                 "mock",
             ])
-            .args(["--python", &python(), "--workers", "2", "--samples", "2", "--max-rounds", "3", "--timeout", "20", "--concurrency", "1"])
+            .args(["--python", &python(), "--workers", "2", "--fix-samples", "2", "--max-rounds", "3", "--timeout", "20", "--concurrency", "1"])
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();

@@ -146,6 +146,8 @@ pub struct DriveOptions {
     pub max_line_bytes: usize,
     /// Inputs as shown in the first step's manifest.
     pub label: String,
+    /// Only the first N input records (`--limit`).
+    pub limit: Option<u64>,
 }
 
 pub struct DriveReport {
@@ -225,13 +227,16 @@ pub fn drive(inputs: &[(usize, InputFile)], stages: &[StageDir], run_fp: &str, o
     }
     let steps: Vec<Arc<dyn Step>> = stages.iter().map(|s| s.step.clone()).collect();
 
-    let mut planned = plan::plan_inputs(inputs, &outputs, &steps, opts.retry_errors || stopped_early)?;
+    let takes = plan::takes(inputs, opts.limit)?;
+    let mut planned = plan::plan_inputs(inputs, &takes, &outputs, &steps, opts.retry_errors || stopped_early)?;
     let skipped = inputs.len() - planned.shards.len();
     if skipped > 0 {
         tracing::info!("{skipped} of {} input shards already done", inputs.len());
     }
     let shards = std::mem::take(&mut planned.shards);
-    stream::run(shards, &outputs, &steps, opts, &mut planned.counts, &mut planned.sealed)?;
+    let total = takes.iter().sum::<u64>();
+    let place = stages.iter().map(|s| s.dir.display().to_string()).collect::<Vec<_>>().join(", ");
+    stream::run(shards, &outputs, &steps, opts, stream::Totals { total, place }, &mut planned.counts, &mut planned.sealed)?;
 
     let budget_stopped = steps.iter().any(|s| s.budget_stopped());
     let llm_fatal = steps.iter().find_map(|s| s.llm_fatal());
@@ -251,10 +256,15 @@ fn bad_input_record(stage: &str, file: &str, line: u64, bad: &crate::shards::rea
 /// `--retry-errors`, `--rank/--world-size` and the documented exit codes.
 pub fn run_stage(ctx: &crate::context::Context, step: Arc<dyn Step>, window: usize) -> Result<std::process::ExitCode> {
     let inputs = ctx.input_files()?;
-    let out_dir = ctx.output_dir()?;
+    // A dry run writes its (error) records to a scratch directory: the real output is untouched.
+    let scratch = if ctx.dry_run { Some(tempfile::tempdir()?) } else { None };
+    let out_dir = match &scratch {
+        Some(dir) => dir.path().to_path_buf(),
+        None => ctx.output_dir()?,
+    };
     let paths: Vec<PathBuf> = inputs.iter().map(|(_, i)| i.path.clone()).collect();
     let compress = ctx.output_format.compress;
-    let run_fp = crate::shards::manifest::fingerprint(&paths, &json!({"compress": compress}));
+    let run_fp = crate::shards::manifest::fingerprint(&paths, &json!({"compress": compress, "limit": ctx.limit}));
     tracing::info!("{}: {} input shard(s) → {}", step.name(), inputs.len(), out_dir.display());
     let opts = DriveOptions {
         window,
@@ -264,16 +274,81 @@ pub fn run_stage(ctx: &crate::context::Context, step: Arc<dyn Step>, window: usi
         quiet: ctx.quiet,
         max_line_bytes: ctx.record_line_limit(),
         label: ctx.inputs.join(" "),
+        limit: ctx.limit,
     };
     let report = drive(&inputs, &[StageDir { step: step.clone(), dir: out_dir }], &run_fp, &opts)?;
+    if ctx.dry_run {
+        print!("{}", dry_run_report(&[step], &[], ctx));
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
     log_report(&[step], &report);
     Ok(report.exit_code())
+}
+
+/// A later step a dry run cannot reach (it depends on replies): at most this many requests
+/// of `n` sequences each.
+pub struct LaterStep {
+    pub name: &'static str,
+    pub requests_max: u64,
+    pub n: u64,
+}
+
+/// What `--dry-run` prints: per step, the requests it would send, tokens and cost.
+pub fn dry_run_report(steps: &[Arc<dyn Step>], later: &[LaterStep], ctx: &crate::context::Context) -> String {
+    let llm = &ctx.config.llm;
+    let price =
+        |prompt: u64, completion: u64| (prompt as f64 * llm.price_prompt_per_million + completion as f64 * llm.price_completion_per_million) / 1e6;
+    let cost = |prompt: u64, completion: u64| {
+        if llm.price_prompt_per_million > 0.0 || llm.price_completion_per_million > 0.0 {
+            format!(", cost ≤ ${:.2}", price(prompt, completion))
+        } else {
+            String::new()
+        }
+    };
+    let mut out = String::from("dry run: nothing was sent (prompt tokens estimated at 4 characters per token; completions at most max_tokens)\n");
+    let mut per_prompt = Vec::new();
+    for step in steps {
+        for (name, agent) in step.resources().agents {
+            let d = agent.client.dry_tally();
+            if d.requests == 0 && d.cached_sequences == 0 {
+                continue;
+            }
+            if let Some(each) = d.prompt_tokens.checked_div(d.requests) {
+                per_prompt.push(each);
+            }
+            out.push_str(&format!(
+                "  {} ({name}): {} requests, {} sequences ({} more from the cache), ~{} prompt tokens, ≤ {} completion tokens{}\n",
+                step.name(),
+                d.requests,
+                d.sequences,
+                d.cached_sequences,
+                d.prompt_tokens,
+                d.completion_tokens_max,
+                cost(d.prompt_tokens, d.completion_tokens_max)
+            ));
+        }
+    }
+    let max_tokens = u64::from(llm.max_tokens);
+    // Later prompts hold the function, its tests (≤ max_tokens) and a trace: about a first
+    // prompt plus max_tokens.
+    let prompt_guess = per_prompt.iter().sum::<u64>() / (per_prompt.len() as u64).max(1) + max_tokens;
+    for l in later {
+        let (p, c) = (l.requests_max * prompt_guess, l.requests_max * l.n * max_tokens);
+        out.push_str(&format!(
+            "  {}: at most {} requests of n = {} (depends on the replies), ~{p} prompt tokens, ≤ {c} completion tokens{}\n",
+            l.name,
+            l.requests_max,
+            l.n,
+            cost(p, c)
+        ));
+    }
+    out
 }
 
 /// One summary line per step, plus what to do about leftovers.
 pub fn log_report(steps: &[Arc<dyn Step>], report: &DriveReport) {
     for (step, c) in steps.iter().zip(&report.counts) {
-        tracing::info!(
+        let message = format!(
             "{}: {} records, {} ok, errors {:?}, from earlier steps {}, {:?}",
             step.name(),
             c.records,
@@ -282,6 +357,21 @@ pub fn log_report(steps: &[Arc<dyn Step>], report: &DriveReport) {
             c.upstream_errors,
             c.outcomes
         );
+        if crate::logging::json_logs() {
+            tracing::info!(
+                stage = step.name(),
+                records = c.records,
+                ok = c.ok,
+                errors = c.errors_by_kind.values().sum::<u64>(),
+                upstream_errors = c.upstream_errors,
+                retryable = c.retryable,
+                errors_by_kind = %json!(c.errors_by_kind),
+                outcomes = %json!(c.outcomes),
+                "{message}"
+            );
+        } else {
+            tracing::info!("{message}");
+        }
     }
     for (step, c) in steps.iter().zip(&report.counts) {
         if let Some(kind) = c.all_failed_alike() {

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 
 use super::{Counts, Record, Step};
 use crate::shards::reader::InputFile;
@@ -64,6 +64,8 @@ pub struct ShardPlan {
     pub input: InputFile,
     /// Input records already done in every step (skipped).
     pub start: u64,
+    /// Input records to take from this file (`--limit`); the rest are left alone.
+    pub take: u64,
     /// Retry mode: read each step's previous output alongside the input.
     pub retry: bool,
 }
@@ -75,11 +77,55 @@ pub struct Planned {
     pub sealed: Vec<BTreeMap<usize, ShardInfo>>,
 }
 
-pub fn plan_inputs(inputs: &[(usize, InputFile)], outputs: &[StageOutput], steps: &[Arc<dyn Step>], retry: bool) -> Result<Planned> {
+/// How many records to take from each input: all of them, or with `--limit N` the first N
+/// in input order. Counts come from the input directory's manifest, else from the file.
+pub fn takes(inputs: &[(usize, InputFile)], limit: Option<u64>) -> Result<Vec<u64>> {
+    let mut left = limit.unwrap_or(u64::MAX);
+    let mut out = Vec::with_capacity(inputs.len());
+    let mut manifests: BTreeMap<std::path::PathBuf, Option<crate::shards::Manifest>> = BTreeMap::new();
+    for (_, input) in inputs {
+        let dir = input.path.parent().map(|p| p.to_path_buf()).unwrap_or_default();
+        let manifest = match manifests.get(&dir) {
+            Some(m) => m.clone(),
+            None => {
+                let m = crate::shards::Manifest::read(&dir).ok().flatten();
+                manifests.insert(dir.clone(), m.clone());
+                m
+            }
+        };
+        let name = input.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let listed = manifest.as_ref().and_then(|m| m.shards.iter().find(|s| s.file == name).map(|s| s.records));
+        let records = match listed {
+            Some(n) => n,
+            None => count_records(input)?,
+        };
+        let take = records.min(left);
+        left -= take;
+        out.push(take);
+    }
+    Ok(out)
+}
+
+/// Non-blank lines of a JSONL input.
+fn count_records(input: &InputFile) -> Result<u64> {
+    use std::io::BufRead;
+    let crate::shards::InputFormat::Jsonl(compression) = input.format else { return Ok(0) };
+    let reader = crate::shards::reader::open_decompressed(&input.path, compression)?;
+    let mut n = 0;
+    for line in reader.split(b'\n') {
+        let line = line.with_context(|| format!("{}: read error", input.display()))?;
+        if !line.iter().all(u8::is_ascii_whitespace) {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+pub fn plan_inputs(inputs: &[(usize, InputFile)], takes: &[u64], outputs: &[StageOutput], steps: &[Arc<dyn Step>], retry: bool) -> Result<Planned> {
     let mut counts = vec![Counts::default(); steps.len()];
     let mut sealed: Vec<BTreeMap<usize, ShardInfo>> = vec![BTreeMap::new(); steps.len()];
     let mut shards = Vec::new();
-    for (k, input) in inputs {
+    for ((k, input), &take) in inputs.iter().zip(takes) {
         let k = *k;
         let views = outputs.iter().map(|o| view(o, k)).collect::<Result<Vec<_>>>()?;
         let decision = decide(&views, retry, || any_needs_retry(outputs, steps, k))?;
@@ -94,7 +140,7 @@ pub fn plan_inputs(inputs: &[(usize, InputFile)], outputs: &[StageOutput], steps
             }
             Decision::Retry { start } => {
                 cut_back(outputs, steps, &mut counts, k, start)?;
-                shards.push(ShardPlan { k, input: input.clone(), start, retry: true });
+                shards.push(ShardPlan { k, input: input.clone(), start, take, retry: true });
             }
             Decision::Resume { start, reopen } => {
                 for (o, _) in outputs.iter().zip(&reopen).filter(|(_, r)| **r) {
@@ -104,7 +150,7 @@ pub fn plan_inputs(inputs: &[(usize, InputFile)], outputs: &[StageOutput], steps
                 if start > 0 {
                     tracing::info!("{}: resuming after {start} records", input.display());
                 }
-                shards.push(ShardPlan { k, input: input.clone(), start, retry: false });
+                shards.push(ShardPlan { k, input: input.clone(), start, take, retry: false });
             }
         }
     }

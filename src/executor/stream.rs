@@ -28,12 +28,21 @@ enum Done {
     End(usize),
 }
 
+/// What the progress line counts toward.
+pub struct Totals {
+    /// Input records to process in all, done ones included.
+    pub total: u64,
+    /// The output directories.
+    pub place: String,
+}
+
 /// Stream `plans` through `steps`, adding to `counts` and `sealed`.
 pub fn run(
     plans: Vec<ShardPlan>,
     outputs: &[StageOutput],
     steps: &[Arc<dyn Step>],
     opts: &DriveOptions,
+    totals: Totals,
     counts: &mut [Counts],
     sealed: &mut [BTreeMap<usize, ShardInfo>],
 ) -> Result<()> {
@@ -46,8 +55,17 @@ pub fn run(
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().context("tokio runtime")?;
     let mut writers: Vec<Option<PartialShard>> = (0..steps.len()).map(|_| None).collect();
     let label = steps.iter().map(|s| s.name()).collect::<Vec<_>>().join("→");
-    let mut progress = crate::logging::Progress::new(&label, opts.quiet);
-    let mut written = 0u64;
+    // Done = what the last step's output holds (resumed records included), so ok ≤ done.
+    let last = |counts: &[Counts]| counts.last().map(|c| (c.records, c.ok)).unwrap_or((0, 0));
+    let spec = crate::logging::ProgressSpec {
+        label: &label,
+        unit: "records",
+        second: "ok",
+        total: Some(totals.total),
+        resumed: last(counts).0,
+        place: totals.place,
+    };
+    let mut progress = crate::logging::Progress::new(spec, opts.quiet);
     let work = |job| {
         let steps = steps.to_vec();
         async move {
@@ -69,8 +87,8 @@ pub fn run(
                     }
                     counts[s].add(steps[s].as_ref(), out);
                 }
-                written += 1;
-                progress.update(written, || format!("{} ok", counts.last().map(|c| c.ok).unwrap_or(0)));
+                let (done, ok) = last(counts);
+                progress.update(done, ok);
             }
             Done::End(k) => {
                 for (s, o) in outputs.iter().enumerate() {
@@ -108,6 +126,9 @@ fn read_plans(plans: Vec<ShardPlan>, outputs: &[StageOutput], first_stage: &str,
         let mut open = true;
         read_records(std::slice::from_ref(&plan.input), max_line, |file, line, item| {
             index += 1;
+            if index > plan.take {
+                return false;
+            }
             if index <= plan.start {
                 return true;
             }

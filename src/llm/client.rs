@@ -21,6 +21,7 @@
 //! request fails at once with the same error. When no endpoint has answered for
 //! `[llm] down_timeout` seconds the client stops the same way (the circuit breaker).
 
+use crate::logging::gauges;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -125,6 +126,28 @@ pub struct LlmClient {
     down_since: Mutex<Option<Instant>>,
     warned_context: AtomicBool,
     last_retry_warning: Mutex<Option<Instant>>,
+    dry: DryTally,
+}
+
+#[derive(Default)]
+struct DryTally {
+    requests: AtomicU64,
+    sequences: AtomicU64,
+    prompt_tokens: AtomicU64,
+    completion_tokens_max: AtomicU64,
+    cached: AtomicU64,
+}
+
+/// Requests a `--dry-run` counted: prompt tokens estimated at 4 characters per token (the
+/// prompt is sent once per request), completion tokens at most `max_tokens` per sequence.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct DryEstimate {
+    pub requests: u64,
+    pub sequences: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens_max: u64,
+    /// Sequences the response cache already holds (free).
+    pub cached_sequences: u64,
 }
 
 impl LlmClient {
@@ -149,6 +172,8 @@ impl LlmClient {
             .collect();
         let api_key = std::env::var(&settings.api_key_env).ok().filter(|k| !k.is_empty()).map(ApiKey);
         let cache = match cache_path {
+            // A dry run reads an existing cache (hits cost nothing) and creates none.
+            Some(p) if settings.dry_run && !p.exists() => None,
             Some(p) => Some(ResponseCache::open(p)?),
             None => None,
         };
@@ -172,7 +197,20 @@ impl LlmClient {
             down_since: Mutex::new(None),
             warned_context: AtomicBool::new(false),
             last_retry_warning: Mutex::new(None),
+            dry: DryTally::default(),
         }))
+    }
+
+    /// What a dry run would have asked for.
+    pub fn dry_tally(&self) -> DryEstimate {
+        let d = &self.dry;
+        DryEstimate {
+            requests: d.requests.load(Ordering::Relaxed),
+            sequences: d.sequences.load(Ordering::Relaxed),
+            prompt_tokens: d.prompt_tokens.load(Ordering::Relaxed),
+            completion_tokens_max: d.completion_tokens_max.load(Ordering::Relaxed),
+            cached_sequences: d.cached.load(Ordering::Relaxed),
+        }
     }
 
     /// Cache key of sample `index` of a prompt: everything that determines the answer.
@@ -229,6 +267,22 @@ impl LlmClient {
         let cache_hits = slots.iter().filter(|s| s.is_some()).count() as u32;
         self.stats.add(Delta { cache_hits: u64::from(cache_hits), ..Default::default() });
         let mut generation = Generation { cache_hits, ..Default::default() };
+        if self.settings.dry_run && cache_hits < n {
+            let missing = u64::from(n - cache_hits);
+            let per_request = match self.max_n() {
+                0 => u64::from(n),
+                l => u64::from(l),
+            };
+            let requests = missing.div_ceil(per_request.max(1));
+            let prompt_chars: u64 = messages.iter().map(|m| m.content.chars().count() as u64).sum();
+            let d = &self.dry;
+            d.requests.fetch_add(requests, Ordering::Relaxed);
+            d.sequences.fetch_add(missing, Ordering::Relaxed);
+            d.prompt_tokens.fetch_add(requests * prompt_chars.div_ceil(4), Ordering::Relaxed);
+            d.completion_tokens_max.fetch_add(missing * u64::from(self.settings.max_tokens), Ordering::Relaxed);
+            d.cached.fetch_add(u64::from(cache_hits), Ordering::Relaxed);
+            return Err(LlmError::DryRun);
+        }
         if cache_hits < n {
             if self.settings.offline {
                 return Err(LlmError::OfflineMiss);
@@ -547,8 +601,10 @@ impl LlmClient {
             let outcome = {
                 let waiting = Instant::now();
                 let want = (n as usize).min(self.permits_total.load(Ordering::Relaxed).max(1)) as u32;
+                let waiting_gauge = gauges::hold(&gauges::LLM_WAITING, i64::from(n));
                 let _permit =
                     self.permits.acquire_many(want).await.map_err(|_| LlmError::Connection { attempts, message: "client closed".into() })?;
+                drop(waiting_gauge);
                 let wait = waiting.elapsed();
                 queued += wait;
                 self.stats.record_queue(wait);
@@ -560,7 +616,9 @@ impl LlmClient {
                 let endpoint = self.pick_endpoint();
                 endpoint.outstanding.fetch_add(1, Ordering::Relaxed);
                 let started = Instant::now();
+                let sending_gauge = gauges::hold(&gauges::LLM_SENDING, i64::from(n));
                 let outcome = self.attempt(endpoint, &body, attempts, n).await;
+                drop(sending_gauge);
                 endpoint.outstanding.fetch_sub(1, Ordering::Relaxed);
                 self.record_health(endpoint, !matches!(outcome, Attempt::Retry { .. }));
                 http += started.elapsed();

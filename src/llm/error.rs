@@ -45,6 +45,9 @@ pub enum LlmError {
     Budget(String),
     #[error("offline: no cached response for this request")]
     OfflineMiss,
+    /// `--dry-run`: the request was counted, not sent.
+    #[error("dry run: the request was counted, not sent")]
+    DryRun,
     #[error("response cache: {0}")]
     Cache(String),
 }
@@ -77,6 +80,7 @@ impl LlmError {
             LlmError::ShortReply { .. } => "short_reply",
             LlmError::Budget(_) => "budget_exhausted",
             LlmError::OfflineMiss => "offline_cache_miss",
+            LlmError::DryRun => "dry_run",
             LlmError::Cache(_) => "cache",
         }
     }

@@ -13,7 +13,7 @@ pub mod usage;
 
 use serde::{Deserialize, Serialize};
 
-pub use client::{derive_seed, Choice, Generation, LlmClient, Message};
+pub use client::{derive_seed, Choice, DryEstimate, Generation, LlmClient, Message};
 pub use error::LlmError;
 
 /// Settings of the `[llm]` config section (flags override).
@@ -57,6 +57,9 @@ pub struct LlmSettings {
     pub cache: String,
     /// Treat every cache miss as an error instead of sending a request.
     pub offline: bool,
+    /// `--dry-run`: count what would be asked, send nothing.
+    #[serde(skip)]
+    pub dry_run: bool,
     /// Stop sending requests after this many (0 = no limit); the run stays resumable.
     pub max_requests: u64,
     /// Stop after this many prompt+completion tokens (0 = no limit).
@@ -92,6 +95,7 @@ impl Default for LlmSettings {
             bench_seconds: 30.0,
             cache: String::new(),
             offline: false,
+            dry_run: false,
             max_requests: 0,
             max_total_tokens: 0,
             price_prompt_per_million: 0.0,
@@ -137,18 +141,21 @@ impl LlmSettings {
 }
 
 #[derive(Debug, Clone, clap::Args, Default)]
+#[command(next_help_heading = "LLM")]
 pub struct LlmArgs {
-    /// Model name sent to the endpoint.
+    /// Model name sent to the endpoint [default: $UNITCODER_MODEL, $OPENAI_MODEL, "default"].
     #[arg(long)]
     pub model: Option<String>,
-    /// OpenAI-compatible base URL (e.g. http://host:8000/v1); repeatable.
+    /// OpenAI-compatible base URL (e.g. http://host:8000/v1); repeatable [default: $OPENAI_BASE_URL].
     #[arg(long = "base-url", value_name = "URL")]
     pub base_urls: Vec<String>,
     /// Environment variable with the API key [default: OPENAI_API_KEY].
     #[arg(long, value_name = "NAME")]
     pub api_key_env: Option<String>,
+    /// Sampling temperature [default: 0.2].
     #[arg(long)]
     pub temperature: Option<f64>,
+    /// Longest reply per sample, tokens; prompt + this must fit the server's context [default: 2048].
     #[arg(long)]
     pub max_tokens: Option<u32>,
     /// Sequences in flight at once; a request for n samples counts n [default: 64].
@@ -169,13 +176,13 @@ pub struct LlmArgs {
     /// Never send a request: cache misses become error records.
     #[arg(long)]
     pub offline: bool,
-    /// Stop after this many requests (the output stays resumable).
+    /// Stop after this many requests (the output stays resumable) [default: 0 = no limit].
     #[arg(long)]
     pub max_requests: Option<u64>,
-    /// Stop after this many prompt+completion tokens.
+    /// Stop after this many prompt+completion tokens [default: 0 = no limit].
     #[arg(long = "max-total-tokens")]
     pub max_total_tokens: Option<u64>,
-    /// Directory with prompt templates overriding the built-in ones.
+    /// Directory with prompt templates overriding the built-in ones [default: built-in].
     #[arg(long, value_name = "DIR")]
     pub prompts: Option<String>,
 }

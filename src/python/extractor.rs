@@ -43,6 +43,9 @@ pub struct ExtractSettings {
     pub packages_file: String,
     /// Deepest AST nesting analysed; deeper functions are dropped (`too_deeply_nested`).
     pub max_ast_depth: usize,
+    /// Package balancing (0 = off): a function is dropped (`package_quota`) once every
+    /// package it uses already has this many kept functions, first ones in input order.
+    pub max_per_package: usize,
 }
 
 impl Default for ExtractSettings {
@@ -60,6 +63,7 @@ impl Default for ExtractSettings {
             target_python: "3.11".into(),
             packages_file: String::new(),
             max_ast_depth: 200,
+            max_per_package: 0,
         }
     }
 }
@@ -76,6 +80,9 @@ pub struct SourceRef {
     pub start_line: u32,
     /// 1-based last line of the function.
     pub end_line: u32,
+    /// The input's `--keep-fields` (licence, repository, stars, …), as they were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Map<String, Value>>,
 }
 
 /// A function kept by `extract`: a runnable module plus provenance.
@@ -159,6 +166,7 @@ pub enum DropReason {
     PackageNotAllowed,
     NoPackage,
     Duplicate,
+    PackageQuota,
 }
 
 impl DropReason {
@@ -178,6 +186,7 @@ impl DropReason {
             DropReason::PackageNotAllowed => "package_not_allowed",
             DropReason::NoPackage => "no_package",
             DropReason::Duplicate => "duplicate",
+            DropReason::PackageQuota => "package_quota",
         }
     }
 }
@@ -247,6 +256,7 @@ impl Extractor {
                 path: doc_path.map(str::to_string),
                 start_line: lines.line_of(start),
                 end_line: lines.line_of(end.saturating_sub(1).max(start)),
+                meta: None,
             };
             let newer_syntax = parsed.unsupported_syntax_errors().iter().find(|e| range.contains_range(e.range));
             let outcome = self.judge(func, &function, &source_ref, &imports, &constants, newer_syntax.map(|e| e.to_string()));
@@ -306,6 +316,8 @@ impl Extractor {
 
         // Step 3 (cont.): every free name must resolve.
         let mut attached: Vec<&ImportBinding> = Vec::new();
+        // Packages the function uses outside annotations: those make it D_pkg.
+        let mut used: Vec<String> = facts.inner_imports.iter().map(|i| i.module_root.clone()).collect();
         let mut used_constants: Vec<&str> = Vec::new();
         let mut unresolved: Vec<&str> = Vec::new();
         for (free, &hard) in &facts.free {
@@ -314,7 +326,11 @@ impl Extractor {
                 continue;
             }
             if let Some(indices) = imports.by_name.get(free) {
-                attached.extend(self.choose_imports(imports, indices));
+                let chosen = self.choose_imports(imports, indices);
+                if facts.runtime.contains(free) {
+                    used.extend(chosen.iter().map(|b| b.module_root.clone()));
+                }
+                attached.extend(chosen);
             } else if let Some(text) = constants.get(free) {
                 used_constants.push(text);
             } else if hard {
@@ -329,17 +345,22 @@ impl Extractor {
             return drop(DropReason::RelativeImport, rel.line.clone());
         }
 
-        // Step 4: packages on the allow-list.
-        let mut packages: Vec<String> = attached.iter().map(|b| b.module_root.clone()).collect();
-        packages.extend(facts.inner_imports.iter().map(|i| i.module_root.clone()));
-        packages.sort();
-        packages.dedup();
-        let refused: Vec<&str> = packages.iter().filter(|p| !self.allow.allows(p)).map(String::as_str).collect();
+        // Step 4: every package it imports on the allow-list; at least one used outside
+        // annotations (`def f(x: List[int])` does not use `typing` in the paper's sense).
+        let mut imported: Vec<String> = attached.iter().map(|b| b.module_root.clone()).collect();
+        imported.extend(used.iter().cloned());
+        imported.sort();
+        imported.dedup();
+        let refused: Vec<&str> = imported.iter().filter(|p| !self.allow.allows(p)).map(String::as_str).collect();
         if !refused.is_empty() {
             return drop(DropReason::PackageNotAllowed, refused.join(", "));
         }
+        let mut packages = used;
+        packages.sort();
+        packages.dedup();
         if s.require_package && packages.is_empty() {
-            return drop(DropReason::NoPackage, String::new());
+            let detail = if imported.is_empty() { String::new() } else { format!("{} only in annotations", imported.join(", ")) };
+            return drop(DropReason::NoPackage, detail);
         }
 
         // Step 5: the runnable module.
@@ -487,6 +508,44 @@ mod tests {
         let r = kept(src, "f");
         assert_eq!(r.imports, ["from __future__ import annotations", "import re"]);
         assert!(r.code.starts_with("from __future__ import annotations\nimport re\n"));
+    }
+
+    #[test]
+    fn type_checking_imports_are_not_attached() {
+        // pandas' searchsorted: `NumpySorter` exists only for type checkers.
+        let src = "from __future__ import annotations\nfrom typing import TYPE_CHECKING\nimport numpy as np\n\
+                   if TYPE_CHECKING:\n    from pandas._typing import NumpySorter\n\n\
+                   def searchsorted(arr, value, sorter: NumpySorter = None):\n    idx = np.searchsorted(arr, value, sorter=sorter)\n    return idx\n";
+        let r = kept(src, "searchsorted");
+        assert_eq!(r.imports, ["from __future__ import annotations", "import numpy as np"]);
+        // Without postponed annotations the signature needs the name at run time: dropped.
+        let eager = src.replacen("from __future__ import annotations\n", "", 1);
+        assert_eq!(dropped(&eager, "searchsorted"), (DropReason::UnresolvedName, "NumpySorter".into()));
+        // The same with `typing.TYPE_CHECKING`, and a runtime use of such a name drops it.
+        let src = "import typing\nimport os\nif typing.TYPE_CHECKING:\n    from os import PathLike\n\ndef f(a):\n    b = os.sep\n    return PathLike, a, b\n";
+        assert_eq!(dropped(src, "f"), (DropReason::UnresolvedName, "PathLike".into()));
+    }
+
+    #[test]
+    fn a_function_that_sets_a_module_global_needs_it() {
+        let src = "import re\n_typeprog = None\n\ndef _splittype(url):\n    global _typeprog\n    if _typeprog is None:\n        _typeprog = re.compile('([^/:]+):(.*)', re.DOTALL)\n    match = _typeprog.match(url)\n    return match\n";
+        assert_eq!(dropped(src, "_splittype"), (DropReason::UnresolvedName, "_typeprog".into()));
+        let with_constants = extractor_with(|s| s.include_constants = true);
+        let c = with_constants.extract(src, "doc", None).unwrap().into_iter().next().unwrap();
+        assert!(c.outcome.unwrap().record.code.contains("_typeprog = None\n"));
+    }
+
+    #[test]
+    fn typing_in_annotations_only_is_not_package_use() {
+        let src = "from typing import List, Optional\nimport typing\nimport os\n\n\
+                   def only_hints(a: List[int]) -> Optional[int]:\n    b = a[0]\n    return b\n\n\
+                   def with_os(a: List[str]) -> str:\n    b = os.sep\n    return b.join(a)\n\n\
+                   def casts(a):\n    b = typing.cast(int, a)\n    return b\n";
+        assert_eq!(dropped(src, "only_hints"), (DropReason::NoPackage, "typing only in annotations".into()));
+        let r = kept(src, "with_os");
+        assert_eq!(r.packages, ["os"], "typing is imported for the signature but not counted");
+        assert!(r.imports.contains(&"from typing import List".to_string()));
+        assert_eq!(kept(src, "casts").packages, ["typing"], "a runtime call of a typing API counts");
     }
 
     #[test]

@@ -92,7 +92,11 @@ fn visit_block(body: &[Stmt], out: &mut ModuleImports) {
                 }
             }
             Stmt::If(s) => {
-                visit_block(&s.body, out);
+                // `if TYPE_CHECKING:` imports exist only for type checkers; at run time
+                // they are never executed (and often cannot be: pandas' `NumpySorter`).
+                if !is_type_checking(&s.test) {
+                    visit_block(&s.body, out);
+                }
                 for clause in &s.elif_else_clauses {
                     visit_block(&clause.body, out);
                 }
@@ -122,6 +126,15 @@ fn visit_block(body: &[Stmt], out: &mut ModuleImports) {
             }
             _ => {}
         }
+    }
+}
+
+/// `TYPE_CHECKING` or `<module>.TYPE_CHECKING` (typing, typing_extensions, an alias).
+fn is_type_checking(test: &Expr) -> bool {
+    match test {
+        Expr::Name(n) => n.id.as_str() == "TYPE_CHECKING",
+        Expr::Attribute(a) => a.attr.as_str() == "TYPE_CHECKING",
+        _ => false,
     }
 }
 

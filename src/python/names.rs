@@ -35,6 +35,9 @@ pub struct FunctionFacts {
     pub inner_imports: Vec<InnerImport>,
     /// The AST nests deeper than the limit; the analysis stopped descending there.
     pub too_deep: bool,
+    /// Names read somewhere outside an annotation: a package used only in annotations
+    /// (`typing` most often) is imported but not *used* in the paper's sense.
+    pub runtime: HashSet<String>,
 }
 
 /// Analyse a top-level function.
@@ -68,6 +71,7 @@ pub fn analyze_function(func: &ast::StmtFunctionDef, future_annotations: bool, m
         has_nested_class: shared.has_nested_class,
         inner_imports: shared.inner_imports,
         too_deep: shared.too_deep,
+        runtime: shared.runtime,
     }
 }
 
@@ -96,6 +100,7 @@ struct Shared {
     has_nested_class: bool,
     inner_imports: Vec<InnerImport>,
     too_deep: bool,
+    runtime: HashSet<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -115,12 +120,16 @@ struct Walker<'s> {
     future_annotations: bool,
     bound: HashSet<String>,
     nonlocal: HashSet<String>,
+    /// Names declared `global`: assigning them binds the module's name, not a local.
+    global: HashSet<String>,
     loads: Vec<(String, bool)>,
     /// Free names of functions nested in a class body: they skip the class's bindings.
     bypass: Vec<(String, bool)>,
     /// Walrus targets in a comprehension, which bind in the enclosing function.
     escaping: Vec<String>,
     soft: bool,
+    /// Inside an annotation (evaluated or not).
+    annotation: bool,
     depth: usize,
     shared: &'s mut Shared,
 }
@@ -133,10 +142,12 @@ impl<'s> Walker<'s> {
             future_annotations,
             bound: HashSet::new(),
             nonlocal: HashSet::new(),
+            global: HashSet::new(),
             loads: Vec::new(),
             bypass: Vec::new(),
             escaping: Vec::new(),
             soft: false,
+            annotation: false,
             depth,
             shared,
         }
@@ -146,7 +157,7 @@ impl<'s> Walker<'s> {
     fn finish(self) -> (Vec<(String, bool)>, Vec<String>) {
         let mut free: Vec<(String, bool)> = match self.kind {
             ScopeKind::Module => self.loads,
-            _ => self.loads.into_iter().filter(|(n, _)| !self.bound.contains(n) || self.nonlocal.contains(n)).collect(),
+            _ => self.loads.into_iter().filter(|(n, _)| !self.bound.contains(n) || self.nonlocal.contains(n) || self.global.contains(n)).collect(),
         };
         free.extend(self.bypass);
         (free, self.escaping)
@@ -172,13 +183,17 @@ impl<'s> Walker<'s> {
 
     fn load(&mut self, name: &str) {
         self.loads.push((name.to_string(), !self.soft));
+        if !self.annotation {
+            self.shared.runtime.insert(name.to_string());
+        }
     }
 
     fn visit_annotation_with(&mut self, expr: &Expr, soft: bool) {
-        let saved = self.soft;
+        let saved = (self.soft, self.annotation);
         self.soft |= soft;
+        self.annotation = true;
         self.visit_expr(expr);
-        self.soft = saved;
+        (self.soft, self.annotation) = saved;
     }
 
     /// Defaults and annotations of a signature, evaluated in the current scope.
@@ -281,6 +296,14 @@ impl<'a> Visitor<'a> for Walker<'_> {
                     self.bound.insert(alias.asname.as_ref().unwrap_or(&alias.name).to_string());
                 }
                 self.shared.inner_imports.push(InnerImport { module_root: root, relative: imp.level > 0 });
+            }
+            // `global X` then `X = ...` writes the module's X, which must exist there (a
+            // kept function without it raises NameError): X is a free, hard name.
+            Stmt::Global(g) => {
+                self.global.extend(g.names.iter().map(|i| i.to_string()));
+                for name in &g.names {
+                    self.load(name.as_str());
+                }
             }
             Stmt::Nonlocal(n) => {
                 self.nonlocal.extend(n.names.iter().map(|i| i.to_string()));
@@ -454,6 +477,23 @@ mod tests {
     fn except_match_with_del_global() {
         let src = "def f(a):\n    global G\n    try:\n        pass\n    except E as e:\n        print(e)\n    match a:\n        case [x, *rest]:\n            return x, rest\n        case {'k': v, **others}:\n            return v, others\n    with open(a) as fh:\n        pass\n    return G, fh\n";
         assert_eq!(free(src), ["E", "G", "open", "print"]);
+    }
+
+    #[test]
+    fn a_global_that_is_assigned_is_still_free() {
+        // urllib.parse._splittype: `global _typeprog` then `_typeprog = re.compile(...)`.
+        let src =
+            "def f(url):\n    global _typeprog\n    if _typeprog is None:\n        _typeprog = re.compile('x')\n    return _typeprog.match(url)\n";
+        assert_eq!(free(src), ["_typeprog", "re"]);
+    }
+
+    #[test]
+    fn names_used_only_in_annotations_are_not_runtime_uses() {
+        let f = facts("def f(a: List[int], b: np.ndarray) -> Optional[int]:\n    x: Dict = {}\n    return np.sum(a) + cast(int, b)\n");
+        let mut runtime: Vec<_> = f.runtime.iter().map(String::as_str).collect();
+        runtime.sort_unstable();
+        assert_eq!(runtime, ["a", "b", "cast", "int", "np"]);
+        assert_eq!(f.free.get("List"), Some(&true), "an evaluated annotation still needs its import");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use clap::Args;
 use super::{AdequacySettings, IsolationChoice, SandboxSettings};
 
 #[derive(Debug, Clone, Args, Default)]
+#[command(next_help_heading = "Sandbox")]
 pub struct SandboxArgs {
     /// Parallel sandbox workers [default: number of cores].
     #[arg(long)]
@@ -60,6 +61,7 @@ impl SandboxArgs {
 
 /// The test-adequacy flags (override `[adequacy]`).
 #[derive(Debug, Clone, Args, Default)]
+#[command(next_help_heading = "Test adequacy")]
 pub struct AdequacyArgs {
     /// Do not assess passes (no reruns, coverage or mutants) [default: assess].
     #[arg(long)]

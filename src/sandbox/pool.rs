@@ -4,7 +4,7 @@
 //! code) is replaced; its check is reported as `killed`, never as a pass.
 
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -56,6 +56,9 @@ pub struct SandboxSettings {
     pub policy: bool,
     /// Policy rules switched off (names in `sandbox::policy::RULES`).
     pub policy_allow: Vec<String>,
+    /// The config file's directory: a `.venv-sandbox/` there is found from any cwd.
+    #[serde(skip)]
+    pub config_dir: Option<PathBuf>,
 }
 
 impl Default for SandboxSettings {
@@ -77,24 +80,54 @@ impl Default for SandboxSettings {
             memory_cgroup: true,
             policy: true,
             policy_allow: Vec::new(),
+            config_dir: None,
         }
     }
+}
+
+/// The per-user pointer to the sandbox environment that `scripts/setup-sandbox.sh` writes
+/// (a text file holding the interpreter's absolute path: a symlink would lose the venv).
+pub fn user_python_pointer() -> Option<PathBuf> {
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").filter(|h| !h.is_empty()).map(|h| PathBuf::from(h).join(".local/share")))?;
+    Some(data.join("unitcoder/sandbox-python"))
 }
 
 impl SandboxSettings {
     /// The interpreter to use, by the documented order of preference.
     pub fn resolve_python(&self) -> PathBuf {
+        self.find_python().0
+    }
+
+    /// The interpreter and where it was found: `[sandbox] python` / `--python`,
+    /// `$UNITCODER_PYTHON`, `.venv-sandbox/` next to the config file, in the current
+    /// directory, the per-user pointer, next to the executable's checkout; else `python3`.
+    pub fn find_python(&self) -> (PathBuf, &'static str) {
         if !self.python.is_empty() {
-            return PathBuf::from(&self.python);
+            return (PathBuf::from(&self.python), "[sandbox] python / --python");
         }
         if let Some(p) = std::env::var_os("UNITCODER_PYTHON").filter(|p| !p.is_empty()) {
-            return PathBuf::from(p);
+            return (PathBuf::from(p), "$UNITCODER_PYTHON");
         }
-        let venv = PathBuf::from(".venv-sandbox/bin/python");
-        if venv.exists() {
-            return venv;
+        let venv = |dir: &Path| dir.join(".venv-sandbox/bin/python");
+        if let Some(p) = self.config_dir.as_deref().map(venv).filter(|p| p.exists()) {
+            return (p, "the config file's directory");
         }
-        PathBuf::from("python3")
+        if let Some(p) = std::env::current_dir().ok().map(|d| venv(&d)).filter(|p| p.exists()) {
+            return (p, "the current directory");
+        }
+        let pointed = user_python_pointer().and_then(|f| std::fs::read_to_string(f).ok()).map(|t| PathBuf::from(t.trim()));
+        if let Some(p) = pointed.filter(|p| p.is_absolute() && p.exists()) {
+            return (p, "the per-user pointer written by scripts/setup-sandbox.sh");
+        }
+        // target/{debug,release}/unitcoder in a checkout where setup-sandbox.sh ran.
+        let checkout = std::env::current_exe().ok().and_then(|e| e.parent()?.parent()?.parent().map(venv));
+        if let Some(p) = checkout.filter(|p| p.exists()) {
+            return (p, "the checkout the executable was built in");
+        }
+        (PathBuf::from("python3"), "PATH (no sandbox environment found)")
     }
 }
 
@@ -182,7 +215,15 @@ impl Sandbox {
             }
         }
         let worker_info = worker_info.unwrap_or_default();
-        if !worker_info.missing.is_empty() {
+        let (_, found_via) = settings.find_python();
+        if !settings.preimport.is_empty() && worker_info.preimported.is_empty() {
+            tracing::warn!(
+                "sandbox: {} (found via {found_via}) imports none of the pre-import list ({}): every function using them will end as missing_package. \
+                 Create the environment with scripts/setup-sandbox.sh, or set [sandbox] python / --python / $UNITCODER_PYTHON",
+                python.executable.display(),
+                settings.preimport.join(", ")
+            );
+        } else if !worker_info.missing.is_empty() {
             tracing::info!("sandbox: not pre-imported (not installed?): {}", worker_info.missing.join("; "));
         }
         Ok(Sandbox { jobs: Some(job_tx), directed, threads, settings, launch, python, worker_info, next_id: AtomicU64::new(1) })
@@ -268,6 +309,7 @@ impl Sandbox {
             _ => self.jobs.as_ref(),
         };
         let Some(jobs) = queue else { return Err("sandbox is shut down".into()) };
+        let _pending = crate::logging::gauges::hold(&crate::logging::gauges::SANDBOX_PENDING, 1);
         if jobs.send(job).is_err() {
             return Err("sandbox workers are gone".into());
         }

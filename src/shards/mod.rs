@@ -9,5 +9,5 @@ pub mod stream;
 pub mod writer;
 
 pub use manifest::Manifest;
-pub use reader::{expand_inputs, InputFile, InputFormat, SourceDoc, SourceFields};
+pub use reader::{expand_corpus, expand_inputs, CorpusFormat, InputFile, InputFormat, SourceDoc, SourceFields};
 pub use writer::{ShardInfo, ShardWriter, ShardWriterOptions};

@@ -9,6 +9,7 @@ use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// How a file's bytes are compressed.
@@ -63,12 +64,59 @@ pub fn format_of(path: &Path) -> Option<InputFormat> {
     }
 }
 
-/// Expand `--input` specs (files, directories, globs) into a deterministic list of files.
-///
-/// A directory contributes every shard and `.py` file below it (sorted, hidden entries and
-/// `manifest.json` skipped). A spec that matches nothing is an error: a typo must not turn
-/// into an empty, "successful" run.
+/// What directories and globs in `--input` contribute (a file named directly is read by
+/// its extension whatever this says).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum CorpusFormat {
+    /// `.py` files; a directory without any contributes its `.jsonl`/`.parquet` shards.
+    #[default]
+    Auto,
+    /// `.py` files only.
+    Py,
+    /// JSONL shards only (`.jsonl`, `.ndjson`, `.json`, each optionally `.gz`/`.zst`).
+    Jsonl,
+    /// Parquet files only.
+    Parquet,
+}
+
+/// Expand `--input` specs of record shards (the output of a stage): a directory
+/// contributes its JSONL shards.
 pub fn expand_inputs(specs: &[String]) -> Result<Vec<InputFile>> {
+    expand(specs, Want::Records)
+}
+
+/// Expand `--input` specs of a corpus for `extract`: a directory contributes what `format`
+/// says, so a Python installation yields its sources and not its `.json.gz` data files.
+pub fn expand_corpus(specs: &[String], format: CorpusFormat) -> Result<Vec<InputFile>> {
+    expand(specs, Want::Corpus(format))
+}
+
+#[derive(Clone, Copy)]
+enum Want {
+    Records,
+    Corpus(CorpusFormat),
+}
+
+/// Whether a file found under a directory (or by a glob) is taken.
+fn wanted(format: InputFormat, name: &str, want: Want, py_only: bool) -> bool {
+    let shard_name = !name.contains(".json.") && !name.ends_with(".json");
+    match (want, format) {
+        (Want::Records, InputFormat::Jsonl(_)) => true,
+        (Want::Records, _) => false,
+        (Want::Corpus(CorpusFormat::Py), f) => f == InputFormat::PySource,
+        (Want::Corpus(CorpusFormat::Jsonl), f) => matches!(f, InputFormat::Jsonl(_)),
+        (Want::Corpus(CorpusFormat::Parquet), f) => f == InputFormat::Parquet,
+        (Want::Corpus(CorpusFormat::Auto), InputFormat::PySource) => true,
+        (Want::Corpus(CorpusFormat::Auto), _) => !py_only && shard_name,
+    }
+}
+
+/// Expand specs (files, directories, globs) into a deterministic list of files.
+///
+/// Directory walks are sorted and skip hidden entries and `manifest.json`. A spec that
+/// matches nothing is an error: a typo must not turn into an empty, "successful" run.
+fn expand(specs: &[String], want: Want) -> Result<Vec<InputFile>> {
     let mut files = Vec::new();
     for spec in specs {
         let path = Path::new(spec);
@@ -77,39 +125,59 @@ pub fn expand_inputs(specs: &[String]) -> Result<Vec<InputFile>> {
                 .with_context(|| format!("input {spec}: unsupported file type (expected .jsonl, .jsonl.gz, .jsonl.zst, .parquet or .py)"))?;
             files.push(InputFile { path: path.to_path_buf(), format, relative: None });
         } else if path.is_dir() {
-            let before = files.len();
             let walker = walkdir::WalkDir::new(path)
                 .sort_by_file_name()
                 .into_iter()
                 .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
+            let mut found: Vec<(PathBuf, InputFormat)> = Vec::new();
             for entry in walker {
                 let entry = entry.with_context(|| format!("input {spec}: cannot list directory"))?;
-                if !entry.file_type().is_file() {
+                if entry.file_type().is_file() {
+                    if let Some(format) = format_of(entry.path()) {
+                        found.push((entry.path().to_path_buf(), format));
+                    }
+                }
+            }
+            let py_only = found.iter().any(|(_, f)| *f == InputFormat::PySource);
+            let before = files.len();
+            let mut skipped = 0usize;
+            for (p, format) in found {
+                let name = p.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+                if !wanted(format, &name, want, py_only) {
+                    skipped += 1;
                     continue;
                 }
-                let Some(format) = format_of(entry.path()) else { continue };
-                let relative = entry
-                    .path()
-                    .strip_prefix(path)
-                    .ok()
-                    .map(|p| p.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/"));
-                files.push(InputFile { path: entry.path().to_path_buf(), format, relative });
+                let relative =
+                    p.strip_prefix(path).ok().map(|r| r.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/"));
+                files.push(InputFile { path: p, format, relative });
+            }
+            if skipped > 0 {
+                let hint = match want {
+                    Want::Corpus(CorpusFormat::Auto) => "; --input-format jsonl|parquet reads shards instead",
+                    _ => "",
+                };
+                tracing::info!("input {spec}: {} file(s) taken, {skipped} data file(s) of another kind left alone{hint}", files.len() - before);
             }
             if files.len() == before {
                 tracing::warn!("input {spec}: directory holds no readable input files");
             }
         } else if spec.contains(['*', '?', '[']) {
-            let mut matched: Vec<PathBuf> = glob::glob(spec)
+            let mut matched: Vec<(PathBuf, InputFormat)> = glob::glob(spec)
                 .with_context(|| format!("input {spec}: bad glob pattern"))?
                 .filter_map(|p| p.ok())
-                .filter(|p| p.is_file() && format_of(p).is_some())
+                .filter(|p| p.is_file())
+                .filter_map(|p| format_of(&p).map(|f| (p, f)))
+                .filter(|(p, f)| {
+                    let name = p.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+                    // A glob names the files it wants: only the record/corpus kind filter applies.
+                    matches!(want, Want::Corpus(CorpusFormat::Auto)) || wanted(*f, &name, want, false)
+                })
                 .collect();
-            matched.sort();
+            matched.sort_by(|a, b| a.0.cmp(&b.0));
             if matched.is_empty() {
                 bail!("input {spec}: glob matches no readable input files");
             }
-            for p in matched {
-                let format = format_of(&p).context("unreachable: filtered above")?;
+            for (p, format) in matched {
                 files.push(InputFile { path: p, format, relative: None });
             }
         } else {
@@ -204,11 +272,13 @@ pub struct SourceFields {
     pub content: String,
     pub id: String,
     pub path: String,
+    /// Other fields carried into `source.meta` (`--keep-fields`).
+    pub keep: Vec<String>,
 }
 
 impl Default for SourceFields {
     fn default() -> Self {
-        Self { content: "content".into(), id: "id".into(), path: "path".into() }
+        Self { content: "content".into(), id: "id".into(), path: "path".into(), keep: Vec::new() }
     }
 }
 
@@ -237,6 +307,8 @@ pub struct SourceDoc {
     pub content: Result<String, BadInput>,
     /// Size of the document in bytes (for throughput accounting).
     pub bytes: u64,
+    /// The `--keep-fields` of its JSONL line or Parquet row that it has.
+    pub meta: serde_json::Map<String, Value>,
 }
 
 /// What happened while reading the inputs as a whole.
@@ -273,6 +345,7 @@ pub fn read_source_docs(inputs: &[InputFile], fields: &SourceFields, max_doc_byt
                     path: None,
                     content: Err(BadInput::new("unreadable", format!("{err:#}"))),
                     bytes: 0,
+                    meta: Default::default(),
                 };
                 if !sink(doc) {
                     return summary;
@@ -287,6 +360,69 @@ fn decode_utf8(bytes: Vec<u8>) -> Result<String, BadInput> {
     String::from_utf8(bytes).map_err(|e| BadInput::new("not_utf8", format!("invalid UTF-8 at byte {}", e.utf8_error().valid_up_to())))
 }
 
+/// Decode a Python source file as CPython does (PEP 263): a UTF-8 BOM, else a `coding:`
+/// declaration on line 1 or 2 (line 2 only after a comment or blank line 1), else UTF-8.
+pub fn decode_python_source(bytes: Vec<u8>) -> Result<String, BadInput> {
+    if bytes.starts_with(b"\xef\xbb\xbf") {
+        return decode_utf8(bytes);
+    }
+    let Some(label) = coding_declaration(&bytes) else { return decode_utf8(bytes) };
+    let name = label.to_ascii_lowercase().replace('_', "-");
+    match name.as_str() {
+        "utf-8" | "utf8" | "utf-8-sig" => decode_utf8(bytes),
+        // Python's latin-1 maps every byte to the same code point; WHATWG's label of that
+        // name is windows-1252, which differs in 0x80–0x9F.
+        "latin-1" | "latin1" | "iso-8859-1" | "iso8859-1" | "l1" | "iso-latin-1" => Ok(bytes.iter().map(|&b| char::from(b)).collect()),
+        "ascii" | "us-ascii" => match bytes.iter().position(|b| !b.is_ascii()) {
+            Some(at) => Err(BadInput::new("not_decodable", format!("byte {at} is not ASCII (declared coding: {label})"))),
+            None => decode_utf8(bytes),
+        },
+        _ => {
+            let python_alias = name.strip_prefix("cp").map(|n| format!("windows-{n}"));
+            let encoding = encoding_rs::Encoding::for_label(name.as_bytes())
+                .or_else(|| python_alias.and_then(|a| encoding_rs::Encoding::for_label(a.as_bytes())));
+            let Some(encoding) = encoding else {
+                return Err(BadInput::new("unknown_encoding", format!("declared coding {label:?} is not one this tool decodes")));
+            };
+            match encoding.decode_without_bom_handling_and_without_replacement(&bytes) {
+                Some(text) => Ok(text.into_owned()),
+                None => Err(BadInput::new("not_decodable", format!("invalid {} (declared coding: {label})", encoding.name()))),
+            }
+        }
+    }
+}
+
+/// The encoding named by a PEP 263 comment (`# -*- coding: latin-1 -*-`, `# vim: set fileencoding=cp1252`).
+fn coding_declaration(bytes: &[u8]) -> Option<String> {
+    let mut lines = bytes.split(|&b| b == b'\n');
+    let first = lines.next()?;
+    if let Some(label) = coding_in_line(first) {
+        return Some(label);
+    }
+    let first_trimmed = first.iter().skip_while(|b| b" \t\x0c\r".contains(b)).collect::<Vec<_>>();
+    if !(first_trimmed.is_empty() || first_trimmed[0] == &b'#') {
+        return None;
+    }
+    coding_in_line(lines.next()?)
+}
+
+/// `^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)` on one line.
+fn coding_in_line(line: &[u8]) -> Option<String> {
+    let start = line.iter().position(|b| !b" \t\x0c".contains(b))?;
+    if line[start] != b'#' {
+        return None;
+    }
+    let rest = &line[start..];
+    let at = rest.windows(6).position(|w| w == b"coding")?;
+    let after = &rest[at + 6..];
+    if !matches!(after.first(), Some(b':' | b'=')) {
+        return None;
+    }
+    let value: Vec<u8> =
+        after[1..].iter().skip_while(|b| b" \t".contains(b)).take_while(|b| b.is_ascii_alphanumeric() || b"-_.".contains(b)).copied().collect();
+    (!value.is_empty()).then(|| String::from_utf8_lossy(&value).into_owned())
+}
+
 fn read_py_file(input: &InputFile, file: &std::sync::Arc<str>, max_doc_bytes: usize, sink: &mut impl FnMut(SourceDoc) -> bool) -> Result<bool> {
     let id = input.relative.clone().unwrap_or_else(|| file.to_string());
     let meta = std::fs::metadata(&input.path).with_context(|| format!("cannot stat {file}"))?;
@@ -296,9 +432,9 @@ fn read_py_file(input: &InputFile, file: &std::sync::Arc<str>, max_doc_bytes: us
         let mut buf = Vec::with_capacity(meta.len() as usize);
         File::open(&input.path).and_then(|mut f| f.read_to_end(&mut buf)).with_context(|| format!("cannot read {file}"))?;
         let n = buf.len() as u64;
-        (decode_utf8(buf), n)
+        (decode_python_source(buf), n)
     };
-    Ok(sink(SourceDoc { file: file.clone(), line: None, id: id.clone(), path: Some(id), content, bytes }))
+    Ok(sink(SourceDoc { file: file.clone(), line: None, id: id.clone(), path: Some(id), content, bytes, meta: Default::default() }))
 }
 
 fn read_jsonl(
@@ -321,6 +457,7 @@ fn read_jsonl(
             path,
             content,
             bytes,
+            meta: Default::default(),
         };
         let doc = if line.too_long {
             make(fallback_id, None, Err(BadInput::new("too_large", "line longer than the document size limit")), 0)
@@ -350,7 +487,13 @@ fn read_jsonl(
                         }
                         None => Err(BadInput::new("missing_field", format!("no field `{}`", fields.content))),
                     };
-                    make(id, path, content, n)
+                    let mut doc = make(id, path, content, n);
+                    for name in &fields.keep {
+                        if let Some(v) = obj.remove(name) {
+                            doc.meta.insert(name.clone(), v);
+                        }
+                    }
+                    doc
                 }
                 Ok(other) => {
                     make(fallback_id, None, Err(BadInput::new("bad_json", format!("line is a JSON {}, not an object", json_type(&other)))), n)
@@ -393,7 +536,8 @@ fn read_parquet(
     let content_idx =
         column(&fields.content).with_context(|| format!("{file}: Parquet file has no column `{}` (set --content-field)", fields.content))?;
     let (id_idx, path_idx) = (column(&fields.id), column(&fields.path));
-    let mut wanted: Vec<usize> = [Some(content_idx), id_idx, path_idx].into_iter().flatten().collect();
+    let keep: Vec<&String> = fields.keep.iter().filter(|k| column(k).is_some()).collect();
+    let mut wanted: Vec<usize> = [Some(content_idx), id_idx, path_idx].into_iter().flatten().chain(keep.iter().filter_map(|k| column(k))).collect();
     wanted.sort_unstable();
     wanted.dedup();
     let mask = ProjectionMask::roots(builder.parquet_schema(), wanted.iter().copied());
@@ -405,6 +549,7 @@ fn read_parquet(
         let content_col = col(&fields.content).context("projected column missing")?;
         let id_col = id_idx.and_then(|_| col(&fields.id));
         let path_col = path_idx.and_then(|_| col(&fields.path));
+        let mut metas = keep_columns_as_json(&batch, &keep).with_context(|| format!("{file}: cannot read the --keep-fields columns"))?.into_iter();
         for i in 0..batch.num_rows() {
             row += 1;
             let id = id_col.as_ref().and_then(|c| cell_text(c.as_ref(), i)).unwrap_or_else(|| format!("{file}:{row}"));
@@ -419,16 +564,39 @@ fn read_parquet(
                     }
                     Some(b) => {
                         let n = b.len() as u64;
-                        (decode_utf8(b.to_vec()), n)
+                        (decode_python_source(b.to_vec()), n)
                     }
                 }
             };
-            if !sink(SourceDoc { file: file.clone(), line: Some(row), id, path, content, bytes }) {
+            let meta = metas.next().unwrap_or_default();
+            if !sink(SourceDoc { file: file.clone(), line: Some(row), id, path, content, bytes, meta }) {
                 return Ok(false);
             }
         }
     }
     Ok(true)
+}
+
+/// The `keep` columns of each row as a JSON object (any Arrow type: The Stack's licence
+/// lists, star counts, dates), through arrow-json's writer.
+fn keep_columns_as_json(batch: &arrow_array::RecordBatch, keep: &[&String]) -> Result<Vec<serde_json::Map<String, Value>>> {
+    if keep.is_empty() {
+        return Ok(Vec::new());
+    }
+    let indices: Vec<usize> = keep.iter().filter_map(|k| batch.schema().index_of(k).ok()).collect();
+    let projected = batch.project(&indices)?;
+    let mut writer = arrow_json::LineDelimitedWriter::new(Vec::new());
+    writer.write(&projected)?;
+    writer.finish()?;
+    let bytes = writer.into_inner();
+    bytes
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| match serde_json::from_slice::<Value>(l)? {
+            Value::Object(m) => Ok(m),
+            other => bail!("a row became JSON {}", json_type(&other)),
+        })
+        .collect()
 }
 
 /// The bytes of a string/binary cell.
@@ -508,4 +676,31 @@ pub fn read_records(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coding_declarations_decode_as_cpython_does() {
+        let latin1 = b"# -*- coding: latin-1 -*-\nname = '\xe9t\xe9'\n".to_vec();
+        assert_eq!(decode_python_source(latin1).unwrap(), "# -*- coding: latin-1 -*-\nname = '\u{e9}t\u{e9}'\n");
+        // Line 2 after a shebang; Python's cp1252 alias; 0x80 is the euro sign there.
+        let cp = b"#!/usr/bin/env python\n# vim: set fileencoding=cp1252 :\ns = '\x80'\n".to_vec();
+        assert!(decode_python_source(cp).unwrap().contains("s = '\u{20ac}'"));
+        // Python's latin-1 keeps 0x80 as U+0080 (WHATWG's "latin1" label would not).
+        assert_eq!(decode_python_source(b"# coding=iso-8859-1\nx='\x80'".to_vec()).unwrap(), "# coding=iso-8859-1\nx='\u{80}'");
+        assert_eq!(decode_python_source("# coding: euc_jp\n".as_bytes().to_vec()).unwrap(), "# coding: euc_jp\n");
+    }
+
+    #[test]
+    fn without_a_declaration_the_source_must_be_utf8() {
+        assert_eq!(decode_python_source(b"x = '\xe9'\n".to_vec()).unwrap_err().reason, "not_utf8");
+        // A declaration on line 2 after code does not count.
+        assert_eq!(decode_python_source(b"x = 1\n# coding: latin-1\ny = '\xe9'\n".to_vec()).unwrap_err().reason, "not_utf8");
+        assert_eq!(decode_python_source(b"# coding: klingon\n".to_vec()).unwrap_err().reason, "unknown_encoding");
+        assert_eq!(decode_python_source(b"# coding: ascii\nx='\xe9'".to_vec()).unwrap_err().reason, "not_decodable");
+        assert!(decode_python_source(b"\xef\xbb\xbfx = 1\n".to_vec()).is_ok());
+    }
 }

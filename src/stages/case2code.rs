@@ -92,6 +92,7 @@ impl Default for Case2CodeSettings {
 }
 
 #[derive(Debug, Clone, Args, Default)]
+#[command(next_help_heading = "Case2Code")]
 pub struct Case2CodeArgs {
     /// Inputs the model writes per function [default: 10].
     #[arg(long, value_name = "K")]

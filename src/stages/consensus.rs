@@ -81,6 +81,7 @@ impl Default for ConsensusSettings {
 }
 
 #[derive(Debug, Clone, Args, Default)]
+#[command(next_help_heading = "Consensus")]
 pub struct ConsensusArgs {
     /// Candidate solutions per problem [default: 16].
     #[arg(long, value_name = "N")]

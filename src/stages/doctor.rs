@@ -14,6 +14,7 @@ use crate::context::Context;
 use crate::python::extractor::PackageAllowList;
 
 #[derive(Debug, Clone, Args, Default)]
+#[command(next_help_heading = "Doctor")]
 pub struct DoctorArgs {
     /// Interpreter to inspect [default: as sandbox-run would pick].
     #[arg(long, value_name = "PATH")]
@@ -32,7 +33,7 @@ pub fn run(ctx: &Context, args: &DoctorArgs) -> Result<ExitCode> {
     if let Some(p) = &args.python {
         settings.python = p.display().to_string();
     }
-    let requested = settings.resolve_python();
+    let (requested, found_via) = settings.find_python();
     println!("unitcoder {}", env!("CARGO_PKG_VERSION"));
     let info = match crate::sandbox::isolation::probe_python(&requested) {
         Ok(info) => info,
@@ -42,7 +43,7 @@ pub fn run(ctx: &Context, args: &DoctorArgs) -> Result<ExitCode> {
             return Ok(crate::exit::code(crate::exit::FATAL));
         }
     };
-    println!("python: {} (Python {}, prefix {})", info.executable.display(), info.version, info.prefix.display());
+    println!("python: {} (Python {}, prefix {}; found via {found_via})", info.executable.display(), info.version, info.prefix.display());
 
     // Packages: the pre-import list first, then the allow-list's third-party packages.
     let allow = PackageAllowList::load("")?;
@@ -66,6 +67,13 @@ pub fn run(ctx: &Context, args: &DoctorArgs) -> Result<ExitCode> {
         })
         .collect();
     println!("pre-import list: {}", preimport.join(", "));
+    // None of them importable: this is not a sandbox environment (a bare system python3).
+    let unusable =
+        !settings.preimport.is_empty() && !settings.preimport.iter().any(|m| found.get(m.split('.').next().unwrap_or(m)).copied().unwrap_or(false));
+    if unusable {
+        println!("  ERROR: this interpreter imports none of the pre-import list: every function using them would end as missing_package.");
+        println!("  hint: scripts/setup-sandbox.sh creates .venv-sandbox/ (found from any directory), or set --python / [sandbox] python / $UNITCODER_PYTHON");
+    }
     println!("importable allow-listed packages: {} of {}", have.len(), found.len());
     println!("  installed: {}", have.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(" "));
     println!("  missing:   {}", missing.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(" "));
@@ -105,10 +113,12 @@ pub fn run(ctx: &Context, args: &DoctorArgs) -> Result<ExitCode> {
         Ok(l) => println!("--isolation {:?} would use: {}", settings.isolation, l.description),
         Err(e) => println!("--isolation {:?}: {e:#}", settings.isolation),
     }
+    let sandbox_status = if unusable { crate::exit::FATAL } else { crate::exit::SUCCESS };
     if args.no_llm {
-        return Ok(ExitCode::SUCCESS);
+        return Ok(crate::exit::code(sandbox_status));
     }
-    Ok(crate::exit::code(check_llm(crate::stages::common::llm_settings(ctx, &args.llm))?))
+    let llm_status = check_llm(crate::stages::common::llm_settings(ctx, &args.llm))?;
+    Ok(crate::exit::code(if llm_status != crate::exit::SUCCESS { llm_status } else { sandbox_status }))
 }
 
 /// The LLM section: each endpoint's answer to `GET /models`, then one 1-token request

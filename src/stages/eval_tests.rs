@@ -43,6 +43,7 @@ const BENCHMARKS: &[(&str, &[u8])] = &[
 ];
 
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Evaluation")]
 pub struct EvalTestsArgs {
     /// humaneval, mbpp, bigcodebench, or a JSONL file with `code` (or `canonical_solution`),
     /// `entry_point` and, for --human-tests, `tests` (or `test`).
@@ -171,6 +172,7 @@ pub fn run(ctx: &Context, args: &EvalTestsArgs) -> Result<ExitCode> {
         compress: true,
         quiet: ctx.quiet,
         max_line_bytes: ctx.record_line_limit(),
+        limit: None,
         label: task_dir.display().to_string(),
     };
     let report = drive(&inputs, &stages, &fp, &opts)?;

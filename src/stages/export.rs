@@ -113,6 +113,9 @@ pub struct ExportSettings {
     pub min_mutation_score: f64,
     /// Tiers written (`strong`, `weak`, `failed`).
     pub tiers: Vec<Tier>,
+    /// zstd-compress JSONL data files. Off: plain `.jsonl` loads in pandas and HF
+    /// `datasets` without extra packages (intermediate shards stay compressed).
+    pub compress: bool,
 }
 
 impl Default for ExportSettings {
@@ -132,11 +135,13 @@ impl Default for ExportSettings {
             min_line_coverage: 0.0,
             min_mutation_score: 0.0,
             tiers: vec![Tier::Strong],
+            compress: false,
         }
     }
 }
 
 #[derive(Debug, Clone, Args, Default)]
+#[command(next_help_heading = "Export")]
 pub struct ExportArgs {
     /// Row format [default: completion].
     #[arg(long, value_enum)]
@@ -144,7 +149,8 @@ pub struct ExportArgs {
     /// File format [default: jsonl].
     #[arg(long, value_enum)]
     pub output_format: Option<OutputFormat>,
-    /// A benchmark file to decontaminate against (JSONL with task_id and text); repeatable.
+    /// A benchmark file to decontaminate against (JSONL with task_id and text); repeatable
+    /// [default: the built-in HumanEval, MBPP and BigCodeBench copies].
     #[arg(long, value_name = "FILE")]
     pub benchmark: Vec<String>,
     /// Skip decontamination.
@@ -162,6 +168,9 @@ pub struct ExportArgs {
     /// Tiers to write, comma-separated: strong, weak, failed [default: strong].
     #[arg(long, value_enum, value_delimiter = ',')]
     pub tiers: Option<Vec<Tier>>,
+    /// Write `.jsonl.zst` data files instead of plain `.jsonl` [default: plain].
+    #[arg(long)]
+    pub compress: bool,
 }
 
 impl ExportSettings {
@@ -192,6 +201,7 @@ impl ExportSettings {
         if let Some(t) = &args.tiers {
             s.tiers = t.clone();
         }
+        s.compress |= args.compress;
         for (name, x) in [("min_line_coverage", s.min_line_coverage), ("min_mutation_score", s.min_mutation_score)] {
             anyhow::ensure!((0.0..=1.0).contains(&x), "{name} must be between 0 and 1, not {x}");
         }
@@ -328,6 +338,9 @@ struct Funnel {
     bad_lines: u64,
     /// Rows made from task stages (case2code, consensus), by kind.
     tasks: BTreeMap<String, u64>,
+    /// `source.meta` (`--keep-fields`) of exported rows: per field, rows by value (strings
+    /// and lists of strings; other values counted as `(other)`).
+    source_meta: BTreeMap<String, BTreeMap<String, u64>>,
 }
 
 /// Steps 2–4 for one verified record: its prompt and completion, unless decontamination
@@ -389,7 +402,8 @@ impl Filters<'_> {
 fn remove_old_output(dir: &Path) -> Result<()> {
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if (name.starts_with("data-") && (name.ends_with(".parquet") || name.contains(".jsonl"))) || name == "README.md" {
+        if (name.starts_with("data-") && (name.ends_with(".parquet") || name.contains(".jsonl"))) || name == "README.md" || name == ".rows.tmp.jsonl"
+        {
             std::fs::remove_file(entry.path()).with_context(|| format!("cannot remove old output {}", entry.path().display()))?;
         }
     }
@@ -418,7 +432,7 @@ pub fn run(ctx: &Context, args: &ExportArgs) -> Result<ExitCode> {
     let mut filters = Filters { settings: &settings, index, near, exact: HashSet::new() };
     let mut funnel = Funnel::default();
     let mut rows: Vec<Record> = Vec::new();
-    let mut sink = RowSink::new(&out_dir, settings.output_format, settings.format, output_cfg.records_per_shard, output_cfg.compress)?;
+    let mut sink = RowSink::new(&out_dir, settings.output_format, settings.format, output_cfg.records_per_shard, settings.compress)?;
 
     read_record_items(&inputs, ctx.record_line_limit(), |item| {
         let record = match item {
@@ -453,6 +467,20 @@ pub fn run(ctx: &Context, args: &ExportArgs) -> Result<ExitCode> {
         *funnel.tiers.entry(tier.as_str().into()).or_default() += 1;
         for p in record.strings(field::PACKAGES) {
             *funnel.packages.entry(p).or_default() += 1;
+        }
+        if let Some(Value::Object(meta)) = record.get(field::SOURCE).and_then(|s| s.get("meta")) {
+            for (k, v) in meta {
+                let values: Vec<String> = match v {
+                    Value::String(s) => vec![s.clone()],
+                    Value::Array(items) if items.iter().all(Value::is_string) => {
+                        items.iter().filter_map(|i| i.as_str().map(str::to_string)).collect()
+                    }
+                    _ => vec!["(other)".into()],
+                };
+                for value in values {
+                    *funnel.source_meta.entry(k.clone()).or_default().entry(value).or_default() += 1;
+                }
+            }
         }
         rows.push(row(settings.format, &record, &prompt, &completion, tier));
         if rows.len() >= 1024 {
@@ -524,12 +552,14 @@ fn classify(record: &Record, s: &ExportSettings, f: &mut Funnel) -> Result<Tier,
 /// Writes rows as JSONL shards or Parquet files.
 enum RowSink {
     Jsonl(ShardWriter),
+    /// Rows go to a temporary JSONL file first: the Parquet schema (nested objects as
+    /// struct columns, like the JSONL has them) is inferred from every row, then written.
     Parquet {
         dir: PathBuf,
         format: Format,
         per_file: usize,
-        writer: Option<(parquet::arrow::ArrowWriter<std::fs::File>, PathBuf, PathBuf, u64)>,
-        done: Vec<ShardInfo>,
+        staged: std::io::BufWriter<std::fs::File>,
+        staged_path: PathBuf,
     },
 }
 
@@ -540,7 +570,11 @@ impl RowSink {
                 dir,
                 ShardWriterOptions { prefix: "data".into(), records_per_shard: per_file, compress, ..Default::default() },
             )?),
-            OutputFormat::Parquet => RowSink::Parquet { dir: dir.to_path_buf(), format, per_file, writer: None, done: Vec::new() },
+            OutputFormat::Parquet => {
+                let staged_path = dir.join(".rows.tmp.jsonl");
+                let file = std::fs::File::create(&staged_path).with_context(|| format!("cannot create {}", staged_path.display()))?;
+                RowSink::Parquet { dir: dir.to_path_buf(), format, per_file, staged: std::io::BufWriter::new(file), staged_path }
+            }
         })
     }
 
@@ -551,38 +585,13 @@ impl RowSink {
                     w.write(r)?;
                 }
             }
-            RowSink::Parquet { dir, format, per_file, writer, done } => {
-                let schema = parquet_schema(*format);
-                for chunk in rows.chunks(1024) {
-                    if writer.is_none() {
-                        let name = format!("data-{:05}.parquet", done.len());
-                        let tmp = dir.join(format!(".{name}.tmp"));
-                        let file = std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-                        let props = parquet::file::properties::WriterProperties::builder()
-                            .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
-                            .build();
-                        *writer = Some((parquet::arrow::ArrowWriter::try_new(file, schema.clone(), Some(props))?, tmp, dir.join(name), 0));
-                    }
-                    if let Some((w, _, _, n)) = writer.as_mut() {
-                        w.write(&to_batch(&schema, chunk)?)?;
-                        *n += chunk.len() as u64;
-                        if *n as usize >= *per_file {
-                            Self::seal(writer, done)?;
-                        }
-                    }
+            RowSink::Parquet { staged, .. } => {
+                use std::io::Write;
+                for r in &rows {
+                    serde_json::to_writer(&mut *staged, r)?;
+                    staged.write_all(b"\n")?;
                 }
             }
-        }
-        Ok(())
-    }
-
-    fn seal(writer: &mut Option<(parquet::arrow::ArrowWriter<std::fs::File>, PathBuf, PathBuf, u64)>, done: &mut Vec<ShardInfo>) -> Result<()> {
-        if let Some((w, tmp, path, n)) = writer.take() {
-            let file = w.into_inner()?;
-            file.sync_all()?;
-            std::fs::rename(&tmp, &path).with_context(|| format!("cannot rename into {}", path.display()))?;
-            let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            done.push(ShardInfo { file: path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(), records: n, bytes });
         }
         Ok(())
     }
@@ -590,15 +599,128 @@ impl RowSink {
     fn finish(self) -> Result<Vec<ShardInfo>> {
         match self {
             RowSink::Jsonl(w) => w.finish(),
-            RowSink::Parquet { mut writer, mut done, .. } => {
-                Self::seal(&mut writer, &mut done)?;
-                Ok(done)
+            RowSink::Parquet { dir, format, per_file, staged, staged_path } => {
+                let file = staged.into_inner().map_err(|e| e.into_error())?;
+                drop(file);
+                let written = match write_parquet_nested(&dir, &staged_path, per_file) {
+                    Ok(done) => done,
+                    Err(e) => {
+                        // Rows whose fields change type (raw records of mixed origin) cannot
+                        // share one struct schema: nested values become JSON text then.
+                        tracing::warn!("export: nested Parquet columns not possible ({e:#}); writing nested values as JSON text");
+                        remove_parquet_files(&dir)?;
+                        write_parquet_flat(&dir, &staged_path, format, per_file)?
+                    }
+                };
+                let _ = std::fs::remove_file(&staged_path);
+                Ok(written)
             }
         }
     }
 }
 
-/// Column layout per row format. Lists of strings stay lists; nested values are JSON text.
+fn remove_parquet_files(dir: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("data-") && name.ends_with(".parquet") || name.starts_with(".data-") {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// Parquet files of `per_file` rows each, written through a temporary name.
+struct ParquetFiles {
+    dir: PathBuf,
+    schema: Arc<arrow_schema::Schema>,
+    per_file: usize,
+    current: Option<(parquet::arrow::ArrowWriter<std::fs::File>, PathBuf, PathBuf, u64)>,
+    done: Vec<ShardInfo>,
+}
+
+impl ParquetFiles {
+    fn write(&mut self, batch: &arrow_array::RecordBatch) -> Result<()> {
+        if self.current.is_none() {
+            let name = format!("data-{:05}.parquet", self.done.len());
+            let tmp = self.dir.join(format!(".{name}.tmp"));
+            let file = std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+            let props =
+                parquet::file::properties::WriterProperties::builder().set_compression(parquet::basic::Compression::ZSTD(Default::default())).build();
+            self.current = Some((parquet::arrow::ArrowWriter::try_new(file, self.schema.clone(), Some(props))?, tmp, self.dir.join(name), 0));
+        }
+        if let Some((w, _, _, n)) = self.current.as_mut() {
+            w.write(batch)?;
+            *n += batch.num_rows() as u64;
+            if *n as usize >= self.per_file {
+                self.seal()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn seal(&mut self) -> Result<()> {
+        if let Some((w, tmp, path, n)) = self.current.take() {
+            let file = w.into_inner()?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, &path).with_context(|| format!("cannot rename into {}", path.display()))?;
+            let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            self.done.push(ShardInfo { file: path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(), records: n, bytes });
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<Vec<ShardInfo>> {
+        self.seal()?;
+        Ok(self.done)
+    }
+}
+
+/// Struct and list columns inferred from every staged row (all-null fields become strings).
+fn write_parquet_nested(dir: &Path, staged: &Path, per_file: usize) -> Result<Vec<ShardInfo>> {
+    let open = || -> Result<std::io::BufReader<std::fs::File>> { Ok(std::io::BufReader::new(std::fs::File::open(staged)?)) };
+    let (schema, _) = arrow_json::reader::infer_json_schema_from_seekable(open()?, None)?;
+    let schema = Arc::new(arrow_schema::Schema::new(schema.fields().iter().map(|f| without_null_types(f)).collect::<Vec<_>>()));
+    let reader = arrow_json::ReaderBuilder::new(schema.clone()).with_batch_size(per_file.clamp(1, 1024)).build(open()?)?;
+    let mut files = ParquetFiles { dir: dir.to_path_buf(), schema, per_file, current: None, done: Vec::new() };
+    for batch in reader {
+        files.write(&batch?)?;
+    }
+    files.finish()
+}
+
+/// A field with every `Null` type in it (a field no row ever filled) made `Utf8`.
+fn without_null_types(field: &arrow_schema::Field) -> arrow_schema::Field {
+    use arrow_schema::{DataType, Field, Fields};
+    let data_type = match field.data_type() {
+        DataType::Null => DataType::Utf8,
+        DataType::List(inner) => DataType::List(Arc::new(without_null_types(inner))),
+        DataType::Struct(fields) => DataType::Struct(Fields::from(fields.iter().map(|f| without_null_types(f)).collect::<Vec<Field>>())),
+        other => other.clone(),
+    };
+    Field::new(field.name(), data_type, true)
+}
+
+/// The fallback layout: lists of strings stay lists; nested values are JSON text.
+fn write_parquet_flat(dir: &Path, staged: &Path, format: Format, per_file: usize) -> Result<Vec<ShardInfo>> {
+    let schema = parquet_schema(format);
+    let mut files = ParquetFiles { dir: dir.to_path_buf(), schema: schema.clone(), per_file, current: None, done: Vec::new() };
+    let mut lines = LineReader::new(open_decompressed(staged, Compression::None)?, usize::MAX);
+    let mut chunk: Vec<Map<String, Value>> = Vec::new();
+    while let Some(line) = lines.next_line()? {
+        if let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(&line.bytes) {
+            chunk.push(m);
+        }
+        if chunk.len() >= per_file.clamp(1, 1024) {
+            files.write(&to_batch(&schema, &std::mem::take(&mut chunk))?)?;
+        }
+    }
+    if !chunk.is_empty() {
+        files.write(&to_batch(&schema, &chunk)?)?;
+    }
+    files.finish()
+}
+
+/// Column layout of the fallback: lists of strings stay lists; nested values are JSON text.
 fn parquet_schema(format: Format) -> Arc<arrow_schema::Schema> {
     use arrow_schema::{DataType, Field, Schema};
     let s = |n: &str| Field::new(n, DataType::Utf8, true);
@@ -660,8 +782,37 @@ fn to_batch(schema: &Arc<arrow_schema::Schema>, rows: &[Map<String, Value>]) -> 
 }
 
 /// The dataset card: what is in the data and how it was made.
+/// The card's YAML header: Hugging Face reads it, so `load_dataset("<export dir>")` loads
+/// the data files (and not `manifest.json`) as the train split.
+fn card_header(f: &Funnel, s: &ExportSettings) -> String {
+    let pattern = match (s.output_format, s.compress) {
+        (OutputFormat::Parquet, _) => "data-*.parquet",
+        (OutputFormat::Jsonl, true) => "data-*.jsonl.zst",
+        (OutputFormat::Jsonl, false) => "data-*.jsonl",
+    };
+    let size = match f.exported {
+        n if n < 1_000 => "n<1K",
+        n if n < 10_000 => "1K<n<10K",
+        n if n < 100_000 => "10K<n<100K",
+        n if n < 1_000_000 => "100K<n<1M",
+        n if n < 10_000_000 => "1M<n<10M",
+        _ => "10M<n<100M",
+    };
+    let mut y = String::from("---\n");
+    y.push_str("configs:\n- config_name: default\n  data_files:\n  - split: train\n");
+    y.push_str(&format!("    path: \"{pattern}\"\n"));
+    y.push_str("license: other\n");
+    y.push_str("license_name: source-file-licences\n");
+    y.push_str("language:\n- en\n- code\n");
+    y.push_str("task_categories:\n- text-generation\n");
+    y.push_str("tags:\n- code\n- python\n- unit-tests\n- synthetic\n- unitcoder\n");
+    y.push_str(&format!("size_categories:\n- {size}\n"));
+    y.push_str("pretty_name: unitcoder dataset\n---\n\n");
+    y
+}
+
 fn write_card(dir: &Path, f: &Funnel, s: &ExportSettings, inputs: &[String], shards: &[ShardInfo]) -> Result<()> {
-    let mut md = String::new();
+    let mut md = card_header(f, s);
     md.push_str("# unitcoder dataset\n\n");
     md.push_str(&format!(
         "{} training rows ({:?} format, {:?} files) made by unitcoder {} from {} input file(s).\n\n",
@@ -671,6 +822,8 @@ fn write_card(dir: &Path, f: &Funnel, s: &ExportSettings, inputs: &[String], sha
         env!("CARGO_PKG_VERSION"),
         inputs.len()
     ));
+    md.push_str("Licence: each row is derived from one source file of the input corpus and carries that file's licence ");
+    md.push_str("(`source.meta` holds it when the export was made with `--keep-fields`).\n\n");
     md.push_str("Each row is a function that passed unit tests written for it, executed in an isolated sandbox; ");
     md.push_str("`completion` rows pair the imports + signature + docstring (prompt) with the body (completion), as in UnitCoder (§3.3).\n\n");
     md.push_str("## Funnel\n\n| step | records |\n|---|---:|\n");
@@ -730,6 +883,19 @@ fn write_card(dir: &Path, f: &Funnel, s: &ExportSettings, inputs: &[String], sha
         let tail: u64 = packages[20..].iter().map(|(_, n)| **n).sum();
         md.push_str(&format!("| long tail: {} more packages | {tail} |\n", packages.len() - 20));
     }
+    if !f.source_meta.is_empty() {
+        md.push_str("\n## Source metadata\n\nFields kept from the input (`--keep-fields`, under `source.meta`), with the most common values:\n\n");
+        md.push_str("| field | rows by value |\n|---|---|\n");
+        for (field, values) in &f.source_meta {
+            let mut v: Vec<(&String, &u64)> = values.iter().collect();
+            v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+            let mut shown: Vec<String> = v.iter().take(8).map(|(k, n)| format!("{k} {n}")).collect();
+            if v.len() > 8 {
+                shown.push(format!("… {} more values", v.len() - 8));
+            }
+            md.push_str(&format!("| {field} | {} |\n", shown.join(", ")));
+        }
+    }
     md.push_str("\n## Files\n\n");
     for sh in shards {
         md.push_str(&format!("- `{}`: {} rows, {} bytes\n", sh.file, sh.records, sh.bytes));
@@ -749,6 +915,20 @@ fn write_card(dir: &Path, f: &Funnel, s: &ExportSettings, inputs: &[String], sha
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_card_has_a_datasets_header_and_the_kept_source_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = Funnel { exported: 1500, ..Default::default() };
+        f.source_meta.entry("max_stars_repo_licenses".into()).or_default().insert("MIT".into(), 1200);
+        f.source_meta.entry("max_stars_repo_licenses".into()).or_default().insert("Apache-2.0".into(), 300);
+        let s = ExportSettings { compress: true, ..Default::default() };
+        write_card(dir.path(), &f, &s, &[], &[]).unwrap();
+        let card = std::fs::read_to_string(dir.path().join("README.md")).unwrap();
+        assert!(card.starts_with("---\nconfigs:\n"), "{card}");
+        assert!(card.contains("    path: \"data-*.jsonl.zst\"\n") && card.contains("- 1K<n<10K\n"), "{card}");
+        assert!(card.contains("| max_stars_repo_licenses | MIT 1200, Apache-2.0 300 |"), "{card}");
+    }
 
     #[test]
     fn built_in_benchmarks_load() {

@@ -35,6 +35,7 @@ use crate::shards::writer::clear_previous_output;
 use crate::shards::{Manifest, ShardWriter, ShardWriterOptions};
 
 #[derive(Debug, Clone, Args, Default)]
+#[command(next_help_heading = "Extraction rules")]
 pub struct ExtractArgs {
     /// Minimum function length in lines [default: 3].
     #[arg(long)]
@@ -63,6 +64,10 @@ pub struct ExtractArgs {
     /// Keep exact duplicates.
     #[arg(long)]
     pub no_dedup: bool,
+    /// Balance packages: drop a function once every package it uses has N kept
+    /// functions (first in input order; `package_quota`) [default: 0 = off].
+    #[arg(long, value_name = "N")]
+    pub max_per_package: Option<usize>,
     /// Python version whose syntax `code` must compile on [default: 3.11].
     #[arg(long, value_name = "X.Y")]
     pub target_python: Option<String>,
@@ -94,6 +99,9 @@ impl ExtractArgs {
         s.require_package &= !args.allow_no_package;
         s.include_constants |= args.include_constants;
         s.dedup &= !args.no_dedup;
+        if let Some(v) = args.max_per_package {
+            s.max_per_package = v;
+        }
         if let Some(v) = &args.target_python {
             s.target_python = v.clone();
         }
@@ -124,10 +132,19 @@ pub struct ExtractCounts {
     pub bad_input: BTreeMap<String, u64>,
     pub packages: BTreeMap<String, u64>,
     pub unreadable_files: u64,
+    /// The first few unusable documents (place: reason), for the log.
+    #[serde(skip)]
+    pub bad_examples: Vec<String>,
 }
 
 /// `unitcoder extract`.
 pub fn run(ctx: &Context, args: &ExtractArgs) -> Result<ExitCode> {
+    run_until(ctx, args, None)
+}
+
+/// `extract`, stopping once `max_kept` functions are kept (`run --limit N`: the first N
+/// functions in input order).
+pub fn run_until(ctx: &Context, args: &ExtractArgs, max_kept: Option<u64>) -> Result<ExitCode> {
     let started = Instant::now();
     let started_at = now_rfc3339();
     let settings = args.resolve(ctx)?;
@@ -136,13 +153,18 @@ pub fn run(ctx: &Context, args: &ExtractArgs) -> Result<ExitCode> {
     let input_cfg = &ctx.input;
     let output_cfg = &ctx.output_format;
     let out_dir = ctx.output_dir()?;
-    let inputs: Vec<_> = ctx.input_files()?.into_iter().map(|(_, f)| f).collect();
+    let inputs: Vec<_> = ctx.corpus_files()?.into_iter().map(|(_, f)| f).collect();
 
-    let settings_json = json!({ "extract": settings, "input": input_cfg, "output": output_cfg });
+    let settings_json = json!({ "extract": settings, "input": input_cfg, "output": output_cfg, "limit": ctx.limit, "max_kept": max_kept });
     let input_paths: Vec<PathBuf> = inputs.iter().map(|i| i.path.clone()).collect();
     let fp = fingerprint(&input_paths, &settings_json);
     if args.rejects.is_none() && prepare_output(&out_dir, "extract", &fp, ctx.force)? {
-        return Ok(ExitCode::SUCCESS);
+        // The same status as the run that wrote it: a rerun must not turn an error into success.
+        let unreadable = Manifest::read(&out_dir)?.and_then(|m| m.counts.get("unreadable_files").and_then(|v| v.as_u64())).unwrap_or(0);
+        if unreadable > 0 {
+            tracing::error!("extract: {unreadable} input file(s) could not be read (see the first run's log; --force redoes it)");
+        }
+        return Ok(exit_status(unreadable));
     }
     if args.rejects.is_some() {
         prepare_output(&out_dir, "extract", &fp, true)?;
@@ -152,11 +174,29 @@ pub fn run(ctx: &Context, args: &ExtractArgs) -> Result<ExitCode> {
     let mut rejects = args.rejects.as_deref().map(|dir| open_rejects(dir, &shard_options)).transpose()?;
 
     tracing::info!("extract: {} input files → {} ({} workers)", inputs.len(), out_dir.display(), ctx.jobs);
-    let fields = SourceFields { content: input_cfg.content_field.clone(), id: input_cfg.id_field.clone(), path: input_cfg.path_field.clone() };
+    let fields = SourceFields {
+        content: input_cfg.content_field.clone(),
+        id: input_cfg.id_field.clone(),
+        path: input_cfg.path_field.clone(),
+        keep: input_cfg.keep_fields.clone(),
+    };
     let mut counts = ExtractCounts::default();
     let mut seen: HashSet<[u8; 16]> = HashSet::new();
-    let mut progress = crate::logging::Progress::new("extract", ctx.quiet);
+    // `.py` inputs are one document each: then the total is known.
+    let all_py = inputs.iter().all(|i| i.format == crate::shards::InputFormat::PySource);
+    let total = all_py.then(|| ctx.limit.map_or(inputs.len() as u64, |l| l.min(inputs.len() as u64)));
+    let spec = crate::logging::ProgressSpec {
+        label: "extract",
+        unit: "documents",
+        second: "functions kept",
+        total,
+        resumed: 0,
+        place: out_dir.display().to_string(),
+    };
+    let mut progress = crate::logging::Progress::new(spec, ctx.quiet);
     let mut read_summary = Default::default();
+    let enough = std::sync::atomic::AtomicBool::new(false);
+    let doc_limit = ctx.limit.unwrap_or(u64::MAX);
 
     // Reader → parse workers (big stacks) → dedup and write in input order.
     ordered_map(
@@ -164,7 +204,11 @@ pub fn run(ctx: &Context, args: &ExtractArgs) -> Result<ExitCode> {
         ctx.jobs * 16,
         python::PARSE_STACK_BYTES,
         |emit| {
-            read_summary = read_source_docs(&inputs, &fields, input_cfg.max_doc_bytes, emit);
+            let mut sent = 0u64;
+            read_summary = read_source_docs(&inputs, &fields, input_cfg.max_doc_bytes, |doc| {
+                sent += 1;
+                sent <= doc_limit && !enough.load(std::sync::atomic::Ordering::Relaxed) && emit(doc)
+            });
             Ok(())
         },
         |mut doc: SourceDoc| match std::mem::replace(&mut doc.content, Ok(String::new())) {
@@ -175,8 +219,14 @@ pub fn run(ctx: &Context, args: &ExtractArgs) -> Result<ExitCode> {
             },
         },
         |outcome| {
-            emit(outcome, &mut counts, &mut seen, &settings, &mut writer, rejects.as_mut())?;
-            progress.update(counts.documents, || format!("{} kept", counts.kept));
+            if max_kept.is_some_and(|m| counts.kept >= m) {
+                return Ok(()); // read before the reader heard it was enough: not part of this run
+            }
+            emit(outcome, &mut counts, &mut seen, &settings, max_kept, &mut writer, rejects.as_mut())?;
+            if max_kept.is_some_and(|m| counts.kept >= m) {
+                enough.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            progress.update(counts.documents, counts.kept);
             Ok(())
         },
     )?;
@@ -207,8 +257,17 @@ pub fn run(ctx: &Context, args: &ExtractArgs) -> Result<ExitCode> {
     });
     Manifest::finished("extract", &inputs, fp, settings_json, serde_json::to_value(&counts)?, shards, started_at, started, timings)
         .write(&out_dir)?;
-    log_summary(&counts, elapsed);
-    Ok(if counts.unreadable_files > 0 { crate::exit::code(crate::exit::FATAL) } else { ExitCode::SUCCESS })
+    log_summary(&counts, elapsed, args.rejects.is_some());
+    Ok(exit_status(counts.unreadable_files))
+}
+
+/// Unreadable input files make extract fail (the output lacks their documents).
+fn exit_status(unreadable_files: u64) -> ExitCode {
+    if unreadable_files > 0 {
+        crate::exit::code(crate::exit::FATAL)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 /// The rejects shards of `--rejects DIR` (earlier ones removed).
@@ -218,10 +277,14 @@ fn open_rejects(dir: &std::path::Path, options: &ShardWriterOptions) -> Result<S
     ShardWriter::new(dir, ShardWriterOptions { prefix: "rejects".into(), ..options.clone() })
 }
 
-fn log_summary(counts: &ExtractCounts, elapsed: f64) {
+fn log_summary(counts: &ExtractCounts, elapsed: f64, with_rejects: bool) {
     let dropped: u64 = counts.dropped.values().sum();
     let bad: u64 = counts.bad_input.values().sum();
-    tracing::info!(
+    if bad > 0 {
+        let rejects = if with_rejects { "" } else { "; --rejects DIR writes every one with its reason" };
+        tracing::info!("extract: unusable documents, first ones: {}{rejects}", counts.bad_examples.join("; "));
+    }
+    let message = format!(
         "extract: {} documents ({:.1} MB) in {:.2}s, {} candidates → {} kept, {} dropped {:?}, {} unusable documents {:?}",
         counts.documents,
         counts.bytes as f64 / 1e6,
@@ -233,6 +296,28 @@ fn log_summary(counts: &ExtractCounts, elapsed: f64) {
         bad,
         counts.bad_input
     );
+    if crate::logging::json_logs() {
+        tracing::info!(
+            stage = "extract",
+            documents = counts.documents,
+            bytes = counts.bytes,
+            seconds = elapsed,
+            candidates = counts.candidates,
+            kept = counts.kept,
+            dropped,
+            unusable = bad,
+            dropped_by_reason = %json!(counts.dropped),
+            unusable_by_reason = %json!(counts.bad_input),
+            "{message}"
+        );
+    } else {
+        tracing::info!("{message}");
+    }
+}
+
+/// Every package of a function already has `max` kept functions (`max` 0: no quota).
+fn over_quota(packages: &[String], kept: &BTreeMap<String, u64>, max: usize) -> bool {
+    max > 0 && !packages.is_empty() && packages.iter().all(|p| kept.get(p).copied().unwrap_or(0) >= max as u64)
 }
 
 /// Count, dedup and write one document's outcome (called in input order).
@@ -241,6 +326,7 @@ fn emit(
     counts: &mut ExtractCounts,
     seen: &mut HashSet<[u8; 16]>,
     settings: &ExtractSettings,
+    max_kept: Option<u64>,
     writer: &mut ShardWriter,
     mut rejects: Option<&mut ShardWriter>,
 ) -> Result<()> {
@@ -251,6 +337,9 @@ fn emit(
             *counts.bad_input.entry(bad.reason.to_string()).or_default() += 1;
             let place = doc.line.map(|l| format!("{}:{l}", doc.file)).unwrap_or_else(|| doc.file.to_string());
             tracing::debug!("{place}: skipped document {}: {} ({})", doc.id, bad.reason, bad.detail);
+            if counts.bad_examples.len() < 3 {
+                counts.bad_examples.push(format!("{place}: {} ({})", bad.reason, bad.detail));
+            }
             if let Some(r) = rejects.as_deref_mut() {
                 r.write(&RejectRecord {
                     reason: bad.reason.to_string(),
@@ -268,14 +357,23 @@ fn emit(
             counts.bytes += doc.bytes;
             counts.documents_parsed += 1;
             for candidate in candidates {
+                if max_kept.is_some_and(|m| counts.kept >= m) {
+                    break;
+                }
                 counts.candidates += 1;
                 let outcome = match candidate.outcome {
                     Ok(kept) if settings.dedup && !seen.insert(kept.norm_hash) => Err((DropReason::Duplicate, String::new())),
+                    Ok(kept) if over_quota(&kept.record.packages, &counts.packages, settings.max_per_package) => {
+                        Err((DropReason::PackageQuota, format!("{} each have {} kept", kept.record.packages.join(", "), settings.max_per_package)))
+                    }
                     other => other,
                 };
                 match outcome {
-                    Ok(kept) => {
+                    Ok(mut kept) => {
                         counts.kept += 1;
+                        if !doc.meta.is_empty() {
+                            kept.record.source.meta = Some(doc.meta.clone());
+                        }
                         for p in &kept.record.packages {
                             *counts.packages.entry(p.clone()).or_default() += 1;
                         }

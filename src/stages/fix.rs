@@ -88,6 +88,7 @@ impl Default for FixSettings {
 }
 
 #[derive(Debug, Clone, Args, Default)]
+#[command(next_help_heading = "Fix")]
 pub struct FixArgs {
     /// Repair rounds at most [default: 3].
     #[arg(long)]

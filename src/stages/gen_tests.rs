@@ -65,6 +65,7 @@ impl Default for GenTestsSettings {
 }
 
 #[derive(Debug, Clone, Args, Default)]
+#[command(next_help_heading = "Test generation")]
 pub struct GenTestsArgs {
     #[command(flatten)]
     pub llm: LlmArgs,

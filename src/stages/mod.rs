@@ -18,6 +18,7 @@ pub mod problems;
 pub mod refine;
 pub mod run;
 pub mod sandbox_run;
+pub mod show;
 pub mod stats;
 
 use anyhow::Result;

@@ -115,6 +115,7 @@ impl Default for ProblemsSettings {
 }
 
 #[derive(Debug, Clone, Args, Default)]
+#[command(next_help_heading = "Problems")]
 pub struct ProblemsArgs {
     /// Problems to generate when there is no --input [default: 100].
     #[arg(long)]

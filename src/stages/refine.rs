@@ -62,6 +62,7 @@ impl RefineSettings {
 }
 
 #[derive(Debug, Clone, Args, Default)]
+#[command(next_help_heading = "Refine")]
 pub struct RefineArgs {
     /// Accept rewrites whose docstring examples fail (they are still reported).
     #[arg(long)]

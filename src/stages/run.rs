@@ -62,16 +62,20 @@ impl Default for RunSettings {
 }
 
 #[derive(Debug, Clone, Args, Default)]
+#[command(next_help_heading = "Run")]
 pub struct RunArgs {
-    /// Directory for every stage's output (`extract/`, `gen-tests/`, ...).
+    /// Directory for every stage's output (`extract/`, `gen-tests/`, ...); `-o` works too.
     #[arg(long, value_name = "DIR")]
     pub work_dir: Option<PathBuf>,
+    /// Test modules sampled per function in gen-tests [default: 1].
+    #[arg(long, value_name = "N")]
+    pub test_samples: Option<u32>,
     /// Fix rounds at most [default: 3].
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     pub max_rounds: Option<u32>,
     /// Fix candidates per round [default: 3].
-    #[arg(long)]
-    pub samples: Option<u32>,
+    #[arg(long, value_name = "N")]
+    pub fix_samples: Option<u32>,
     /// Do not import programs in the sandbox before asking for their tests (on by default:
     /// a program that cannot import costs no model call).
     #[arg(long)]
@@ -79,6 +83,13 @@ pub struct RunArgs {
     /// Do not run generated test modules once in gen-tests to see that they call the function.
     #[arg(long)]
     pub no_call_check: bool,
+    /// Refine: do not add doctest examples to docstrings.
+    #[arg(long)]
+    pub no_doctests: bool,
+    #[command(flatten)]
+    pub extract: extract::ExtractArgs,
+    #[command(flatten)]
+    pub export: export::ExportArgs,
     #[command(flatten)]
     pub llm: LlmArgs,
     #[command(flatten)]
@@ -94,14 +105,19 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<ExitCode> {
         .clone()
         .or_else(|| ctx.output.clone())
         .or_else(|| (!rs.work_dir.is_empty()).then(|| PathBuf::from(&rs.work_dir)))
-        .context("--work-dir DIR is required (or [run] work_dir in the config)")?;
-    let corpus = if ctx.inputs.is_empty() { rs.inputs.clone() } else { ctx.inputs.clone() };
-    anyhow::ensure!(!corpus.is_empty(), "--input is required (or [run] inputs in the config)");
+        .ok_or_else(|| crate::exit::UsageError::new("--work-dir DIR is required (or [run] work_dir in the config)"))?;
+    // `[run] inputs` in a config file are found relative to it too (run from anywhere).
+    let corpus = if ctx.inputs.is_empty() { rs.inputs.iter().map(|i| ctx.config_path(i)).collect() } else { ctx.inputs.clone() };
+    if corpus.is_empty() {
+        return Err(crate::exit::UsageError::new("--input PATH is required (or [run] inputs in the config)").into());
+    }
     std::fs::create_dir_all(&work).with_context(|| format!("cannot create work directory {}", work.display()))?;
 
     // Step 1: extract (this rank's share of the corpus).
-    let ex_ctx = ctx.with_io(corpus, work.join("extract"), true);
-    let code = extract::run(&ex_ctx, &extract::ExtractArgs::default())?;
+    // `--limit N` is N functions through the chain: extract stops once it has kept N.
+    let mut ex_ctx = ctx.with_io(corpus, work.join("extract"), true);
+    ex_ctx.limit = None;
+    let code = extract::run_until(&ex_ctx, &args.extract, ctx.limit)?;
     anyhow::ensure!(code == ExitCode::SUCCESS, "extract failed");
     let extract_dir = ex_ctx.output_dir()?;
     let manifest = Manifest::read(&extract_dir)?.context("extract wrote no manifest")?;
@@ -113,10 +129,17 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<ExitCode> {
         llm.cache = work.join("llm-cache.sqlite").display().to_string();
     }
     let sandbox = Arc::new(Sandbox::start(args.sandbox.settings(ctx))?);
-    let stages = chain(ctx, args, &rs, &work, llm.clone(), &sandbox)?;
+    let mut stages = chain(ctx, args, &rs, &work, llm.clone(), &sandbox)?;
+    // A dry run writes the chain's (error) records to a scratch directory.
+    let scratch = if ctx.dry_run { Some(tempfile::tempdir()?) } else { None };
+    if let Some(dir) = &scratch {
+        for s in &mut stages {
+            s.dir = dir.path().join(s.step.name());
+        }
+    }
     let inputs: Vec<_> = expand_inputs(&shard_specs)?.into_iter().enumerate().collect();
     let paths: Vec<PathBuf> = inputs.iter().map(|(_, i)| i.path.clone()).collect();
-    let run_fp = crate::shards::manifest::fingerprint(&paths, &json!({"compress": ctx.output_format.compress}));
+    let run_fp = crate::shards::manifest::fingerprint(&paths, &json!({"compress": ctx.output_format.compress, "limit": ctx.limit}));
     let opts = DriveOptions {
         window: sandbox.window_with_llm(llm.concurrency),
         retry_errors: ctx.retry_errors,
@@ -125,10 +148,27 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<ExitCode> {
         quiet: ctx.quiet,
         max_line_bytes: ctx.record_line_limit(),
         label: extract_dir.display().to_string(),
+        limit: ctx.limit,
     };
     let names: Vec<&str> = stages.iter().map(|s| s.step.name()).collect();
     tracing::info!("run: {} extracted shard(s) through {}", inputs.len(), names.join(" → "));
     let report = drive(&inputs, &stages, &run_fp, &opts)?;
+    if ctx.dry_run {
+        let steps: Vec<_> = stages.iter().map(|s| s.step.clone()).collect();
+        let functions = report.counts.first().map_or(0, |c| c.records);
+        let stopped = report.counts.first().is_some_and(|c| c.errors_by_kind.contains_key("dry_run"));
+        let fix = FixSettings::resolve(ctx, args.max_rounds, args.fix_samples, None)?;
+        let mut later = Vec::new();
+        if stopped {
+            later.push(crate::executor::LaterStep { name: "fix", requests_max: functions * u64::from(fix.max_rounds), n: u64::from(fix.samples) });
+            if rs.refine {
+                later.push(crate::executor::LaterStep { name: "refine", requests_max: functions, n: 1 });
+            }
+        }
+        print!("{}", crate::executor::dry_run_report(&steps, &later, ctx));
+        println!("  ({functions} functions extracted into {}; a real run reuses them)", extract_dir.display());
+        return Ok(ExitCode::SUCCESS);
+    }
     log_report(&stages.iter().map(|s| s.step.clone()).collect::<Vec<_>>(), &report);
     drop(stages);
     drop(sandbox);
@@ -140,10 +180,10 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<ExitCode> {
     let last = if rs.refine { "refine" } else { "fix" };
     if rs.export && ctx.world_size <= 1 {
         let ex = ctx.with_io(vec![work.join(last).display().to_string()], work.join("export"), false);
-        export::run(&ex, &export::ExportArgs::default())?;
+        export::run(&ex, &args.export)?;
         if rs.case2code {
             let ex = ctx.with_io(vec![work.join("case2code").display().to_string()], work.join("export-case2code"), false);
-            export::run(&ex, &export::ExportArgs::default())?;
+            export::run(&ex, &args.export)?;
         }
     } else if rs.export {
         let (from, to) = (work.join(last), work.join("export"));
@@ -162,9 +202,9 @@ fn chain(ctx: &Context, args: &RunArgs, rs: &RunSettings, work: &Path, llm: LlmS
     let dir = |stage: &str| ctx.rank_dir(work.join(stage));
     let fields = args.sandbox.fields.clone();
     let check = rewrite_check(ctx)?;
-    let fix = FixSettings::resolve(ctx, args.max_rounds, args.samples, None)?;
+    let fix = FixSettings::resolve(ctx, args.max_rounds, args.fix_samples, None)?;
     let adequacy = adequacy_settings(ctx, &args.adequacy);
-    let samples = (rs.test_samples != 1).then_some(rs.test_samples);
+    let samples = args.test_samples.or((rs.test_samples != 1).then_some(rs.test_samples));
     let tests = GenTestsSettings::resolve(ctx, samples, args.no_import_check, args.no_call_check)?;
     let mut stages: Vec<StageDir> = vec![
         StageDir {
@@ -181,7 +221,7 @@ fn chain(ctx: &Context, args: &RunArgs, rs: &RunSettings, work: &Path, llm: LlmS
         },
     ];
     if rs.refine {
-        let settings = RefineSettings::resolve(ctx, false)?;
+        let settings = RefineSettings::resolve(ctx, args.no_doctests)?;
         let step = RefineStep::new(settings, llm.clone(), sandbox.clone(), fields, check, adequacy, &dir("refine"))?;
         stages.push(StageDir { step: Arc::new(step), dir: dir("refine") });
     }

@@ -24,6 +24,7 @@ use crate::sandbox::{blocking, AdequacyArgs, AdequacySettings, Sandbox};
 use crate::stages::common::{adequacy_settings, tally_adequacy, RecordFields, SandboxFlags};
 
 #[derive(Debug, Clone, Args, Default)]
+#[command(next_help_heading = "Sandbox run")]
 pub struct SandboxRunArgs {
     #[command(flatten)]
     pub flags: SandboxFlags,

@@ -106,6 +106,7 @@ pub fn distinct(items: impl IntoIterator<Item = String>) -> Vec<String> {
 
 /// Which record fields hold the program and its tests.
 #[derive(Debug, Clone, Args, Serialize, Deserialize)]
+#[command(next_help_heading = "Record fields")]
 pub struct RecordFields {
     /// Field with the program (a full module).
     #[arg(long, default_value = "code")]
@@ -150,6 +151,10 @@ pub fn llm_settings(ctx: &Context, args: &crate::llm::LlmArgs) -> LlmSettings {
     let mut s = ctx.config.llm.clone();
     s.apply(args);
     s.resolve_env();
+    s.dry_run = ctx.dry_run;
+    if args.cache.is_none() && !s.cache.is_empty() {
+        s.cache = ctx.config_path(&s.cache);
+    }
     s
 }
 

@@ -1,0 +1,35 @@
+//! Ctrl-C and SIGTERM (what Slurm sends at the time limit): say what was done and that the
+//! same command resumes, then exit 130 / 143 as a shell expects. Outputs need no cleanup:
+//! every shard is crash-safe (a `kill -9` resumes too), so the handler does not wait for
+//! records in flight.
+
+use signal_hook::consts::{SIGINT, SIGTERM};
+
+/// Start the handler thread (once, before any work).
+pub fn install() {
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
+        tracing::debug!("cannot install signal handlers; Ctrl-C exits without a summary");
+        return;
+    };
+    let spawned = std::thread::Builder::new().name("signals".into()).spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            let name = if signal == SIGINT { "Ctrl-C (SIGINT)" } else { "SIGTERM" };
+            tracing::warn!("{}", message(name, crate::logging::current().as_deref()));
+            std::process::exit(128 + signal);
+        }
+    });
+    if spawned.is_err() {
+        tracing::debug!("cannot start the signal thread");
+    }
+}
+
+/// What the user reads after an interruption.
+pub fn message(signal: &str, progress: Option<&crate::logging::ProgressState>) -> String {
+    match progress {
+        Some(p) => {
+            let place = if p.place.is_empty() { String::new() } else { format!(" in {}", p.place) };
+            format!("interrupted by {signal} during {}: {} so far, kept{place}; run the same command again to resume from there", p.label, p.line())
+        }
+        None => format!("interrupted by {signal}; run the same command again to resume (finished outputs are kept)"),
+    }
+}
