@@ -322,3 +322,33 @@ fn dry_run_counts_requests_tokens_and_cost_and_writes_nothing() {
     assert!(text.contains("≤ 6144 completion tokens") && text.contains("cost ≤ $0.01"), "{text}");
     assert!(!out.exists(), "a dry run wrote {}", out.display());
 }
+
+#[test]
+fn a_sandbox_environment_under_tmp_keeps_its_warm_workers() {
+    // A fresh clone in /tmp has its .venv-sandbox there, under the sandbox's private /tmp:
+    // the read-only bind of the interpreter is not a check's leftover (every check used to
+    // replace its worker, re-importing numpy and pandas: a 5 s demo took 55 s).
+    let dir = tempfile::Builder::new().prefix("venv-under-tmp").tempdir_in("/tmp").unwrap();
+    let venv = dir.path().join("venv");
+    let made = std::process::Command::new(common::python()).args(["-m", "venv", "--without-pip"]).arg(&venv).status().unwrap();
+    assert!(made.success());
+    let input = dir.path().join("checks.jsonl");
+    let mut f = std::fs::File::create(&input).unwrap();
+    for i in 0..4 {
+        let code = format!("def f{i}(a):\n    return a + {i}\n");
+        let tests =
+            format!("import unittest\nclass TestCases(unittest.TestCase):\n    def test_a(self):\n        self.assertEqual(f{i}(1), {})\n", 1 + i);
+        writeln!(f, "{}", json!({"id": format!("r{i}"), "entry_point": format!("f{i}"), "code": code, "tests": tests})).unwrap();
+    }
+    let out = dir.path().join("out");
+    let run = bin()
+        .env("RUST_LOG", "unitcoder=debug")
+        .args(["sandbox-run", "-i", input.to_str().unwrap(), "-o", out.to_str().unwrap(), "--workers", "1", "--no-adequacy", "--preimport", ""])
+        .arg("--python")
+        .arg(venv.join("bin/python"))
+        .assert()
+        .success();
+    let stderr = stderr_of(&run);
+    assert_eq!(manifest(&out)["counts"]["outcomes"]["verdict_pass"], 4, "{stderr}");
+    assert!(!stderr.contains("cleanup incomplete"), "{stderr}");
+}

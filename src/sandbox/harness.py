@@ -1533,14 +1533,30 @@ def clean_private_tmp():
     """Empty the private /tmp, /var/tmp and /dev/shm. False when something stayed."""
     if not CONFIG.get("private_tmp"):
         return True
+    keep = [os.path.normpath(p) for p in CONFIG.get("keep_paths", [])]
     ok = True
     for root in ("/tmp", "/var/tmp", "/dev/shm"):
-        try:
-            names = os.listdir(root)
-        except OSError:
+        ok &= empty_except(root, keep)
+    return ok
+
+
+def empty_except(directory, keep):
+    """Remove everything in `directory` except the interpreter's read-only bind mounts in
+    `keep` (a venv under /tmp): their parent directories are emptied of anything else, so a
+    file a check puts next to them goes too."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return True
+    ok = True
+    for entry in names:
+        path = os.path.join(directory, entry)
+        if path in keep:
             continue
-        for entry in names:
-            ok &= remove_tree(os.path.join(root, entry))
+        if any(k.startswith(path + "/") for k in keep) and os.path.isdir(path) and not os.path.islink(path):
+            ok &= empty_except(path, keep)
+        else:
+            ok &= remove_tree(path)
     return ok
 
 

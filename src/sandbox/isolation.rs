@@ -201,7 +201,9 @@ fn bwrap_launch(info: &PythonInfo, tmpfs_mb: u64) -> Option<Launch> {
         mount_setup: false,
         drop_to,
         workroot: "/tmp".into(),
-        keep_paths: Vec::new(),
+        // Bound read-only by bwrap: the harness must not take them for a check's leftovers
+        // (an interpreter under /tmp would make every check replace its worker).
+        keep_paths: python_paths(info),
     })
 }
 
