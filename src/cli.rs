@@ -365,32 +365,31 @@ fn context(global: &GlobalArgs, parts: Parts, config: Config, config_dir: Option
     ctx
 }
 
-/// Flags that may also come before the subcommand (`unitcoder -i IN -o OUT gen-tests`, as
-/// scripts written for earlier versions do): moved after it, where they belong.
-const VALUE_FLAGS: &[&str] = &[
-    "-i",
-    "--input",
-    "-o",
-    "--output",
-    "-j",
-    "--jobs",
-    "--config",
-    "--log-format",
-    "--records-per-shard",
-    "--content-field",
-    "--id-field",
-    "--path-field",
-    "--max-doc-bytes",
-    "--rank",
-    "--world-size",
-    "--limit",
-    "--input-format",
-    "--keep-fields",
-];
-const SWITCHES: &[&str] = &["-q", "--quiet", "--plain", "--force", "--retry-errors", "--dry-run"];
+/// The flags of the shared groups (`--input`, `--force`, …), which may also come before the
+/// subcommand (`unitcoder -i IN -o OUT gen-tests`, as scripts written for earlier versions
+/// do): each spelling, and whether it takes a value. Read from the clap definitions.
+fn shared_flags() -> Vec<(String, bool)> {
+    let mut cmd = clap::Command::new("shared");
+    cmd = GlobalArgs::augment_args(cmd);
+    cmd = InputArgs::augment_args(cmd);
+    cmd = CorpusArgs::augment_args(cmd);
+    cmd = OutputArgs::augment_args(cmd);
+    cmd = RetryArgs::augment_args(cmd);
+    cmd = RankArgs::augment_args(cmd);
+    cmd = DryRunArgs::augment_args(cmd);
+    cmd.build();
+    let mut out = Vec::new();
+    for arg in cmd.get_arguments() {
+        let takes_value = arg.get_num_args().is_some_and(|n| n.takes_values()) && !matches!(arg.get_action(), clap::ArgAction::SetTrue);
+        out.extend(arg.get_long().map(|l| (format!("--{l}"), takes_value)));
+        out.extend(arg.get_short().map(|c| (format!("-{c}"), takes_value)));
+    }
+    out
+}
 
 pub fn normalize_args(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
     let subcommands: Vec<String> = Cli::command().get_subcommands().map(|c| c.get_name().to_string()).collect();
+    let flags = shared_flags();
     let mut moved = Vec::new();
     let mut i = 1;
     while i < args.len() {
@@ -402,10 +401,11 @@ pub fn normalize_args(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> 
             out.extend(args[i + 1..].iter().cloned());
             return out;
         }
-        if VALUE_FLAGS.contains(&name) && !a.contains('=') && i + 1 < args.len() {
+        let flag = flags.iter().find(|(f, _)| f == name);
+        if flag.is_some_and(|(_, value)| *value) && !a.contains('=') && i + 1 < args.len() {
             moved.extend([args[i].clone(), args[i + 1].clone()]);
             i += 2;
-        } else if VALUE_FLAGS.contains(&name) || SWITCHES.contains(&name) {
+        } else if flag.is_some() {
             moved.push(args[i].clone());
             i += 1;
         } else {
@@ -522,6 +522,7 @@ mod tests {
     fn flags_before_the_subcommand_move_after_it() {
         let args = |v: &[&str]| v.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
         let out = normalize_args(args(&["unitcoder", "-i", "in", "--force", "-o=out", "gen-tests", "--samples", "2"]));
+        assert!(shared_flags().contains(&("--log-format".to_string(), true)) && shared_flags().contains(&("-q".to_string(), false)));
         assert_eq!(out, args(&["unitcoder", "gen-tests", "-i", "in", "--force", "-o=out", "--samples", "2"]));
         let same = args(&["unitcoder", "stats", "work"]);
         assert_eq!(normalize_args(same.clone()), same);

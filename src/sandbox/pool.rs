@@ -167,7 +167,8 @@ impl Sandbox {
         if settings.workers == 0 {
             settings.workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         }
-        let python = isolation::probe_python(&settings.resolve_python())?;
+        let (requested, found_via) = settings.find_python();
+        let python = isolation::probe_python(&requested)?;
         let mut launch = isolation::plan(settings.isolation, &python, settings.tmpfs_mb)?;
         if settings.seccomp && isolation::seccomp_supported() {
             launch.description.push_str("; seccomp: keyrings, ptrace, mounts, namespaces, bpf, perf denied");
@@ -215,7 +216,6 @@ impl Sandbox {
             }
         }
         let worker_info = worker_info.unwrap_or_default();
-        let (_, found_via) = settings.find_python();
         if !settings.preimport.is_empty() && worker_info.preimported.is_empty() {
             tracing::warn!(
                 "sandbox: {} (found via {found_via}) imports none of the pre-import list ({}): every function using them will end as missing_package. \
