@@ -278,6 +278,10 @@ pub enum Command {
     },
     /// Show a work directory's funnel: per stage, pass rate by fix round, packages, tokens.
     Stats(stages::stats::StatsArgs),
+    /// Show how far every rank of a split run got (done / partial / missing / failed, why); exit 7 while incomplete.
+    Status(stages::status::StatusArgs),
+    /// Split `run` (or a stage) over a Slurm array and merge: writes and submits the jobs.
+    Slurm(stages::slurm::SlurmArgs),
     /// Print one record of a shard readably (code, tests, verdict, error).
     Show(stages::show::ShowArgs),
     /// Show the Python, packages, isolation mechanisms and LLM endpoints this machine would use.
@@ -432,6 +436,10 @@ pub fn main() -> ExitCode {
             tracing::error!("{e:#}");
             crate::exit::code(crate::exit::USAGE)
         }
+        Err(e) if e.is::<crate::exit::Incomplete>() => {
+            tracing::error!("{e:#}");
+            crate::exit::code(crate::exit::INCOMPLETE)
+        }
         Err(e) => {
             tracing::error!("{e:#}");
             crate::exit::code(crate::exit::FATAL)
@@ -455,22 +463,27 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let (config, config_dir) = Config::load(global.config.as_deref())?;
     stages::validate_config(&config)?;
     let ctx = |parts: Parts| context(&global, parts, config.clone(), config_dir.clone());
+    // A rank of a split command leaves a marker (`OUT/.ranks/`) saying how it went.
+    let ranked = |c: Context, name: &str, body: &dyn Fn(&Context) -> anyhow::Result<ExitCode>| {
+        let dir = c.output.clone();
+        stages::common::marker::with_rank_marker(&c, dir.as_deref(), name, || body(&c))
+    };
     match &cli.command {
         Command::Extract { io, args } => {
             let parts =
                 Parts { input: Some(&io.input), corpus: Some(&io.corpus), output: Some(&io.output), ranks: Some(&io.ranks), ..Parts::default() };
-            stages::extract::run(&ctx(parts), args)
+            ranked(ctx(parts), "extract", &|c| stages::extract::run(c, args))
         }
-        Command::GenTests { io, dry_run, args } => stages::gen_tests::run(&ctx(io.parts(Some(dry_run))), args),
-        Command::SandboxRun { io, args } => stages::sandbox_run::run(&ctx(io.parts(None)), args),
-        Command::Fix { io, dry_run, args } => stages::fix::run(&ctx(io.parts(Some(dry_run))), args),
-        Command::Refine { io, dry_run, args } => stages::refine::run(&ctx(io.parts(Some(dry_run))), args),
+        Command::GenTests { io, dry_run, args } => ranked(ctx(io.parts(Some(dry_run))), "gen-tests", &|c| stages::gen_tests::run(c, args)),
+        Command::SandboxRun { io, args } => ranked(ctx(io.parts(None)), "sandbox-run", &|c| stages::sandbox_run::run(c, args)),
+        Command::Fix { io, dry_run, args } => ranked(ctx(io.parts(Some(dry_run))), "fix", &|c| stages::fix::run(c, args)),
+        Command::Refine { io, dry_run, args } => ranked(ctx(io.parts(Some(dry_run))), "refine", &|c| stages::refine::run(c, args)),
         Command::Export { io, args } => {
             stages::export::run(&ctx(Parts { input: Some(&io.input), output: Some(&io.output), ..Parts::default() }), args)
         }
-        Command::Case2code { io, dry_run, args } => stages::case2code::run(&ctx(io.parts(Some(dry_run))), args),
-        Command::Problems { io, args } => stages::problems::run(&ctx(io.parts(None)), args),
-        Command::Consensus { io, dry_run, args } => stages::consensus::run(&ctx(io.parts(Some(dry_run))), args),
+        Command::Case2code { io, dry_run, args } => ranked(ctx(io.parts(Some(dry_run))), "case2code", &|c| stages::case2code::run(c, args)),
+        Command::Problems { io, args } => ranked(ctx(io.parts(None)), "problems", &|c| stages::problems::run(c, args)),
+        Command::Consensus { io, dry_run, args } => ranked(ctx(io.parts(Some(dry_run))), "consensus", &|c| stages::consensus::run(c, args)),
         Command::Run { io, args } => {
             let parts = Parts {
                 input: Some(&io.input),
@@ -487,6 +500,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             stages::eval_tests::run(&ctx(Parts { retry: Some(retry), force: *force, ..Parts::default() }), args)
         }
         Command::Stats(args) => stages::stats::run(&ctx(Parts::default()), args),
+        Command::Status(args) => stages::status::run(&ctx(Parts::default()), args),
+        Command::Slurm(args) => stages::slurm::run(&ctx(Parts::default()), args),
         Command::Show(args) => stages::show::run(args),
         Command::Doctor(args) => stages::doctor::run(&ctx(Parts::default()), args),
         Command::Completions { .. } | Command::Man { .. } => Ok(ExitCode::SUCCESS),

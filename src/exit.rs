@@ -19,6 +19,10 @@ pub const LLM_UNUSABLE: u8 = 5;
 /// overflows the context): the output is complete, and almost certainly not what was meant.
 pub const ALL_FAILED: u8 = 6;
 
+/// A rank layout is not complete: `status` while ranks are missing, partial or failed;
+/// `export` (without `--allow-partial`) and the LLM stages of `run` when ranks are missing.
+pub const INCOMPLETE: u8 = 7;
+
 pub fn code(status: u8) -> std::process::ExitCode {
     std::process::ExitCode::from(status)
 }
@@ -33,4 +37,20 @@ impl UsageError {
     pub fn new(message: impl Into<String>) -> Self {
         UsageError(message.into())
     }
+}
+
+/// Ranks are missing, partial or failed (exits `INCOMPLETE`).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Incomplete(String);
+
+impl Incomplete {
+    pub fn new(message: impl Into<String>) -> Self {
+        Incomplete(message.into())
+    }
+}
+
+/// The status an `ExitCode` stands for (it has no getter).
+pub fn status_of(code: std::process::ExitCode) -> u8 {
+    (0..=u8::MAX).find(|s| std::process::ExitCode::from(*s) == code).unwrap_or(FATAL)
 }

@@ -3,7 +3,21 @@
 //! every shard is crash-safe (a `kill -9` resumes too), so the handler does not wait for
 //! records in flight.
 
+use std::sync::Mutex;
+
 use signal_hook::consts::{SIGINT, SIGTERM};
+
+type Hook = Box<dyn Fn(&str, u8) + Send>;
+
+/// Called with the signal's name and the exit status before the process exits on a signal
+/// (a rank's marker records how it ended).
+static HOOKS: Mutex<Vec<Hook>> = Mutex::new(Vec::new());
+
+pub fn on_signal(hook: impl Fn(&str, u8) + Send + 'static) {
+    if let Ok(mut hooks) = HOOKS.lock() {
+        hooks.push(Box::new(hook));
+    }
+}
 
 /// Start the handler thread (once, before any work).
 pub fn install() {
@@ -15,7 +29,11 @@ pub fn install() {
         if let Some(signal) = signals.forever().next() {
             let name = if signal == SIGINT { "Ctrl-C (SIGINT)" } else { "SIGTERM" };
             tracing::warn!("{}", message(name, crate::logging::current().as_deref()));
-            std::process::exit(128 + signal);
+            let status = (128 + signal) as u8;
+            if let Ok(hooks) = HOOKS.lock() {
+                hooks.iter().for_each(|hook| hook(name, status));
+            }
+            std::process::exit(i32::from(status));
         }
     });
     if spawned.is_err() {

@@ -4,7 +4,7 @@
 //! `cli` (clap and dispatch) → `stages` (one module per stage, `stages::common` the step
 //! kit) → `executor` (streams records through steps, resume, manifests), `context`,
 //! `config`, `record` (the record schema), `exit` → the engines: `shards`, `llm`,
-//! `sandbox`, `python`, `dedup`, `logging`, `hash`.
+//! `sandbox`, `python`, `dedup`, `slurm`, `logging`, `hash`.
 
 pub mod cli;
 pub mod config;
@@ -20,4 +20,5 @@ pub mod python;
 pub mod record;
 pub mod sandbox;
 pub mod shards;
+pub mod slurm;
 pub mod stages;

@@ -83,6 +83,11 @@ pub struct SourceRef {
     /// The input's `--keep-fields` (licence, repository, stars, …), as they were.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub meta: Option<Map<String, Value>>,
+    /// Its place in the corpus: [index of the input file in the whole listing, number of the
+    /// candidate within that file]. Ranks' outputs merged in this order come out exactly as
+    /// one process writes them (dedup keeps the first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<[u64; 2]>,
 }
 
 /// A function kept by `extract`: a runnable module plus provenance.
@@ -110,6 +115,10 @@ pub struct FunctionRecord {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub is_async: bool,
     pub source: SourceRef,
+    /// Hash of the function's normalised tokens (hex): exact duplicates share it, whatever
+    /// their formatting, and a record's rank in the LLM stages follows from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedup_key: Option<String>,
     /// Fields added by other stages or tools; kept as they are.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -257,6 +266,7 @@ impl Extractor {
                 start_line: lines.line_of(start),
                 end_line: lines.line_of(end.saturating_sub(1).max(start)),
                 meta: None,
+                position: None,
             };
             let newer_syntax = parsed.unsupported_syntax_errors().iter().find(|e| range.contains_range(e.range));
             let outcome = self.judge(func, &function, &source_ref, &imports, &constants, newer_syntax.map(|e| e.to_string()));
@@ -377,6 +387,7 @@ impl Extractor {
             constants: used_constants.into_iter().map(str::to_string).collect(),
             is_async: func.is_async,
             source: source_ref.clone(),
+            dedup_key: None,
             extra: Default::default(),
         })
     }

@@ -2,7 +2,9 @@
 //! trees of `.py` files), writing output shards atomically, and the per-stage manifest.
 
 pub mod manifest;
+pub mod merge;
 pub mod ordered;
+pub mod ranks;
 pub mod reader;
 pub mod resume;
 pub mod stream;

@@ -309,6 +309,8 @@ pub struct SourceDoc {
     pub bytes: u64,
     /// The `--keep-fields` of its JSONL line or Parquet row that it has.
     pub meta: serde_json::Map<String, Value>,
+    /// Index of its file in the `inputs` given to `read_source_docs`.
+    pub file_index: usize,
 }
 
 /// What happened while reading the inputs as a whole.
@@ -324,9 +326,13 @@ pub struct ReadSummary {
 /// to stop early (e.g. the consumer went away).
 pub fn read_source_docs(inputs: &[InputFile], fields: &SourceFields, max_doc_bytes: usize, mut sink: impl FnMut(SourceDoc) -> bool) -> ReadSummary {
     let mut summary = ReadSummary::default();
-    for input in inputs {
+    for (file_index, input) in inputs.iter().enumerate() {
         summary.files += 1;
         let file: std::sync::Arc<str> = input.display().into();
+        let mut sink = |mut doc: SourceDoc| {
+            doc.file_index = file_index;
+            sink(doc)
+        };
         let result = match input.format {
             InputFormat::PySource => read_py_file(input, &file, max_doc_bytes, &mut sink),
             InputFormat::Jsonl(compression) => read_jsonl(input, compression, &file, fields, max_doc_bytes, &mut sink),
@@ -346,6 +352,7 @@ pub fn read_source_docs(inputs: &[InputFile], fields: &SourceFields, max_doc_byt
                     content: Err(BadInput::new("unreadable", format!("{err:#}"))),
                     bytes: 0,
                     meta: Default::default(),
+                    file_index,
                 };
                 if !sink(doc) {
                     return summary;
@@ -434,7 +441,7 @@ fn read_py_file(input: &InputFile, file: &std::sync::Arc<str>, max_doc_bytes: us
         let n = buf.len() as u64;
         (decode_python_source(buf), n)
     };
-    Ok(sink(SourceDoc { file: file.clone(), line: None, id: id.clone(), path: Some(id), content, bytes, meta: Default::default() }))
+    Ok(sink(SourceDoc { file: file.clone(), line: None, id: id.clone(), path: Some(id), content, bytes, meta: Default::default(), file_index: 0 }))
 }
 
 fn read_jsonl(
@@ -458,6 +465,7 @@ fn read_jsonl(
             content,
             bytes,
             meta: Default::default(),
+            file_index: 0,
         };
         let doc = if line.too_long {
             make(fallback_id, None, Err(BadInput::new("too_large", "line longer than the document size limit")), 0)
@@ -569,7 +577,7 @@ fn read_parquet(
                 }
             };
             let meta = metas.next().unwrap_or_default();
-            if !sink(SourceDoc { file: file.clone(), line: Some(row), id, path, content, bytes, meta }) {
+            if !sink(SourceDoc { file: file.clone(), line: Some(row), id, path, content, bytes, meta, file_index: 0 }) {
                 return Ok(false);
             }
         }

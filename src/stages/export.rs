@@ -33,8 +33,10 @@ use crate::dedup::{code_tokens, ContaminationIndex, NearDuplicates};
 use crate::python::functions::split_prompt;
 use crate::record::{counter, field, FixOutcome, FixStatus, Record, RecordExt, RefineOutcome, Status, Task, Verdict};
 use crate::shards::manifest::{fingerprint, now_rfc3339, prepare_output};
-use crate::shards::reader::{format_of, open_decompressed, read_record_items, Compression, InputFormat, LineReader, RecordItem};
-use crate::shards::{Manifest, ShardInfo, ShardWriter, ShardWriterOptions};
+use crate::shards::merge::merge_by_position;
+use crate::shards::ranks::{OutputState, StageRanks};
+use crate::shards::reader::{format_of, open_decompressed, Compression, InputFormat, LineReader, RecordItem};
+use crate::shards::{expand_inputs, InputFile, Manifest, ShardInfo, ShardWriter, ShardWriterOptions};
 
 /// Built-in benchmark copies (see data/benchmarks/README.md for origin and licences).
 const BUILT_IN_BENCHMARKS: &[(&str, &[u8])] = &[
@@ -171,6 +173,10 @@ pub struct ExportArgs {
     /// Write `.jsonl.zst` data files instead of plain `.jsonl` [default: plain].
     #[arg(long)]
     pub compress: bool,
+    /// Export even when ranks are missing, unfinished or of different world sizes (only
+    /// their finished shards are read) [default: refuse].
+    #[arg(long)]
+    pub allow_partial: bool,
 }
 
 impl ExportSettings {
@@ -413,8 +419,10 @@ fn remove_old_output(dir: &Path) -> Result<()> {
 pub fn run(ctx: &Context, args: &ExportArgs) -> Result<ExitCode> {
     let started = Instant::now();
     let started_at = now_rfc3339();
+    crate::stages::common::refuse_split_from_env("export")?;
     let settings = ExportSettings::resolve(ctx, args)?;
     let out_dir = ctx.output_dir()?;
+    let streams = input_streams(ctx, args.allow_partial)?;
     let inputs: Vec<_> = ctx.input_files()?.into_iter().map(|(_, f)| f).collect();
     let output_cfg = &ctx.output_format;
     let settings_json = json!({"export": settings, "output": output_cfg});
@@ -434,7 +442,9 @@ pub fn run(ctx: &Context, args: &ExportArgs) -> Result<ExitCode> {
     let mut rows: Vec<Record> = Vec::new();
     let mut sink = RowSink::new(&out_dir, settings.output_format, settings.format, output_cfg.records_per_shard, settings.compress)?;
 
-    read_record_items(&inputs, ctx.record_line_limit(), |item| {
+    // Ranks merged in corpus order: the rows (and which of two near-duplicates stays) come
+    // out as one process would write them.
+    merge_by_position(streams, ctx.record_line_limit(), |item| {
         let record = match item {
             RecordItem::Bad { file, line, bad } => {
                 tracing::warn!("{file}:{line}: skipped line: {} ({})", bad.reason, bad.detail);
@@ -499,6 +509,51 @@ pub fn run(ctx: &Context, args: &ExportArgs) -> Result<ExitCode> {
     Manifest::finished("export", &inputs, fp, settings_json, counts, shards, started_at, started, Value::Null).write(&out_dir)?;
     tracing::info!("export: {} of {} records exported; dropped {:?}", funnel.exported, funnel.records, funnel.dropped);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The inputs as streams to merge: one per rank of a rank layout, the other inputs as one.
+/// A rank layout that is not complete (ranks missing, unfinished, or of two world sizes) is
+/// refused unless `allow_partial`, as is a stage directory with unfinished shards.
+fn input_streams(ctx: &Context, allow_partial: bool) -> Result<Vec<Vec<InputFile>>> {
+    let mut streams = Vec::new();
+    let mut plain = Vec::new();
+    let mut problems = Vec::new();
+    for spec in &ctx.inputs {
+        let dir = std::path::Path::new(spec);
+        let layout = StageRanks::read(dir);
+        if dir.is_dir() && layout.is_rank_layout() {
+            problems.extend(layout.incomplete());
+            for (_, _, rank_dir) in crate::shards::ranks::rank_dirs(dir) {
+                let files = expand_inputs(&[rank_dir.display().to_string()]).unwrap_or_default();
+                streams.push(files);
+            }
+            continue;
+        }
+        if dir.is_dir() {
+            match crate::shards::ranks::output_state(dir) {
+                OutputState::Partial { records } if Manifest::read(dir)?.is_none() && !crate::shards::ranks::partial_files(dir).is_empty() => {
+                    problems.push(format!("{spec}: the stage has not finished ({records} records so far)"))
+                }
+                OutputState::Stopped { reason, .. } => problems.push(format!("{spec}: {reason}")),
+                _ => {}
+            }
+        }
+        plain.extend(expand_inputs(std::slice::from_ref(spec))?);
+    }
+    if !problems.is_empty() {
+        let message = format!("export: the input is not complete: {}", problems.join("; "));
+        if !allow_partial {
+            return Err(crate::exit::Incomplete::new(format!(
+                "{message}. Finish or resubmit those ranks (`unitcoder status WORK`), or export what is there with --allow-partial"
+            ))
+            .into());
+        }
+        tracing::warn!("{message}; exporting the finished shards only (--allow-partial)");
+    }
+    if !plain.is_empty() {
+        streams.insert(0, plain);
+    }
+    Ok(streams)
 }
 
 /// Step 1 and the funnel bookkeeping: the record's tier, or the reason it cannot be

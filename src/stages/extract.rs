@@ -153,12 +153,15 @@ pub fn run_until(ctx: &Context, args: &ExtractArgs, max_kept: Option<u64>) -> Re
     let input_cfg = &ctx.input;
     let output_cfg = &ctx.output_format;
     let out_dir = ctx.output_dir()?;
-    let inputs: Vec<_> = ctx.corpus_files()?.into_iter().map(|(_, f)| f).collect();
+    // With ranks, each rank writes its own rejects (two ranks in one directory clobber each other).
+    let rejects_dir = args.rejects.clone().map(|dir| ctx.rank_dir(dir));
+    let (globals, inputs): (Vec<usize>, Vec<_>) = ctx.corpus_files()?.into_iter().unzip();
 
     let settings_json = json!({ "extract": settings, "input": input_cfg, "output": output_cfg, "limit": ctx.limit, "max_kept": max_kept });
     let input_paths: Vec<PathBuf> = inputs.iter().map(|i| i.path.clone()).collect();
     let fp = fingerprint(&input_paths, &settings_json);
-    if args.rejects.is_none() && prepare_output(&out_dir, "extract", &fp, ctx.force)? {
+    let rejects_current = rejects_dir.as_deref().is_none_or(|dir| rejects_up_to_date(dir, &fp));
+    if !ctx.force && rejects_current && prepare_output(&out_dir, "extract", &fp, false)? {
         // The same status as the run that wrote it: a rerun must not turn an error into success.
         let unreadable = Manifest::read(&out_dir)?.and_then(|m| m.counts.get("unreadable_files").and_then(|v| v.as_u64())).unwrap_or(0);
         if unreadable > 0 {
@@ -166,12 +169,10 @@ pub fn run_until(ctx: &Context, args: &ExtractArgs, max_kept: Option<u64>) -> Re
         }
         return Ok(exit_status(unreadable));
     }
-    if args.rejects.is_some() {
-        prepare_output(&out_dir, "extract", &fp, true)?;
-    }
+    prepare_output(&out_dir, "extract", &fp, true)?;
     let shard_options = ShardWriterOptions { records_per_shard: output_cfg.records_per_shard, compress: output_cfg.compress, ..Default::default() };
     let mut writer = ShardWriter::new(&out_dir, shard_options.clone())?;
-    let mut rejects = args.rejects.as_deref().map(|dir| open_rejects(dir, &shard_options)).transpose()?;
+    let mut rejects = rejects_dir.as_deref().map(|dir| open_rejects(dir, &shard_options)).transpose()?;
 
     tracing::info!("extract: {} input files → {} ({} workers)", inputs.len(), out_dir.display(), ctx.jobs);
     let fields = SourceFields {
@@ -182,6 +183,7 @@ pub fn run_until(ctx: &Context, args: &ExtractArgs, max_kept: Option<u64>) -> Re
     };
     let mut counts = ExtractCounts::default();
     let mut seen: HashSet<[u8; 16]> = HashSet::new();
+    let mut positions = Positions { globals, file: usize::MAX, next: 0 };
     // `.py` inputs are one document each: then the total is known.
     let all_py = inputs.iter().all(|i| i.format == crate::shards::InputFormat::PySource);
     let total = all_py.then(|| ctx.limit.map_or(inputs.len() as u64, |l| l.min(inputs.len() as u64)));
@@ -222,7 +224,7 @@ pub fn run_until(ctx: &Context, args: &ExtractArgs, max_kept: Option<u64>) -> Re
             if max_kept.is_some_and(|m| counts.kept >= m) {
                 return Ok(()); // read before the reader heard it was enough: not part of this run
             }
-            emit(outcome, &mut counts, &mut seen, &settings, max_kept, &mut writer, rejects.as_mut())?;
+            emit(outcome, &mut counts, &mut seen, &mut positions, &settings, max_kept, &mut writer, rejects.as_mut())?;
             if max_kept.is_some_and(|m| counts.kept >= m) {
                 enough.store(true, std::sync::atomic::Ordering::Relaxed);
             }
@@ -235,7 +237,7 @@ pub fn run_until(ctx: &Context, args: &ExtractArgs, max_kept: Option<u64>) -> Re
     counts.unreadable_files = read_summary.unreadable_files;
 
     let shards = writer.finish()?;
-    if let (Some(r), Some(dir)) = (rejects, &args.rejects) {
+    if let (Some(r), Some(dir)) = (rejects, &rejects_dir) {
         let counts_json = json!({ "dropped": counts.dropped, "bad_input": counts.bad_input });
         Manifest::finished(
             "extract-rejects",
@@ -267,6 +269,30 @@ fn exit_status(unreadable_files: u64) -> ExitCode {
         crate::exit::code(crate::exit::FATAL)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// `--rejects DIR` already holds the rejects of this very extraction.
+fn rejects_up_to_date(dir: &std::path::Path, fingerprint: &str) -> bool {
+    matches!(Manifest::read(dir), Ok(Some(m)) if m.stage == "extract-rejects" && m.complete && m.fingerprint == fingerprint && m.shards_present(dir))
+}
+
+/// Each kept function's place in the corpus (`source.position`): the input file's index in
+/// the whole listing (not this rank's share) and the candidate's number within the file.
+struct Positions {
+    /// Global index of each of this rank's input files.
+    globals: Vec<usize>,
+    file: usize,
+    next: u64,
+}
+
+impl Positions {
+    fn next(&mut self, file_index: usize) -> [u64; 2] {
+        if file_index != self.file {
+            (self.file, self.next) = (file_index, 0);
+        }
+        self.next += 1;
+        [self.globals.get(file_index).copied().unwrap_or(file_index) as u64, self.next - 1]
     }
 }
 
@@ -321,10 +347,12 @@ fn over_quota(packages: &[String], kept: &BTreeMap<String, u64>, max: usize) -> 
 }
 
 /// Count, dedup and write one document's outcome (called in input order).
+#[allow(clippy::too_many_arguments)]
 fn emit(
     outcome: DocOutcome,
     counts: &mut ExtractCounts,
     seen: &mut HashSet<[u8; 16]>,
+    positions: &mut Positions,
     settings: &ExtractSettings,
     max_kept: Option<u64>,
     writer: &mut ShardWriter,
@@ -361,6 +389,7 @@ fn emit(
                     break;
                 }
                 counts.candidates += 1;
+                let position = positions.next(doc.file_index);
                 let outcome = match candidate.outcome {
                     Ok(kept) if settings.dedup && !seen.insert(kept.norm_hash) => Err((DropReason::Duplicate, String::new())),
                     Ok(kept) if over_quota(&kept.record.packages, &counts.packages, settings.max_per_package) => {
@@ -371,6 +400,8 @@ fn emit(
                 match outcome {
                     Ok(mut kept) => {
                         counts.kept += 1;
+                        kept.record.source.position = Some(position);
+                        kept.record.dedup_key = Some(crate::hash::hex(&kept.norm_hash));
                         if !doc.meta.is_empty() {
                             kept.record.source.meta = Some(doc.meta.clone());
                         }

@@ -18,8 +18,11 @@ pub mod problems;
 pub mod refine;
 pub mod run;
 pub mod sandbox_run;
+pub mod share;
 pub mod show;
+pub mod slurm;
 pub mod stats;
+pub mod status;
 
 use anyhow::Result;
 use serde::de::DeserializeOwned;
@@ -56,6 +59,7 @@ macro_rules! stage {
 /// Every stage, in funnel order.
 pub const REGISTRY: &[StageInfo] = &[
     stage!("extract", crate::python::extractor::ExtractSettings, true),
+    stage!("share", true),
     stage!("gen-tests", gen_tests::GenTestsSettings, true),
     stage!("sandbox-run", true),
     stage!("fix", fix::FixSettings, true),
@@ -66,6 +70,8 @@ pub const REGISTRY: &[StageInfo] = &[
     stage!("export", export::ExportSettings, true),
     stage!("run", run::RunSettings, false),
     stage!("stats", false),
+    stage!("status", false),
+    stage!("slurm", crate::slurm::SlurmSettings, false),
     stage!("doctor", false),
     stage!("eval-tests", false),
 ];

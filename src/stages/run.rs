@@ -1,7 +1,9 @@
 //! `unitcoder run`: the whole method in one command (the one stage that composes the
 //! others).
 //!
-//!   1. `extract` the corpus into `WORK/extract/` (skipped when up to date);
+//!   1. `extract` the corpus into `WORK/extract/` (skipped when up to date); with
+//!      `--world-size N`, each rank then takes its `share` of every rank's functions,
+//!      deduplicated across ranks (`WORK/share/`, see `share.rs`);
 //!   2. stream every extracted record through gen-tests → sandbox-run → fix → refine, each
 //!      record moving on as soon as its previous step is done (bounded window), every
 //!      step's results landing as shards in `WORK/<step>/` with its own manifest;
@@ -86,6 +88,18 @@ pub struct RunArgs {
     /// Refine: do not add doctest examples to docstrings.
     #[arg(long)]
     pub no_doctests: bool,
+    /// Stop after this stage (extract, share, gen-tests, sandbox-run, fix, refine, case2code):
+    /// e.g. a first Slurm array that only extracts [default: run everything].
+    #[arg(long, value_name = "STAGE", value_parser = ["extract", "share", "gen-tests", "sandbox-run", "fix", "refine", "case2code"])]
+    pub stop_after: Option<String>,
+    /// Only export (every rank, checked complete) and print the funnel: the merge of a split
+    /// run, e.g. after its Slurm arrays.
+    #[arg(long)]
+    pub only_export: bool,
+    /// With ranks: how long the LLM stages wait for the other ranks' extracts (their share
+    /// needs every rank's functions); then exit 7 [default: no limit].
+    #[arg(long, value_name = "SECONDS")]
+    pub wait_for_ranks: Option<u64>,
     #[command(flatten)]
     pub extract: extract::ExtractArgs,
     #[command(flatten)]
@@ -112,16 +126,64 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<ExitCode> {
         return Err(crate::exit::UsageError::new("--input PATH is required (or [run] inputs in the config)").into());
     }
     std::fs::create_dir_all(&work).with_context(|| format!("cannot create work directory {}", work.display()))?;
+    let command = match &args.stop_after {
+        Some(stage) => format!("run --stop-after {stage}"),
+        None => "run".to_string(),
+    };
+    if args.only_export {
+        // The merge of a split run: steps 3 and 4 over every rank's output.
+        anyhow::ensure!(ctx.world_size <= 1, crate::exit::UsageError::new("--only-export merges every rank: drop --rank/--world-size"));
+        let code = export_all(ctx, args, &rs, &work)?;
+        if !ctx.quiet {
+            stats::print_funnel(&work);
+        }
+        return Ok(code);
+    }
+    crate::stages::common::marker::with_rank_marker(ctx, Some(&work), &command, || run_in(ctx, args, &rs, &work, corpus))
+}
 
-    // Step 1: extract (this rank's share of the corpus).
+/// Steps 1 to 4 in the work directory.
+fn run_in(ctx: &Context, args: &RunArgs, rs: &RunSettings, work: &Path, corpus: Vec<String>) -> Result<ExitCode> {
+    let work = work.to_path_buf();
+
+    // Step 1: extract (this rank's files of the corpus).
     // `--limit N` is N functions through the chain: extract stops once it has kept N.
     let mut ex_ctx = ctx.with_io(corpus, work.join("extract"), true);
     ex_ctx.limit = None;
     let code = extract::run_until(&ex_ctx, &args.extract, ctx.limit)?;
     anyhow::ensure!(code == ExitCode::SUCCESS, "extract failed");
     let extract_dir = ex_ctx.output_dir()?;
-    let manifest = Manifest::read(&extract_dir)?.context("extract wrote no manifest")?;
-    let shard_specs: Vec<String> = manifest.shards.iter().map(|s| extract_dir.join(&s.file).display().to_string()).collect();
+    let stop_after = args.stop_after.as_deref();
+    if stop_after == Some("extract") {
+        tracing::info!("run: stopped after extract (--stop-after)");
+        return Ok(ExitCode::SUCCESS);
+    }
+    // With ranks: this rank's share of every rank's functions, deduplicated across ranks.
+    let chain_input = if ctx.world_size > 1 && !ctx.dry_run {
+        let share = crate::stages::share::Share {
+            extract: &work.join("extract"),
+            output: &work.join("share"),
+            rank: ctx.rank,
+            world: ctx.world_size,
+            wait: args.wait_for_ranks.map(std::time::Duration::from_secs),
+            writer: crate::shards::ShardWriterOptions {
+                records_per_shard: ctx.output_format.records_per_shard,
+                compress: ctx.output_format.compress,
+                ..Default::default()
+            },
+            force: ctx.force,
+            max_line_bytes: ctx.record_line_limit(),
+        };
+        crate::stages::share::run(&share)?
+    } else {
+        extract_dir.clone()
+    };
+    if stop_after == Some("share") {
+        tracing::info!("run: stopped after share (--stop-after)");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let manifest = Manifest::read(&chain_input)?.context("extract wrote no manifest")?;
+    let shard_specs: Vec<String> = manifest.shards.iter().map(|s| chain_input.join(&s.file).display().to_string()).collect();
 
     // Step 2: the record chain, one LLM cache for the whole run.
     let mut llm = llm_settings(ctx, &args.llm);
@@ -129,7 +191,12 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<ExitCode> {
         llm.cache = work.join("llm-cache.sqlite").display().to_string();
     }
     let sandbox = Arc::new(Sandbox::start(args.sandbox.settings(ctx))?);
-    let mut stages = chain(ctx, args, &rs, &work, llm.clone(), &sandbox)?;
+    let mut stages = chain(ctx, args, rs, &work, llm.clone(), &sandbox)?;
+    if let Some(last) = stop_after {
+        if let Some(i) = stages.iter().position(|s| s.step.name() == last) {
+            stages.truncate(i + 1);
+        }
+    }
     // A dry run writes the chain's (error) records to a scratch directory.
     let scratch = if ctx.dry_run { Some(tempfile::tempdir()?) } else { None };
     if let Some(dir) = &scratch {
@@ -147,7 +214,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<ExitCode> {
         compress: ctx.output_format.compress,
         quiet: ctx.quiet,
         max_line_bytes: ctx.record_line_limit(),
-        label: extract_dir.display().to_string(),
+        label: chain_input.display().to_string(),
         limit: ctx.limit,
     };
     let names: Vec<&str> = stages.iter().map(|s| s.step.name()).collect();
@@ -172,22 +239,22 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<ExitCode> {
     log_report(&stages.iter().map(|s| s.step.clone()).collect::<Vec<_>>(), &report);
     drop(stages);
     drop(sandbox);
-    if report.budget_stopped || report.llm_fatal.is_some() {
+    if report.budget_stopped || report.llm_fatal.is_some() || stop_after.is_some() {
         return Ok(report.exit_code());
     }
 
     // Step 3: export (one process only: dedup needs every record).
-    let last = if rs.refine { "refine" } else { "fix" };
     if rs.export && ctx.world_size <= 1 {
-        let ex = ctx.with_io(vec![work.join(last).display().to_string()], work.join("export"), false);
-        export::run(&ex, &args.export)?;
-        if rs.case2code {
-            let ex = ctx.with_io(vec![work.join("case2code").display().to_string()], work.join("export-case2code"), false);
-            export::run(&ex, &args.export)?;
+        let code = export_all(ctx, args, rs, &work)?;
+        if code != ExitCode::SUCCESS {
+            return Ok(code);
         }
     } else if rs.export {
-        let (from, to) = (work.join(last), work.join("export"));
-        tracing::info!("run: rank {} done; when every rank is, run `unitcoder export -i {} -o {}`", ctx.rank, from.display(), to.display());
+        tracing::info!(
+            "run: rank {} done; when every rank is (`unitcoder status {}`), merge them with the same command and --only-export",
+            ctx.rank,
+            work.display()
+        );
     }
 
     // Step 4: the funnel.
@@ -195,6 +262,19 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<ExitCode> {
         stats::print_funnel(&work);
     }
     Ok(report.exit_code())
+}
+
+/// Step 3: export the last stage (every rank of it, checked complete) to `WORK/export/`, and
+/// Case2Code tasks to `WORK/export-case2code/`.
+fn export_all(ctx: &Context, args: &RunArgs, rs: &RunSettings, work: &Path) -> Result<ExitCode> {
+    let last = if rs.refine { "refine" } else { "fix" };
+    let ex = ctx.with_io(vec![work.join(last).display().to_string()], work.join("export"), false);
+    let code = export::run(&ex, &args.export)?;
+    if code != ExitCode::SUCCESS || !rs.case2code {
+        return Ok(code);
+    }
+    let ex = ctx.with_io(vec![work.join("case2code").display().to_string()], work.join("export-case2code"), false);
+    export::run(&ex, &args.export)
 }
 
 /// The record chain of step 2, each step built from its resolved settings.

@@ -31,6 +31,8 @@ pub struct StatsArgs {
 pub struct StageStats {
     pub stage: String,
     pub manifests: usize,
+    /// The world size of its rank folders (1: not split).
+    pub world_size: usize,
     pub complete: bool,
     pub records: u64,
     pub ok: u64,
@@ -57,6 +59,8 @@ pub struct Report {
     pub adequacy: Option<AdequacyReport>,
     /// Exported rows by tier.
     pub tiers: BTreeMap<String, u64>,
+    /// What makes these numbers doubtful (mixed world sizes).
+    pub warnings: Vec<String>,
 }
 
 /// Distributions of line coverage and mutation score (verified records per bucket).
@@ -85,14 +89,17 @@ impl AdequacyReport {
     }
 }
 
-fn manifests_under(dir: &Path) -> Vec<Manifest> {
+/// Every manifest under `dir`, with the world size of the rank folder it is in (if any).
+fn manifests_under(dir: &Path) -> Vec<(Option<usize>, Manifest)> {
     let mut out = Vec::new();
     // Hidden directories hold a stage's own intermediate output (problems/.generated).
     let visible = |e: &walkdir::DirEntry| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.');
     for entry in walkdir::WalkDir::new(dir).max_depth(3).sort_by_file_name().into_iter().filter_entry(visible).flatten() {
         if entry.file_name() == "manifest.json" {
-            if let Ok(Some(m)) = Manifest::read(entry.path().parent().unwrap_or(dir)) {
-                out.push(m);
+            let parent = entry.path().parent().unwrap_or(dir);
+            if let Ok(Some(m)) = Manifest::read(parent) {
+                let world = parent.file_name().and_then(|n| crate::shards::ranks::parse_dir_name(&n.to_string_lossy())).map(|(_, w)| w);
+                out.push((world, m));
             }
         }
     }
@@ -115,9 +122,31 @@ pub fn collect(dir: &Path) -> Result<Report> {
     let mut by_stage: BTreeMap<String, StageStats> = BTreeMap::new();
     let mut packages: BTreeMap<String, u64> = BTreeMap::new();
     let mut tiers: BTreeMap<String, u64> = BTreeMap::new();
-    for m in &manifests {
-        let s = by_stage.entry(m.stage.clone()).or_insert_with(|| StageStats { stage: m.stage.clone(), complete: true, ..Default::default() });
+    // Rank folders of two world sizes are two splits of the same inputs: adding them up
+    // would count every record twice, so such a stage gets one row per world size.
+    let mut worlds: BTreeMap<&str, std::collections::BTreeSet<Option<usize>>> = BTreeMap::new();
+    for (w, m) in &manifests {
+        worlds.entry(m.stage.as_str()).or_default().insert(*w);
+    }
+    let mut warnings = Vec::new();
+    for (stage, ws) in &worlds {
+        if ws.len() > 1 {
+            let sizes: Vec<String> = ws.iter().map(|w| w.map_or("1 (no ranks)".into(), |w| w.to_string())).collect();
+            warnings.push(format!(
+                "{stage}: outputs of different world sizes ({}) are mixed: they are splits of the same inputs, shown as separate rows; remove the stale ones",
+                sizes.join(", ")
+            ));
+        }
+    }
+    for (world, m) in &manifests {
+        let key = if worlds.get(m.stage.as_str()).is_some_and(|ws| ws.len() > 1) {
+            format!("{} (world size {})", m.stage, world.unwrap_or(1))
+        } else {
+            m.stage.clone()
+        };
+        let s = by_stage.entry(key.clone()).or_insert_with(|| StageStats { stage: key.clone(), complete: true, ..Default::default() });
         s.manifests += 1;
+        s.world_size = world.unwrap_or(1);
         s.complete &= m.complete;
         s.elapsed_seconds = s.elapsed_seconds.max(m.elapsed_seconds);
         let c = &m.counts;
@@ -128,6 +157,11 @@ pub fn collect(dir: &Path) -> Result<Report> {
                 s.ok += num("kept");
                 add_map(&mut s.outcomes, c.get("dropped"));
                 *s.outcomes.entry(counter::DOCUMENTS.into()).or_default() += num("documents");
+            }
+            "share" => {
+                s.records += num("records") + num("cross_rank_duplicates");
+                s.ok += num("records");
+                *s.outcomes.entry("cross_rank_duplicates".into()).or_default() += num("cross_rank_duplicates");
             }
             "export" => {
                 s.records += num("records");
@@ -182,12 +216,13 @@ pub fn collect(dir: &Path) -> Result<Report> {
     packages.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     report.packages = packages;
     let mut stages: Vec<StageStats> = by_stage.into_values().collect();
-    stages.sort_by_key(|s| super::funnel_position(&s.stage));
+    stages.sort_by_key(|s| (super::funnel_position(s.stage.split(" (").next().unwrap_or_default()), s.stage.clone()));
     report.total_tokens = stages.iter().map(|s| s.prompt_tokens + s.completion_tokens).sum();
     report.total_cost_usd = stages.iter().map(|s| s.cost_usd).sum();
     report.adequacy = stages.iter().rev().find_map(|s| AdequacyReport::from_outcomes(&s.stage, &s.outcomes));
     report.tiers = tiers;
     report.stages = stages;
+    report.warnings = warnings;
     Ok(report)
 }
 
@@ -230,6 +265,9 @@ pub fn render_top(r: &Report, top: usize) -> String {
     }
     if r.stages.iter().any(|s| !s.complete) {
         out.push_str("(* stopped early: rerun the same command to continue)\n");
+    }
+    for w in &r.warnings {
+        out.push_str(&format!("warning: {w}\n"));
     }
     if !r.pass_rate_by_round.is_empty() {
         out.push_str(&format!(
@@ -278,6 +316,7 @@ pub fn print_funnel(dir: &Path) {
 }
 
 pub fn run(_ctx: &Context, args: &StatsArgs) -> Result<ExitCode> {
+    crate::stages::common::refuse_split_from_env("stats")?;
     let report = collect(&args.dir)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&json!(report))?);

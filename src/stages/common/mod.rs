@@ -2,6 +2,7 @@
 //! in a step, one way to ask a model, the record-field and sandbox flags, and one `run` for
 //! stages that use a model and the sandbox. A stage file holds only its algorithm.
 
+pub mod marker;
 pub mod rewrite;
 
 use std::path::Path;
@@ -20,6 +21,21 @@ use crate::record::ErrorInfo;
 use crate::sandbox::{AdequacyArgs, AdequacySettings, Sandbox, SandboxArgs, SandboxSettings};
 
 pub use rewrite::{Rejected, RewriteCheck};
+
+/// A command that reads every rank (export, stats, status) refuses to be split by
+/// `UNITCODER_WORLD_SIZE` from the environment (sbatch passes the caller's environment on,
+/// so a merge job submitted from a rank's shell would see it).
+pub fn refuse_split_from_env(command: &str) -> Result<()> {
+    let world = std::env::var("UNITCODER_WORLD_SIZE").ok().and_then(|v| v.trim().parse::<usize>().ok()).unwrap_or(1);
+    if world > 1 {
+        return Err(crate::exit::UsageError::new(format!(
+            "{command} reads every rank and is never split, but UNITCODER_WORLD_SIZE={world} is set in the environment \
+             (sbatch passes the caller's environment on): unset UNITCODER_WORLD_SIZE and UNITCODER_RANK for this command"
+        ))
+        .into());
+    }
+    Ok(())
+}
 
 /// Why a step could not go on with a record.
 #[derive(Debug, thiserror::Error)]
