@@ -432,6 +432,12 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         // Logged once (the log goes to stderr); argument problems exit as clap's do.
+        // A failure caused by Ctrl-C or SIGTERM (a child killed by the same signal) exits as
+        // the interruption, like the signal thread does.
+        Err(e) if crate::interrupt::received().is_some() => {
+            tracing::debug!("after the interruption: {e:#}");
+            crate::exit::code(crate::interrupt::received().map_or(crate::exit::FATAL, |(_, status)| status))
+        }
         Err(e) if e.is::<crate::exit::UsageError>() => {
             tracing::error!("{e:#}");
             crate::exit::code(crate::exit::USAGE)
@@ -560,7 +566,8 @@ mod tests {
                 let Some(long) = arg.get_long() else { continue };
                 let takes_value = arg.get_num_args().is_some_and(|n| n.takes_values())
                     && !matches!(arg.get_action(), clap::ArgAction::SetTrue | clap::ArgAction::Help | clap::ArgAction::Version);
-                if !takes_value || arg.is_positional() || no_default.contains(&long) || !arg.get_default_values().is_empty() {
+                if !takes_value || arg.is_positional() || arg.is_required_set() || no_default.contains(&long) || !arg.get_default_values().is_empty()
+                {
                     continue;
                 }
                 let help = arg.get_long_help().or(arg.get_help()).map(|h| h.to_string()).unwrap_or_default();

@@ -3,7 +3,8 @@
 //! every shard is crash-safe (a `kill -9` resumes too), so the handler does not wait for
 //! records in flight.
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use signal_hook::consts::{SIGINT, SIGTERM};
 
@@ -19,8 +20,26 @@ pub fn on_signal(hook: impl Fn(&str, u8) + Send + 'static) {
     }
 }
 
+/// The signal received, set in the signal handler itself: a failure that follows it (a child
+/// process the same signal killed first) is reported as the interruption it is.
+static RECEIVED: OnceLock<Arc<AtomicUsize>> = OnceLock::new();
+
+/// The signal this process received, if any: its name and the exit status it means.
+pub fn received() -> Option<(&'static str, u8)> {
+    let signal = RECEIVED.get()?.load(Ordering::SeqCst) as i32;
+    match signal {
+        SIGINT => Some(("Ctrl-C (SIGINT)", (128 + SIGINT) as u8)),
+        SIGTERM => Some(("SIGTERM", (128 + SIGTERM) as u8)),
+        _ => None,
+    }
+}
+
 /// Start the handler thread (once, before any work).
 pub fn install() {
+    let flag = RECEIVED.get_or_init(|| Arc::new(AtomicUsize::new(0)));
+    for signal in [SIGINT, SIGTERM] {
+        let _ = signal_hook::flag::register_usize(signal, flag.clone(), signal as usize);
+    }
     let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
         tracing::debug!("cannot install signal handlers; Ctrl-C exits without a summary");
         return;

@@ -65,3 +65,25 @@ pub fn python() -> String {
 pub fn sandbox_python() -> String {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-sandbox/bin/python").display().to_string()
 }
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// The demo corpus plus a copy of one of its files that sorts first: with 3 ranks, the copy
+/// (rank 0) and the original (rank 1) are duplicates no single rank sees both of.
+pub fn demo_corpus_with_a_copy(dir: &Path) -> PathBuf {
+    let corpus = dir.join("corpus");
+    copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/demo/corpus"), &corpus);
+    std::fs::create_dir_all(corpus.join("aa_copy")).unwrap();
+    std::fs::copy(corpus.join("tables/frames.py"), corpus.join("aa_copy/frames.py")).unwrap();
+    corpus
+}

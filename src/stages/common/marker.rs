@@ -23,6 +23,10 @@ pub fn with_rank_marker(ctx: &Context, dir: Option<&Path>, command: &str, body: 
     });
     let result = body();
     let ended = match &result {
+        _ if crate::interrupt::received().is_some() => {
+            let (signal, status) = crate::interrupt::received().unwrap_or(("a signal", 143));
+            marker.ended(status, Some(format!("interrupted by {signal}")))
+        }
         Ok(code) => {
             let status = crate::exit::status_of(*code);
             marker.ended(status, (status != 0).then(|| format!("exit status {status} (see this rank's log)")))
