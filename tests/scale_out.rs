@@ -241,3 +241,68 @@ fn slurm_scripts_pin_the_world_size_and_take_the_rank_from_the_array_index() {
     let a = bin().args(["slurm", "--world-size", "2", "--no-submit", "--", "stats", "x"]).assert().code(2);
     assert!(stderr(&a).contains("not `stats`"), "{}", stderr(&a));
 }
+
+/// A rank killed mid-run (SIGKILL: nothing runs at exit) and run again keeps what it did and
+/// what it spent: its manifest's LLM totals are both runs' (the journal), and the rerun does
+/// not redo the finished records, even with `--rejects` (which used to make extract rewrite
+/// its shards on every run, so the rank started over).
+#[test]
+fn a_rank_killed_and_resumed_keeps_its_work_and_the_tokens_of_both_runs() {
+    use common::mock_llm::{Faults, MockServer};
+    let server = MockServer::start(Faults { latency_ms: 400, ..Default::default() });
+    let tmp = tempfile::tempdir().unwrap();
+    let corpus = demo_corpus_with_a_copy(tmp.path());
+    let work = tmp.path().join("w");
+    let cache = tmp.path().join("cache.sqlite");
+    let rejects = tmp.path().join("rejects");
+    let args = |rank: usize, stop: &str| -> Vec<String> {
+        let mut v: Vec<String> = ["run", "--config", "configs/demo.toml", "-i", corpus.to_str().unwrap(), "--work-dir", work.to_str().unwrap()]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        v.extend(["--base-url", &server.base_url, "--model", "mock", "--concurrency", "1"].iter().map(|s| s.to_string()));
+        v.extend(["--cache".to_string(), cache.display().to_string(), "--rejects".into(), rejects.display().to_string()]);
+        v.extend(["--stop-after".to_string(), stop.to_string()]);
+        v.extend(rank_args(rank, 2));
+        v
+    };
+    bin().current_dir(repo()).args(args(1, "extract")).assert().success();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("unitcoder"))
+        .current_dir(repo())
+        .args(args(0, "gen-tests"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while server.seen.completed.lock().unwrap().len() < 2 {
+        assert!(started.elapsed() < std::time::Duration::from_secs(120), "no answers");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // Let the client store the second answer (the third is 400 ms away), then kill it.
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    let killed_at = std::time::Instant::now();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The request in flight at the kill may still be answered into the closed connection:
+    // the mock counts it, the killed client never saw it.
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let before_kill: Vec<String> = {
+        let bodies = server.seen.completed.lock().unwrap();
+        let at = server.seen.completed_at.lock().unwrap();
+        bodies.iter().zip(at.iter()).filter(|(_, t)| **t < killed_at).map(|(b, _)| b.clone()).collect()
+    };
+    let ghosts = server.seen.completed.lock().unwrap().len() - before_kill.len();
+    assert!(before_kill.len() >= 2 && before_kill.len() < 6, "killed mid-run: {} answers", before_kill.len());
+    bin().current_dir(repo()).args(args(0, "gen-tests")).assert().success();
+    let total = server.seen.completed.lock().unwrap().len() as u64;
+    let m = manifest(&work.join("gen-tests/rank-00000-of-00002"));
+    let llm = &m["timings"]["llm"];
+    assert_eq!(llm["requests"], total - ghosts as u64, "both runs' requests: {llm}");
+    assert_eq!(llm["cache_hits"], before_kill.len() as u64, "answers of the killed run come from the cache: {llm}");
+    assert_eq!(m["history"].as_array().unwrap().len(), 2, "{m}");
+    // Nothing answered before the kill was asked again.
+    let bodies = server.seen.completed.lock().unwrap().clone();
+    for body in &before_kill {
+        assert_eq!(bodies.iter().filter(|b| *b == body).count(), 1, "a request answered before the kill was sent again");
+    }
+}
