@@ -278,6 +278,8 @@ pub enum Command {
     },
     /// Show a work directory's funnel: per stage, pass rate by fix round, packages, tokens.
     Stats(stages::stats::StatsArgs),
+    /// Write a work directory's report: one offline HTML page with the funnel, fix rounds, packages, test strength, errors, cost, decontamination, ranks.
+    Report(stages::report::ReportArgs),
     /// Show how far every rank of a split run got (done / partial / missing / failed, why); exit 7 while incomplete.
     Status(stages::status::StatusArgs),
     /// Split `run` (or a stage) over a Slurm array and merge: writes and submits the jobs.
@@ -507,6 +509,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Stats(args) => stages::stats::run(&ctx(Parts::default()), args),
         Command::Status(args) => stages::status::run(&ctx(Parts::default()), args),
+        Command::Report(args) => stages::report::run(&ctx(Parts::default()), args),
         Command::Slurm(args) => stages::slurm::run(&ctx(Parts::default()), args),
         Command::Show(args) => stages::show::run(args),
         Command::Doctor(args) => stages::doctor::run(&ctx(Parts::default()), args),

@@ -136,6 +136,14 @@ impl ContaminationIndex {
         self.tasks.len()
     }
 
+    /// The benchmarks indexed, sorted.
+    pub fn benchmarks(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.tasks.iter().map(|(b, _, _)| b.clone()).collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     pub fn is_empty(&self) -> bool {
         self.tasks.is_empty()
     }

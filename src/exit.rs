@@ -22,6 +22,9 @@ pub const ALL_FAILED: u8 = 6;
 /// A rank layout is not complete: `status` while ranks are missing, partial or failed;
 /// `export` (without `--allow-partial`) and the LLM stages of `run` when ranks are missing.
 pub const INCOMPLETE: u8 = 7;
+/// `export --max-contamination`: the share of records overlapping a benchmark reached the
+/// gate (the card names the rates; no manifest is written).
+pub const CONTAMINATED: u8 = 8;
 
 pub fn code(status: u8) -> std::process::ExitCode {
     std::process::ExitCode::from(status)

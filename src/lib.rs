@@ -13,6 +13,7 @@ pub mod dedup;
 pub mod executor;
 pub mod exit;
 pub mod hash;
+pub mod html;
 pub mod interrupt;
 pub mod llm;
 pub mod logging;

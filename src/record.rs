@@ -693,6 +693,16 @@ pub mod counter {
     }
 
     /// Consensus strength bucket, one decimal (`strength_0.6`).
+    /// Case2Code: functions by the number of IO examples they got.
+    pub fn examples_per_function(n: usize) -> String {
+        let bucket = match n {
+            0..=4 => n.to_string(),
+            5..=9 => "5-9".into(),
+            _ => "10+".into(),
+        };
+        format!("examples_per_function_{bucket}")
+    }
+
     pub fn strength(s: f64) -> String {
         format!("strength_{:.1}", (s * 10.0).floor() / 10.0)
     }

@@ -51,7 +51,7 @@ fn every_record_gets_a_verdict_or_an_error_in_input_order() {
     assert_eq!(m["counts"]["errors_by_kind"]["bad_input"], 1);
     assert_eq!(m["counts"]["errors_by_kind"]["missing_field"], 1);
     assert!(m["counts"]["outcomes"]["verdict_pass"].as_u64().unwrap() >= 1);
-    assert!(m["timings"]["isolation"].as_str().unwrap().len() > 4);
+    assert!(m["timings"]["sandbox"]["isolation"].as_str().unwrap().len() > 4);
 }
 
 #[test]

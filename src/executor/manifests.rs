@@ -44,11 +44,29 @@ pub struct Run<'a> {
 }
 
 /// One manifest per step; each later step names the previous step's directory as input.
+/// The progress snapshots of the run are removed: the manifests supersede them.
 pub fn write_all(stages: &[StageDir], run: &Run, counts: &[Counts], sealed: &[BTreeMap<usize, ShardInfo>]) -> Result<()> {
+    for (stage, manifest) in stages.iter().zip(build(stages, run, counts, sealed)?) {
+        manifest.write(&stage.dir)?;
+        let _ = std::fs::remove_file(Manifest::progress_path(&stage.dir));
+    }
+    Ok(())
+}
+
+/// The manifests as they would be now, as each stage's progress snapshot (`complete` false).
+pub fn write_progress(stages: &[StageDir], run: &Run, counts: &[Counts], sealed: &[BTreeMap<usize, ShardInfo>]) -> Result<()> {
+    for (stage, manifest) in stages.iter().zip(build(stages, run, counts, sealed)?) {
+        manifest.write_progress(&stage.dir)?;
+    }
+    Ok(())
+}
+
+fn build(stages: &[StageDir], run: &Run, counts: &[Counts], sealed: &[BTreeMap<usize, ShardInfo>]) -> Result<Vec<Manifest>> {
     let mut inputs_desc: Vec<String> = vec![run.label.to_string()];
+    let mut out = Vec::with_capacity(stages.len());
     for (s, stage) in stages.iter().enumerate() {
         let (totals, history) = crate::llm::stats::read_journal(&stage.dir.join(super::USAGE_JOURNAL));
-        let manifest = Manifest {
+        out.push(Manifest {
             stage: stage.step.name().to_string(),
             unitcoder_version: env!("CARGO_PKG_VERSION").into(),
             inputs: if s == 0 { run.inputs.iter().map(|(_, i)| i.display()).collect() } else { inputs_desc.clone() },
@@ -62,11 +80,10 @@ pub fn write_all(stages: &[StageDir], run: &Run, counts: &[Counts], sealed: &[BT
             timings: with_journal_totals(stage.step.report(), &totals),
             complete: run.complete,
             history,
-        };
-        manifest.write(&stage.dir)?;
+        });
         inputs_desc = vec![stage.dir.display().to_string()];
     }
-    Ok(())
+    Ok(out)
 }
 
 /// Counters a step reports for this process, replaced by the journal's totals over every

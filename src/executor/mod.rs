@@ -33,6 +33,7 @@ use crate::record::{ErrorInfo, RecordExt};
 use crate::shards::manifest::now_rfc3339;
 use crate::shards::reader::InputFile;
 use crate::shards::resume::StageOutput;
+use crate::shards::ShardInfo;
 
 pub type BoxFuture = Pin<Box<dyn Future<Output = Record> + Send>>;
 
@@ -64,7 +65,7 @@ pub trait Step: Send + Sync {
             out.insert(name.to_string(), agent.usage());
         }
         if let Some(sandbox) = r.sandbox {
-            out.insert("sandbox".into(), sandbox.report());
+            out.insert("sandbox".into(), sandbox.report(self.name()));
         }
         Value::Object(out)
     }
@@ -236,7 +237,14 @@ pub fn drive(inputs: &[(usize, InputFile)], stages: &[StageDir], run_fp: &str, o
     let shards = std::mem::take(&mut planned.shards);
     let total = takes.iter().sum::<u64>();
     let place = stages.iter().map(|s| s.dir.display().to_string()).collect::<Vec<_>>().join(", ");
-    stream::run(shards, &outputs, &steps, opts, stream::Totals { total, place }, &mut planned.counts, &mut planned.sealed)?;
+    // While it runs, the counts so far (as incomplete manifests) for `stats` and `report`.
+    let mut snapshot = |counts: &[Counts], sealed: &[BTreeMap<usize, ShardInfo>]| {
+        let run = manifests::Run { inputs, label: &opts.label, fingerprints: &fps, started_at: started_at.clone(), started, complete: false };
+        if let Err(e) = manifests::write_progress(stages, &run, counts, sealed) {
+            tracing::debug!("cannot write a progress snapshot: {e:#}");
+        }
+    };
+    stream::run(shards, &outputs, &steps, opts, stream::Totals { total, place }, &mut planned.counts, &mut planned.sealed, &mut snapshot)?;
 
     let budget_stopped = steps.iter().any(|s| s.budget_stopped());
     let llm_fatal = steps.iter().find_map(|s| s.llm_fatal());

@@ -28,6 +28,9 @@ enum Done {
     End(usize),
 }
 
+/// How often a running chain writes its counts for `stats` and `report` to read.
+const SNAPSHOT_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// What the progress line counts toward.
 pub struct Totals {
     /// Input records to process in all, done ones included.
@@ -36,7 +39,11 @@ pub struct Totals {
     pub place: String,
 }
 
+/// Called with the counts so far, now and then, while a chain runs.
+pub type Snapshot<'a> = &'a mut dyn FnMut(&[Counts], &[BTreeMap<usize, ShardInfo>]);
+
 /// Stream `plans` through `steps`, adding to `counts` and `sealed`.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     plans: Vec<ShardPlan>,
     outputs: &[StageOutput],
@@ -45,6 +52,7 @@ pub fn run(
     totals: Totals,
     counts: &mut [Counts],
     sealed: &mut [BTreeMap<usize, ShardInfo>],
+    snapshot: Snapshot,
 ) -> Result<()> {
     let (tx, rx) = tokio::sync::mpsc::channel::<Job>(opts.window.max(1));
     let first_stage = steps.first().map(|s| s.name()).unwrap_or("?");
@@ -66,6 +74,9 @@ pub fn run(
         place: totals.place,
     };
     let mut progress = crate::logging::Progress::new(spec, opts.quiet);
+    // One snapshot now: a stage whose first record takes minutes is visible as running.
+    snapshot(counts, sealed);
+    let mut last_snapshot = std::time::Instant::now();
     let work = |job| {
         let steps = steps.to_vec();
         async move {
@@ -89,6 +100,10 @@ pub fn run(
                 }
                 let (done, ok) = last(counts);
                 progress.update(done, ok);
+                if last_snapshot.elapsed() >= SNAPSHOT_EVERY {
+                    snapshot(counts, sealed);
+                    last_snapshot = std::time::Instant::now();
+                }
             }
             Done::End(k) => {
                 for (s, o) in outputs.iter().enumerate() {
@@ -170,7 +185,11 @@ async fn run_chain(steps: &[Arc<dyn Step>], input: Record, prev: Vec<Option<Reco
             }
             redoing = true;
         }
-        let out = if current.error().is_some() { current.clone() } else { step.clone().process(current.clone()).await };
+        let out = if current.error().is_some() {
+            current.clone()
+        } else {
+            crate::sandbox::asynchronous::labelled(step.name(), step.clone().process(current.clone())).await
+        };
         current = out.clone();
         outs.push(out);
     }

@@ -160,6 +160,9 @@ pub struct Sandbox {
     pub python: PythonInfo,
     pub worker_info: WorkerInfo,
     next_id: AtomicU64,
+    /// Per caller label (a stage's name, see `asynchronous::labelled`): jobs answered and
+    /// the seconds callers waited for them, queue included, for the manifests.
+    pub(crate) usage: std::sync::Mutex<std::collections::BTreeMap<&'static str, (u64, f64)>>,
 }
 
 impl Sandbox {
@@ -226,7 +229,17 @@ impl Sandbox {
         } else if !worker_info.missing.is_empty() {
             tracing::info!("sandbox: not pre-imported (not installed?): {}", worker_info.missing.join("; "));
         }
-        Ok(Sandbox { jobs: Some(job_tx), directed, threads, settings, launch, python, worker_info, next_id: AtomicU64::new(1) })
+        Ok(Sandbox {
+            jobs: Some(job_tx),
+            directed,
+            threads,
+            settings,
+            launch,
+            python,
+            worker_info,
+            next_id: AtomicU64::new(1),
+            usage: Default::default(),
+        })
     }
 
     pub fn isolation(&self) -> &str {

@@ -434,6 +434,7 @@ impl Step for Case2CodeStep {
                 counts.bump(counter::SAMPLES);
                 let n = c.examples.iter().flatten().filter(|e| e.is_value()).count();
                 counts.add_to(counter::EXAMPLES, n as u64);
+                counts.bump(counter::examples_per_function(n));
             }
             Some(_) => counts.bump(counter::dropped(c.reason.as_deref().unwrap_or("?"))),
             None => {}

@@ -48,6 +48,7 @@ use crate::llm::{Agent, LlmArgs, LlmSettings};
 use crate::python::literals::{check_literal, parse_inputs, signature, take_distinct, InputLiteral, Signature};
 use crate::python::{on_parse_stack, parse_untrusted};
 use crate::record::{counter, field, ConsensusOutcome, ConsensusTests, ErrorInfo, RecordExt, Task, TaskStatus};
+use crate::sandbox::asynchronous::{current_label, labelled};
 use crate::sandbox::calls::{CallOptions, CallsResult, OutcomeKind};
 use crate::sandbox::Sandbox;
 use crate::stages::common::{ask, llm_settings, run_with_sandbox, NoTask, SandboxFlags, StepError};
@@ -413,8 +414,9 @@ impl ConsensusStep {
             .collect();
 
         // Step 3: every candidate on every input, one child per candidate.
-        let reference_run =
-            record.text(field::REFERENCE).map(|code| tokio::spawn(self.run_calls(code.to_string(), entry_point.to_string(), inputs.clone())));
+        let reference_run = record
+            .text(field::REFERENCE)
+            .map(|code| tokio::spawn(labelled(current_label(), self.run_calls(code.to_string(), entry_point.to_string(), inputs.clone()))));
         let candidates = self.execute(codes, entry_point, &inputs, &expected_values).await;
         if let Some(e) = candidates.iter().find_map(|c| c.excluded.as_ref().filter(|x| x.starts_with("sandbox_error"))) {
             return Err(NoTask::Error(ErrorInfo::new(STAGE, "sandbox_error", e.clone(), true)));
@@ -478,7 +480,11 @@ impl ConsensusStep {
     ) -> Vec<Candidate> {
         let runs: Vec<_> = codes
             .iter()
-            .map(|c| c.as_ref().ok().map(|code| tokio::spawn(self.run_calls(code.clone(), entry_point.to_string(), inputs.to_vec()))))
+            .map(|c| {
+                c.as_ref()
+                    .ok()
+                    .map(|code| tokio::spawn(labelled(current_label(), self.run_calls(code.clone(), entry_point.to_string(), inputs.to_vec()))))
+            })
             .collect();
         let mut candidates: Vec<Candidate> = Vec::with_capacity(codes.len());
         for (index, (code, run)) in codes.into_iter().zip(runs).enumerate() {

@@ -115,6 +115,9 @@ pub struct ExportSettings {
     pub min_mutation_score: f64,
     /// Tiers written (`strong`, `weak`, `failed`).
     pub tiers: Vec<Tier>,
+    /// Gate: fail the export (exit 8) when the share of compared records overlapping one
+    /// benchmark reaches this (0 = no gate).
+    pub max_contamination: f64,
     /// zstd-compress JSONL data files. Off: plain `.jsonl` loads in pandas and HF
     /// `datasets` without extra packages (intermediate shards stay compressed).
     pub compress: bool,
@@ -137,6 +140,7 @@ impl Default for ExportSettings {
             min_line_coverage: 0.0,
             min_mutation_score: 0.0,
             tiers: vec![Tier::Strong],
+            max_contamination: 0.0,
             compress: false,
         }
     }
@@ -173,6 +177,10 @@ pub struct ExportArgs {
     /// Write `.jsonl.zst` data files instead of plain `.jsonl` [default: plain].
     #[arg(long)]
     pub compress: bool,
+    /// Gate: fail (exit 8, naming the benchmark) when this share of the records compared
+    /// overlaps one benchmark, 0–1 [default: 0, no gate].
+    #[arg(long, value_name = "RATE")]
+    pub max_contamination: Option<f64>,
     /// Export even when ranks are missing, unfinished or of different world sizes (only
     /// their finished shards are read) [default: refuse].
     #[arg(long)]
@@ -203,6 +211,9 @@ impl ExportSettings {
         }
         if let Some(x) = args.min_mutation_score {
             s.min_mutation_score = x;
+        }
+        if let Some(x) = args.max_contamination {
+            s.max_contamination = x;
         }
         if let Some(t) = &args.tiers {
             s.tiers = t.clone();
@@ -335,6 +346,12 @@ struct Funnel {
     not_refined: BTreeMap<String, u64>,
     dropped: BTreeMap<String, u64>,
     contaminated_by_benchmark: BTreeMap<String, u64>,
+    /// Records compared with the benchmarks (the denominator of the contamination rates).
+    decontamination_checked: u64,
+    /// Per benchmark: overlapping records / records compared.
+    contamination_rate: BTreeMap<String, f64>,
+    /// Benchmarks whose rate reached `max_contamination` (the export failed).
+    contamination_gate_failed: Vec<String>,
     exported: u64,
     /// Rows written, by tier.
     tiers: BTreeMap<String, u64>,
@@ -384,6 +401,9 @@ impl Filters<'_> {
             }
             (prompt, completion, code.to_string())
         };
+        if self.index.is_some() {
+            funnel.decontamination_checked += 1;
+        }
         if let Some(hit) = self.index.as_ref().and_then(|i| i.check(&code, s.contamination_threshold)) {
             *funnel.contaminated_by_benchmark.entry(hit.benchmark.clone()).or_default() += 1;
             tracing::debug!("{}: overlaps {} ({:.2})", record.text(field::ID).unwrap_or(""), hit.task_id, hit.containment);
@@ -504,9 +524,48 @@ pub fn run(ctx: &Context, args: &ExportArgs) -> Result<ExitCode> {
     sink.write(std::mem::take(&mut rows))?;
     let shards = sink.finish()?;
     anyhow::ensure!(shards.iter().map(|s| s.records).sum::<u64>() == funnel.exported, "internal error: rows written differ from rows exported");
+    if funnel.decontamination_checked > 0 {
+        let checked = funnel.decontamination_checked as f64;
+        if let Some(index) = &filters.index {
+            for b in index.benchmarks() {
+                funnel.contamination_rate.insert(b, 0.0);
+            }
+        }
+        for (b, n) in &funnel.contaminated_by_benchmark {
+            funnel.contamination_rate.insert(b.clone(), *n as f64 / checked);
+        }
+    }
+    // The gate. The card and the manifest state the rates either way; a failed gate leaves
+    // the manifest incomplete, so the export is not "done" (make or a rerun does it again)
+    // while `stats` and `report` still show why.
+    if settings.max_contamination > 0.0 {
+        funnel.contamination_gate_failed =
+            funnel.contamination_rate.iter().filter(|(_, rate)| **rate >= settings.max_contamination).map(|(b, _)| b.clone()).collect();
+    }
     write_card(&out_dir, &funnel, &settings, &inputs.iter().map(|i| i.display()).collect::<Vec<_>>(), &shards)?;
     let counts = serde_json::to_value(&funnel)?;
-    Manifest::finished("export", &inputs, fp, settings_json, counts, shards, started_at, started, Value::Null).write(&out_dir)?;
+    let mut manifest = Manifest::finished("export", &inputs, fp, settings_json, counts, shards, started_at, started, Value::Null);
+    if !funnel.contamination_gate_failed.is_empty() {
+        manifest.complete = false;
+        manifest.write(&out_dir)?;
+        let over: Vec<String> = funnel
+            .contamination_gate_failed
+            .iter()
+            .map(|b| {
+                let (n, rate) =
+                    (funnel.contaminated_by_benchmark.get(b).copied().unwrap_or(0), funnel.contamination_rate.get(b).copied().unwrap_or(0.0));
+                format!("{b} {:.1}% ({n} of {} records)", rate * 100.0, funnel.decontamination_checked)
+            })
+            .collect();
+        tracing::error!(
+            "export: records overlapping a benchmark reached --max-contamination {:.1}%: {}; the overlapping records were dropped, but this many says the corpus contains the benchmark (rates in {})",
+            settings.max_contamination * 100.0,
+            over.join(", "),
+            out_dir.join("README.md").display()
+        );
+        return Ok(crate::exit::code(crate::exit::CONTAMINATED));
+    }
+    manifest.write(&out_dir)?;
     tracing::info!("export: {} of {} records exported; dropped {:?}", funnel.exported, funnel.records, funnel.dropped);
     Ok(ExitCode::SUCCESS)
 }
@@ -910,6 +969,32 @@ fn write_card(dir: &Path, f: &Funnel, s: &ExportSettings, inputs: &[String], sha
         md.push_str(&format!("| · {kind} tasks | {n} |\n"));
     }
     md.push_str(&format!("| **exported** | **{}** |\n\n", f.exported));
+    if !f.contamination_rate.is_empty() {
+        md.push_str("## Decontamination\n\n");
+        md.push_str(&format!(
+            "{} records were compared with the benchmarks' solutions ({}-token n-grams; a record sharing at least {:.0}% of its n-grams with a task is dropped).\n\n",
+            f.decontamination_checked,
+            s.ngram,
+            s.contamination_threshold * 100.0
+        ));
+        md.push_str("| benchmark | records overlapping (dropped) | rate |\n|---|---:|---:|\n");
+        for (b, rate) in &f.contamination_rate {
+            md.push_str(&format!("| {b} | {} | {:.2}% |\n", f.contaminated_by_benchmark.get(b).copied().unwrap_or(0), rate * 100.0));
+        }
+        if s.max_contamination > 0.0 {
+            md.push_str(&format!("\nGate: the export fails when a benchmark's rate reaches {:.2}%", s.max_contamination * 100.0));
+            if f.contamination_gate_failed.is_empty() {
+                md.push_str(": passed.\n\n");
+            } else {
+                md.push_str(&format!(
+                    ": **FAILED** for {}. The corpus likely contains the benchmark; this export is not complete.\n\n",
+                    f.contamination_gate_failed.join(", ")
+                ));
+            }
+        } else {
+            md.push_str("\nNo gate was set (`export --max-contamination RATE`).\n\n");
+        }
+    }
     if !f.adequacy.is_empty() {
         md.push_str("## Test adequacy\n\n");
         md.push_str("How strong the tests that verified each record are: line coverage of the function under test and the share of ");

@@ -386,7 +386,8 @@ impl FixStep {
             .map(|(_, r)| {
                 let sandbox = self.sandbox.clone();
                 let (code, tests, entry) = (r.code.clone(), job.tests.clone(), job.entry_point.clone());
-                tokio::spawn(async move { sandbox.check_calls_async(code, tests, entry).await })
+                let label = crate::sandbox::asynchronous::current_label();
+                tokio::spawn(crate::sandbox::asynchronous::labelled(label, async move { sandbox.check_calls_async(code, tests, entry).await }))
             })
             .collect();
         let mut verdicts = Vec::with_capacity(handles.len());

@@ -16,6 +16,7 @@ pub mod fix;
 pub mod gen_tests;
 pub mod problems;
 pub mod refine;
+pub mod report;
 pub mod run;
 pub mod sandbox_run;
 pub mod share;
@@ -70,6 +71,7 @@ pub const REGISTRY: &[StageInfo] = &[
     stage!("export", export::ExportSettings, true),
     stage!("run", run::RunSettings, false),
     stage!("stats", false),
+    stage!("report", false),
     stage!("status", false),
     stage!("slurm", crate::slurm::SlurmSettings, false),
     stage!("doctor", false),

@@ -137,6 +137,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<ExitCode> {
         if !ctx.quiet {
             stats::print_funnel(&work);
         }
+        write_report(&work);
         return Ok(code);
     }
     crate::stages::common::marker::with_rank_marker(ctx, Some(&work), &command, || run_in(ctx, args, &rs, &work, corpus))
@@ -240,6 +241,9 @@ fn run_in(ctx: &Context, args: &RunArgs, rs: &RunSettings, work: &Path, corpus: 
     drop(stages);
     drop(sandbox);
     if report.budget_stopped || report.llm_fatal.is_some() || stop_after.is_some() {
+        if stop_after.is_none() && ctx.world_size <= 1 {
+            write_report(&work);
+        }
         return Ok(report.exit_code());
     }
 
@@ -247,6 +251,7 @@ fn run_in(ctx: &Context, args: &RunArgs, rs: &RunSettings, work: &Path, corpus: 
     if rs.export && ctx.world_size <= 1 {
         let code = export_all(ctx, args, rs, &work)?;
         if code != ExitCode::SUCCESS {
+            write_report(&work);
             return Ok(code);
         }
     } else if rs.export {
@@ -257,11 +262,23 @@ fn run_in(ctx: &Context, args: &RunArgs, rs: &RunSettings, work: &Path, corpus: 
         );
     }
 
-    // Step 4: the funnel.
+    // Step 4: the funnel, and the report to look at.
     if !ctx.quiet {
         stats::print_funnel(&work);
     }
+    if ctx.world_size <= 1 {
+        write_report(&work);
+    }
     Ok(report.exit_code())
+}
+
+/// `WORK/report.html`, its path on stdout; a report that cannot be written costs the run
+/// nothing but a warning.
+fn write_report(work: &Path) {
+    match crate::stages::report::write(work, None, 15) {
+        Ok(path) => println!("report: {}", path.display()),
+        Err(e) => tracing::warn!("report: {e:#}"),
+    }
 }
 
 /// Step 3: export the last stage (every rank of it, checked complete) to `WORK/export/`, and

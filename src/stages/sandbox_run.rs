@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use crate::context::Context;
 use crate::executor::{run_stage, BoxFuture, Counts, Record, Resources, Step};
 use crate::record::{counter, field, ErrorInfo, RecordExt, Status};
-use crate::sandbox::{blocking, AdequacyArgs, AdequacySettings, Sandbox};
+use crate::sandbox::{AdequacyArgs, AdequacySettings, Sandbox};
 use crate::stages::common::{adequacy_settings, tally_adequacy, RecordFields, SandboxFlags};
 
 #[derive(Debug, Clone, Args, Default)]
@@ -68,7 +68,10 @@ impl Step for SandboxStep {
     }
 
     fn process(self: Arc<Self>, record: Record) -> BoxFuture {
-        Box::pin(blocking(move || self.verify(record)))
+        Box::pin(async move {
+            let sandbox = self.sandbox.clone();
+            sandbox.metered(move || self.verify(record)).await
+        })
     }
 
     fn settings(&self) -> Value {
@@ -93,10 +96,6 @@ impl Step for SandboxStep {
 
     fn resources(&self) -> Resources<'_> {
         Resources { agents: Vec::new(), sandbox: Some(&self.sandbox) }
-    }
-
-    fn report(&self) -> Value {
-        self.sandbox.report()
     }
 }
 

@@ -247,7 +247,7 @@ fn judge(cells: &[StageCell], marker: Option<&RankMarker>, slurm: Option<&JobSta
     }
 }
 
-fn cell_text(c: &StageCell) -> String {
+pub(crate) fn cell_text(c: &StageCell) -> String {
     match (&c.state, c.of) {
         (OutputState::Done { records }, _) => format!("done {records}"),
         (OutputState::Partial { records }, Some(of)) => format!("partial {records}/{of}"),
