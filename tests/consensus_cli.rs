@@ -202,6 +202,24 @@ fn consensus_selects_correct_solutions_and_says_why_not() {
         assert!(row["meta"]["strength"].as_f64().unwrap() >= 0.3);
         assert!(row["prompt"].as_str().unwrap().contains("def second_largest(xs):"));
     }
+
+    // The report of the consensus output: problems, selections and their strengths, as
+    // `stats --json` counts them.
+    let stats = bin().args(["stats", out.to_str().unwrap(), "--json"]).assert().success();
+    let stats: Value = serde_json::from_slice(&stats.get_output().stdout).unwrap();
+    let page = dir.path().join("report.html");
+    bin().args(["report", out.to_str().unwrap(), "-o", page.to_str().unwrap()]).assert().success();
+    let html = std::fs::read_to_string(&page).unwrap();
+    let section = html.split("<section id=\"consensus\">").nth(1).expect("a consensus section").split("</section>").next().unwrap();
+    let c = &stats["consensus"];
+    assert!(c["selected"].as_u64().unwrap() >= 5, "{c}");
+    assert!(section.contains(&format!("{} problems → {} with a selected solution", c["problems"], c["selected"])), "{section}");
+    let strengths: u64 = c["strength"].as_array().unwrap().iter().map(|p| p[1].as_u64().unwrap()).sum();
+    assert_eq!(strengths, c["selected"].as_u64().unwrap(), "every selection has a strength bucket");
+    for pair in c["strength"].as_array().unwrap() {
+        assert!(section.contains(&format!("<td>{}</td><td>{}</td>", pair[0].as_str().unwrap(), pair[1])), "{pair} in {section}");
+    }
+    assert!(section.contains("data-chart=\"consensus\""));
 }
 
 #[test]

@@ -433,4 +433,14 @@ fn run_with_case2code_makes_and_exports_example_tasks() {
     let names: Vec<&str> = rows.iter().map(|r| r["entry_point"].as_str().unwrap()).collect();
     assert_eq!(names, ["scale", "mean_of"]);
     assert_eq!(read_records(&work.join("export"), "data").len(), 1, "the main export is unchanged");
+    // The report and stats count the task export apart from the main one.
+    let stats = bin().args(["stats", work.to_str().unwrap(), "--json"]).assert().success();
+    let stats: Value = serde_json::from_slice(&stats.get_output().stdout).unwrap();
+    assert_eq!(stats["funnel"].as_array().unwrap().last().unwrap()["records"], 1, "{stats}");
+    assert_eq!(stats["case2code"]["exported"], 2);
+    assert_eq!(stats["case2code"]["functions"], 4);
+    let html = std::fs::read_to_string(work.join("report.html")).unwrap();
+    let section = html.split("<section id=\"case2code\">").nth(1).expect("a case2code section").split("</section>").next().unwrap();
+    assert!(section.contains("4 functions → 2 tasks (2 exported to export-case2code)"), "{section}");
+    assert!(section.contains("data-chart=\"case2code\""), "{section}");
 }

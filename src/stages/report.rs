@@ -404,7 +404,7 @@ fn decontamination(page: &mut Page, r: &Report) {
             .collect();
         let rows: Vec<Vec<String>> = d.benchmarks.iter().map(|o| vec![o.benchmark.clone(), o.records.to_string(), pct(o.rate)]).collect();
         let gate = match (d.max_contamination > 0.0, d.gate_failed.is_empty()) {
-            (false, _) => "no gate (export --max-contamination)".to_string(),
+            (false, _) => "no gate: export --max-contamination sets one".to_string(),
             (true, true) => format!("gate at {}: passed", pct(d.max_contamination)),
             (true, false) => {
                 format!("gate at {}: FAILED for {} (the export exited 8 and is incomplete)", pct(d.max_contamination), d.gate_failed.join(", "))
@@ -431,12 +431,15 @@ fn decontamination(page: &mut Page, r: &Report) {
 fn tasks(page: &mut Page, r: &Report) {
     if let Some(c) = &r.case2code {
         let bars: Vec<Bar> = c.examples_per_function.iter().map(|(b, n)| Bar::new(b, *n as f64, n.to_string())).collect();
+        let exported = c.exported.map(|n| format!(" ({n} exported to export-case2code)")).unwrap_or_default();
+        let lost = if c.dropped.is_empty() { "none".to_string() } else { reasons(&c.dropped) };
         let mut body = format!(
-            "<p>{} functions → {} tasks with {} IO examples; lost: {}.</p>",
+            "<p>{} functions → {} tasks{} with {} IO examples; lost: {}.</p>",
             c.functions,
             c.tasks,
+            html::escape(&exported),
             c.examples,
-            html::escape(&reasons(&c.dropped))
+            html::escape(&lost)
         );
         if has_content(&bars) {
             let rows: Vec<Vec<String>> = bars.iter().map(|b| vec![b.label.clone(), b.text.clone()]).collect();
@@ -455,8 +458,8 @@ fn tasks(page: &mut Page, r: &Report) {
     }
     if let Some(c) = &r.consensus {
         let bars: Vec<Bar> = c.strength.iter().map(|(b, n)| Bar::new(b, *n as f64, n.to_string())).collect();
-        let mut body =
-            format!("<p>{} problems → {} with a selected solution; lost: {}.</p>", c.problems, c.selected, html::escape(&reasons(&c.dropped)));
+        let lost = if c.dropped.is_empty() { "none".to_string() } else { reasons(&c.dropped) };
+        let mut body = format!("<p>{} problems → {} with a selected solution; lost: {}.</p>", c.problems, c.selected, html::escape(&lost));
         if has_content(&bars) {
             let rows: Vec<Vec<String>> = bars.iter().map(|b| vec![b.label.clone(), b.text.clone()]).collect();
             body.push_str(&html::figure(

@@ -134,6 +134,8 @@ pub struct BenchmarkOverlap {
 pub struct Case2CodeReport {
     pub functions: u64,
     pub tasks: u64,
+    /// Task rows written by `run`'s second export (`export-case2code`), when it ran.
+    pub exported: Option<u64>,
     pub examples: u64,
     pub examples_per_function: Vec<(String, u64)>,
     pub dropped: Vec<(String, u64)>,
@@ -212,6 +214,9 @@ struct Found {
     world: Option<usize>,
     manifest: Manifest,
     running: bool,
+    /// Its row: the stage, except for a second export beside `export` (`export-case2code`,
+    /// `export-parquet`), which gets its own row instead of adding to the main export's.
+    row: String,
 }
 
 /// Every stage output under `dir` (the stage folders of a work directory and their ranks).
@@ -236,7 +241,14 @@ fn manifests_under(dir: &Path) -> Vec<Found> {
             records_so_far(path, world.is_some()).map(|m| (m, false))
         };
         if let Some((manifest, running)) = found {
-            out.push(Found { world, manifest, running });
+            let folder = if world.is_some() { path.parent() } else { Some(path) };
+            let folder =
+                folder.filter(|_| entry.depth() > usize::from(world.is_some())).and_then(Path::file_name).map(|n| n.to_string_lossy().into_owned());
+            let row = match folder {
+                Some(name) if manifest.stage == "export" && name.starts_with("export-") => name,
+                _ => manifest.stage.clone(),
+            };
+            out.push(Found { world, manifest, running, row });
         }
     }
     out
@@ -280,7 +292,7 @@ pub fn collect(dir: &Path) -> Result<Report> {
     // would count every record twice, so such a stage gets one row per world size.
     let mut worlds: BTreeMap<&str, std::collections::BTreeSet<Option<usize>>> = BTreeMap::new();
     for f in &manifests {
-        worlds.entry(f.manifest.stage.as_str()).or_default().insert(f.world);
+        worlds.entry(f.row.as_str()).or_default().insert(f.world);
     }
     let mut warnings = Vec::new();
     for (stage, ws) in &worlds {
@@ -294,12 +306,9 @@ pub fn collect(dir: &Path) -> Result<Report> {
     }
     let mut gates = (0.0, 0.0);
     let mut decontamination: Option<Decontamination> = None;
-    for Found { world, manifest: m, running } in &manifests {
-        let key = if worlds.get(m.stage.as_str()).is_some_and(|ws| ws.len() > 1) {
-            format!("{} (world size {})", m.stage, world.unwrap_or(1))
-        } else {
-            m.stage.clone()
-        };
+    for Found { world, manifest: m, running, row } in &manifests {
+        let key =
+            if worlds.get(row.as_str()).is_some_and(|ws| ws.len() > 1) { format!("{row} (world size {})", world.unwrap_or(1)) } else { row.clone() };
         let s = by_stage.entry(key.clone()).or_insert_with(|| StageStats { stage: key.clone(), complete: true, ..Default::default() });
         s.manifests += 1;
         s.world_size = world.unwrap_or(1);
@@ -310,6 +319,13 @@ pub fn collect(dir: &Path) -> Result<Report> {
         let c = &m.counts;
         let num = |k: &str| c.get(k).and_then(Value::as_u64).unwrap_or(0);
         match m.stage.as_str() {
+            "export" if row != "export" => {
+                // A second export: its own rows; the packages, tiers and decontamination
+                // are the main export's.
+                s.records += num("records");
+                s.ok += num("exported");
+                add_map(&mut s.outcomes, c.get("dropped"));
+            }
             "extract" => {
                 s.records += num("candidates");
                 s.ok += num("kept");
@@ -432,6 +448,7 @@ pub fn collect(dir: &Path) -> Result<Report> {
     report.case2code = by_stage.get("case2code").map(|s| Case2CodeReport {
         functions: s.records,
         tasks: s.outcomes.get(counter::SAMPLES).copied().unwrap_or(0),
+        exported: by_stage.get("export-case2code").map(|e| e.ok),
         examples: s.outcomes.get(counter::EXAMPLES).copied().unwrap_or(0),
         examples_per_function: prefixed(&s.outcomes, "examples_per_function_"),
         dropped: dropped_with_errors(s),
