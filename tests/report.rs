@@ -406,15 +406,15 @@ fn slow_gen_tests(server: &MockServer, input: &Path, out: &Path) -> std::process
         .unwrap()
 }
 
-/// The gen-tests row of `stats --json` once it has at least `records` records.
-fn wait_for_records(out: &Path, records: u64) -> Value {
+/// The gen-tests row of `stats --json` once `ready` says so.
+fn wait_for(out: &Path, ready: impl Fn(&Value) -> bool) -> Value {
     let started = Instant::now();
     loop {
         // Nothing to read until the stage has made its directory.
         let a = bin().args(["stats", out.to_str().unwrap(), "--json"]).assert();
         let stats: Value = serde_json::from_str(&stdout(&a)).unwrap_or(Value::Null);
         if let Some(s) = stats["stages"].as_array().and_then(|s| s.iter().find(|s| s["stage"] == "gen-tests")) {
-            if s["records"].as_u64().unwrap() >= records {
+            if ready(s) {
                 return s.clone();
             }
         }
@@ -432,17 +432,23 @@ fn a_report_made_while_a_stage_runs_shows_the_counts_so_far_and_a_killed_run_rea
     // While it runs.
     let out = dir.path().join("tests");
     let mut child = slow_gen_tests(&server, &input, &out);
-    let row = wait_for_records(&out, 2);
+    // Records are written in input order, so the count of records may wait on the first
+    // one; the model's answers so far show at once.
+    let row = wait_for(&out, |s| s["llm_requests"].as_u64().unwrap_or(0) >= 2 && s["records"].as_u64().unwrap_or(0) < 8);
     assert_eq!(row["running"], true, "{row}");
     assert!(!row["complete"].as_bool().unwrap());
-    assert!(row["records"].as_u64().unwrap() < 8, "{row}");
+    let text = bin().args(["stats", out.to_str().unwrap()]).assert().success();
+    assert!(stdout(&text).contains("gen-tests~") && stdout(&text).contains("(~ running: the counts so far)"), "{}", stdout(&text));
     let html = report(&out, &dir.path().join("running.html"));
     check_structure(&html);
     assert!(html.contains("In progress: gen-tests (as of "), "{html}");
     assert!(!html.contains("Stopped before the end"));
     let so_far = &tables(section(&html, "funnel"))[0];
     let with_tests: u64 = so_far.iter().find(|r| r[0] == "with tests").unwrap()[1].parse().unwrap();
-    assert!((2..8).contains(&with_tests), "{so_far:?}");
+    assert!(with_tests < 8, "{so_far:?}");
+    let llm = &tables(section(&html, "cost"))[0][0];
+    let requests: u64 = llm[2].parse().unwrap();
+    assert!((2..8).contains(&requests), "the requests so far: {llm:?}");
     assert!(child.wait().unwrap().success());
     // Finished: the manifest's numbers, nothing in progress.
     let stats = stats_json(&out);
@@ -451,12 +457,12 @@ fn a_report_made_while_a_stage_runs_shows_the_counts_so_far_and_a_killed_run_rea
     let html = report(&out, &dir.path().join("done.html"));
     check_against_stats(&html, &stats, 15);
     assert!(!html.contains("In progress") && !html.contains("Stopped before the end"));
-    assert!(!out.join(".progress.json").exists(), "the manifest replaces the snapshot");
+    assert!(!out.join(".snapshot.json").exists(), "the manifest replaces the snapshot");
 
     // Killed with SIGKILL: the snapshot stays, but its writer is gone.
     let killed = dir.path().join("killed");
     let mut child = slow_gen_tests(&server, &input, &killed);
-    wait_for_records(&killed, 2);
+    wait_for(&killed, |s| s["llm_requests"].as_u64().unwrap_or(0) >= 2);
     child.kill().unwrap();
     child.wait().unwrap();
     let stats = stats_json(&killed);
@@ -512,6 +518,9 @@ fn max_contamination_fails_the_export_and_the_card_and_report_state_the_rates() 
     assert!(section(&html, "decontamination").contains("FAILED for bigcodebench"));
     assert!(!html.contains("Stopped before the end"), "a failed gate is said as such");
 
+    // A rate outside 0–1 is refused before anything is written.
+    let a = export(&dir.path().join("bad-rate"), &["--max-contamination", "30"]).failure();
+    assert!(stderr(&a).contains("max_contamination must be between 0 and 1, not 30"), "{}", stderr(&a));
     // The same gate from the config file.
     let cfg = dir.path().join("gate.toml");
     std::fs::write(&cfg, "[export]\nmax_contamination = 0.3\n").unwrap();

@@ -48,15 +48,15 @@ pub struct Run<'a> {
 pub fn write_all(stages: &[StageDir], run: &Run, counts: &[Counts], sealed: &[BTreeMap<usize, ShardInfo>]) -> Result<()> {
     for (stage, manifest) in stages.iter().zip(build(stages, run, counts, sealed)?) {
         manifest.write(&stage.dir)?;
-        let _ = std::fs::remove_file(Manifest::progress_path(&stage.dir));
+        let _ = std::fs::remove_file(Manifest::snapshot_path(&stage.dir));
     }
     Ok(())
 }
 
 /// The manifests as they would be now, as each stage's progress snapshot (`complete` false).
-pub fn write_progress(stages: &[StageDir], run: &Run, counts: &[Counts], sealed: &[BTreeMap<usize, ShardInfo>]) -> Result<()> {
+pub fn write_snapshots(stages: &[StageDir], run: &Run, counts: &[Counts], sealed: &[BTreeMap<usize, ShardInfo>]) -> Result<()> {
     for (stage, manifest) in stages.iter().zip(build(stages, run, counts, sealed)?) {
-        manifest.write_progress(&stage.dir)?;
+        manifest.write_snapshot(&stage.dir)?;
     }
     Ok(())
 }

@@ -240,7 +240,7 @@ pub fn drive(inputs: &[(usize, InputFile)], stages: &[StageDir], run_fp: &str, o
     // While it runs, the counts so far (as incomplete manifests) for `stats` and `report`.
     let mut snapshot = |counts: &[Counts], sealed: &[BTreeMap<usize, ShardInfo>]| {
         let run = manifests::Run { inputs, label: &opts.label, fingerprints: &fps, started_at: started_at.clone(), started, complete: false };
-        if let Err(e) = manifests::write_progress(stages, &run, counts, sealed) {
+        if let Err(e) = manifests::write_snapshots(stages, &run, counts, sealed) {
             tracing::debug!("cannot write a progress snapshot: {e:#}");
         }
     };

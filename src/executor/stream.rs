@@ -15,7 +15,7 @@ use super::{bad_input_record, Counts, DriveOptions, Record, Step};
 use crate::record::RecordExt;
 use crate::shards::reader::read_records;
 use crate::shards::resume::{PartialShard, StageOutput};
-use crate::shards::stream::run_ordered;
+use crate::shards::stream::{run_ordered, Event};
 use crate::shards::ShardInfo;
 
 enum Job {
@@ -74,9 +74,6 @@ pub fn run(
         place: totals.place,
     };
     let mut progress = crate::logging::Progress::new(spec, opts.quiet);
-    // One snapshot now: a stage whose first record takes minutes is visible as running.
-    snapshot(counts, sealed);
-    let mut last_snapshot = std::time::Instant::now();
     let work = |job| {
         let steps = steps.to_vec();
         async move {
@@ -86,7 +83,16 @@ pub fn run(
             }
         }
     };
-    let result = runtime.block_on(run_ordered(rx, opts.window, work, |done| {
+    // Snapshots go by the clock (the first at once): the next record in order may take
+    // minutes while the ones behind it finish and the model's tokens add up.
+    let result = runtime.block_on(run_ordered(rx, opts.window, Some(SNAPSHOT_EVERY), work, |event| {
+        let done = match event {
+            Event::Tick => {
+                snapshot(counts, sealed);
+                return Ok(());
+            }
+            Event::Done(done) => done,
+        };
         match done {
             Done::Record(k, outs) => {
                 for (s, out) in outs.iter().enumerate() {
@@ -100,10 +106,6 @@ pub fn run(
                 }
                 let (done, ok) = last(counts);
                 progress.update(done, ok);
-                if last_snapshot.elapsed() >= SNAPSHOT_EVERY {
-                    snapshot(counts, sealed);
-                    last_snapshot = std::time::Instant::now();
-                }
             }
             Done::End(k) => {
                 for (s, o) in outputs.iter().enumerate() {

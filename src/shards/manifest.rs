@@ -91,22 +91,23 @@ impl Manifest {
     }
 
     /// Where a running stage keeps its latest counts (`stats` and `report` read it while the
-    /// run goes on; the final manifest replaces it).
-    pub fn progress_path(dir: &Path) -> std::path::PathBuf {
-        dir.join(".progress.json")
+    /// run goes on; the final manifest replaces it). Not `.progress.json`: that is the resume
+    /// state (`shards::resume`), which must outlive the run.
+    pub fn snapshot_path(dir: &Path) -> std::path::PathBuf {
+        dir.join(".snapshot.json")
     }
 
     /// Write this as the stage's progress snapshot, signed with this process (host, pid).
-    pub fn write_progress(&self, dir: &Path) -> Result<()> {
-        let snapshot = ProgressSnapshot { host: super::ranks::hostname(), pid: std::process::id(), manifest: self.clone() };
+    pub fn write_snapshot(&self, dir: &Path) -> Result<()> {
+        let snapshot = Snapshot { host: super::ranks::hostname(), pid: std::process::id(), manifest: self.clone() };
         let bytes = serde_json::to_vec(&snapshot).context("cannot serialize progress")?;
-        write_atomic(&Self::progress_path(dir), &bytes)
+        write_atomic(&Self::snapshot_path(dir), &bytes)
     }
 
     /// The progress snapshot of a stage being written, unless a manifest written after it
     /// says the run ended.
-    pub fn read_progress(dir: &Path) -> Option<ProgressSnapshot> {
-        let progress = Self::progress_path(dir);
+    pub fn read_snapshot(dir: &Path) -> Option<Snapshot> {
+        let progress = Self::snapshot_path(dir);
         let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
         let snapshot_time = modified(&progress)?;
         if modified(&Self::path(dir)).is_some_and(|manifest_time| manifest_time >= snapshot_time) {
@@ -121,18 +122,18 @@ impl Manifest {
     }
 }
 
-/// A running stage's counts so far (`.progress.json`, rewritten every few seconds) and the
+/// A running stage's counts so far (`.snapshot.json`, rewritten every few seconds) and the
 /// process writing them: a run killed with SIGKILL leaves its last snapshot behind, and
 /// its readers must not call that "running".
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ProgressSnapshot {
+pub struct Snapshot {
     pub host: String,
     pub pid: u32,
     #[serde(flatten)]
     pub manifest: Manifest,
 }
 
-impl ProgressSnapshot {
+impl Snapshot {
     /// False when the writer is known to be gone: on this host, its pid no longer exists.
     /// A snapshot written on another host (a Slurm node) is taken as live.
     pub fn writer_alive(&self) -> bool {

@@ -219,7 +219,9 @@ impl ExportSettings {
             s.tiers = t.clone();
         }
         s.compress |= args.compress;
-        for (name, x) in [("min_line_coverage", s.min_line_coverage), ("min_mutation_score", s.min_mutation_score)] {
+        for (name, x) in
+            [("min_line_coverage", s.min_line_coverage), ("min_mutation_score", s.min_mutation_score), ("max_contamination", s.max_contamination)]
+        {
             anyhow::ensure!((0.0..=1.0).contains(&x), "{name} must be between 0 and 1, not {x}");
         }
         anyhow::ensure!(!s.tiers.is_empty(), "tiers: name at least one of strong, weak, failed");
@@ -451,6 +453,9 @@ pub fn run(ctx: &Context, args: &ExportArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     remove_old_output(&out_dir)?;
+    if settings.max_contamination > 0.0 && !settings.decontaminate {
+        tracing::warn!("export: --max-contamination has nothing to measure with decontamination off");
+    }
     let index = if settings.decontaminate { Some(load_benchmarks(&settings)?) } else { None };
     if let Some(i) = &index {
         let (n, ngram, threshold) = (i.len(), settings.ngram, settings.contamination_threshold);

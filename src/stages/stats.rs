@@ -232,7 +232,7 @@ fn manifests_under(dir: &Path) -> Vec<Found> {
         let world = path.file_name().and_then(|n| crate::shards::ranks::parse_dir_name(&n.to_string_lossy())).map(|(_, w)| w);
         // A snapshot whose writer is gone (killed) is where that run stopped: incomplete,
         // not running.
-        let found = if let Some(snapshot) = Manifest::read_progress(path) {
+        let found = if let Some(snapshot) = Manifest::read_snapshot(path) {
             let alive = snapshot.writer_alive();
             Some((snapshot.manifest, alive))
         } else if let Ok(Some(m)) = Manifest::read(path) {
@@ -624,7 +624,17 @@ pub fn render_top(r: &Report, top: usize) -> String {
         let errors: u64 = s.errors_by_kind.values().sum();
         out.push_str(&format!(
             "{:<12} {:>9} {:>9} {:>8} {:>9} {:>9.1} {:>11}  {}{}\n",
-            format!("{}{}", s.stage, if s.complete { "" } else { "*" }),
+            format!(
+                "{}{}",
+                s.stage,
+                if s.running {
+                    "~"
+                } else if s.complete {
+                    ""
+                } else {
+                    "*"
+                }
+            ),
             s.records,
             s.ok,
             errors,
@@ -643,7 +653,10 @@ pub fn render_top(r: &Report, top: usize) -> String {
             }
         ));
     }
-    if r.stages.iter().any(|s| !s.complete) {
+    if r.stages.iter().any(|s| s.running) {
+        out.push_str("(~ running: the counts so far)\n");
+    }
+    if r.stages.iter().any(|s| !s.complete && !s.running) {
         out.push_str("(* stopped early: rerun the same command to continue)\n");
     }
     for w in &r.warnings {
