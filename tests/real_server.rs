@@ -259,25 +259,18 @@ fn a_refused_key_stops_after_one_request() {
     assert_no_protocol_errors(&out);
 }
 
-/// Lines written so far to a stage's partial shards.
-fn records_written(out: &Path) -> usize {
-    std::fs::read_dir(out)
-        .map(|d| {
-            d.flatten()
-                .filter(|e| e.file_name().to_string_lossy().ends_with(".partial.jsonl"))
-                .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default().lines().count())
-                .sum()
-        })
-        .unwrap_or(0)
+/// Lines in a file (0 when it does not exist).
+fn lines(path: &Path) -> usize {
+    std::fs::read_to_string(path).map(|t| t.lines().count()).unwrap_or(0)
 }
 
-fn wait_for_records(out: &Path, n: usize, child: &mut Child) {
+fn wait_until(ready: impl Fn() -> bool, what: &str, child: &mut Child) {
     let started = Instant::now();
-    while records_written(out) < n {
+    while !ready() {
         if let Some(status) = child.try_wait().unwrap() {
             let mut stderr = String::new();
             child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
-            panic!("the stage ended ({status}) before {n} records: {stderr}");
+            panic!("the stage ended ({status}) before {what}: {stderr}");
         }
         assert!(started.elapsed() < Duration::from_secs(120), "no progress");
         std::thread::sleep(Duration::from_millis(20));
@@ -307,16 +300,19 @@ fn kill_9_of_the_tool_and_of_the_server_then_resume_with_accounting_that_adds_up
             .unwrap()
     };
 
-    // Run 1: the tool is killed with SIGKILL after two records.
+    // Run 1: the tool is killed with SIGKILL after two answers. (Answers, not records:
+    // records are written in input order, and the first may be the last to finish, with
+    // the whole stage done by then.)
+    let journal = out.join(".llm-usage.jsonl");
     let mut tool = spawn(&server.base_url());
-    wait_for_records(&out, 2, &mut tool);
+    wait_until(|| lines(&journal) >= 2, "two answers", &mut tool);
     tool.kill().unwrap();
     tool.wait().unwrap();
 
-    // Run 2: resumes; the server is killed with SIGKILL after two more.
-    let done_before = records_written(&out);
+    // Run 2: resumes; the server is killed with SIGKILL once this run has had an answer.
+    let answered_before = lines(&journal);
     let mut tool = spawn(&server.base_url());
-    wait_for_records(&out, done_before + 1, &mut tool);
+    wait_until(|| lines(&journal) > answered_before, "an answer in run 2", &mut tool);
     server.kill9();
     let status = tool.wait().unwrap();
     let mut stderr = String::new();
