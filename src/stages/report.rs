@@ -39,9 +39,13 @@ pub fn run(_ctx: &Context, args: &ReportArgs) -> Result<ExitCode> {
 
 /// Write the report of `dir` (to `output`, else `DIR/report.html`); its path.
 pub fn write(dir: &Path, output: Option<&Path>, top: usize) -> Result<PathBuf> {
-    let report = stats::collect(dir)?;
+    write_collected(dir, &stats::collect(dir)?, output, top)
+}
+
+/// Write the report of `dir` from its numbers, already collected.
+pub fn write_collected(dir: &Path, report: &Report, output: Option<&Path>, top: usize) -> Result<PathBuf> {
     let path = output.map(Path::to_path_buf).unwrap_or_else(|| dir.join("report.html"));
-    let page = render(dir, &report, top);
+    let page = render(dir, report, top);
     crate::shards::writer::write_atomic(&path, page.as_bytes()).with_context(|| format!("cannot write the report {}", path.display()))?;
     Ok(path)
 }

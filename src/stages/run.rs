@@ -134,10 +134,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<ExitCode> {
         // The merge of a split run: steps 3 and 4 over every rank's output.
         anyhow::ensure!(ctx.world_size <= 1, crate::exit::UsageError::new("--only-export merges every rank: drop --rank/--world-size"));
         let code = export_all(ctx, args, &rs, &work)?;
-        if !ctx.quiet {
-            stats::print_funnel(&work);
-        }
-        write_report(&work);
+        funnel_and_report(&work, !ctx.quiet, true);
         return Ok(code);
     }
     crate::stages::common::marker::with_rank_marker(ctx, Some(&work), &command, || run_in(ctx, args, &rs, &work, corpus))
@@ -241,9 +238,7 @@ fn run_in(ctx: &Context, args: &RunArgs, rs: &RunSettings, work: &Path, corpus: 
     drop(stages);
     drop(sandbox);
     if report.budget_stopped || report.llm_fatal.is_some() || stop_after.is_some() {
-        if stop_after.is_none() && ctx.world_size <= 1 {
-            write_report(&work);
-        }
+        funnel_and_report(&work, false, stop_after.is_none() && ctx.world_size <= 1);
         return Ok(report.exit_code());
     }
 
@@ -251,7 +246,7 @@ fn run_in(ctx: &Context, args: &RunArgs, rs: &RunSettings, work: &Path, corpus: 
     if rs.export && ctx.world_size <= 1 {
         let code = export_all(ctx, args, rs, &work)?;
         if code != ExitCode::SUCCESS {
-            write_report(&work);
+            funnel_and_report(&work, false, true);
             return Ok(code);
         }
     } else if rs.export {
@@ -263,21 +258,33 @@ fn run_in(ctx: &Context, args: &RunArgs, rs: &RunSettings, work: &Path, corpus: 
     }
 
     // Step 4: the funnel, and the report to look at.
-    if !ctx.quiet {
-        stats::print_funnel(&work);
-    }
-    if ctx.world_size <= 1 {
-        write_report(&work);
-    }
+    funnel_and_report(&work, !ctx.quiet, ctx.world_size <= 1);
     Ok(report.exit_code())
 }
 
-/// `WORK/report.html`, its path on stdout; a report that cannot be written costs the run
-/// nothing but a warning.
-fn write_report(work: &Path) {
-    match crate::stages::report::write(work, None, 15) {
-        Ok(path) => println!("report: {}", path.display()),
-        Err(e) => tracing::warn!("report: {e:#}"),
+/// The work directory's numbers, read once: the funnel on stderr and/or `WORK/report.html`
+/// (its path on stdout). Neither can fail the run: a report that cannot be made is a warning.
+fn funnel_and_report(work: &Path, funnel: bool, report: bool) {
+    if !funnel && !report {
+        return;
+    }
+    let numbers = match stats::collect(work) {
+        Ok(numbers) => numbers,
+        Err(e) => {
+            if report {
+                tracing::warn!("report: {e:#}");
+            }
+            return;
+        }
+    };
+    if funnel {
+        eprintln!("{}", stats::render(&numbers));
+    }
+    if report {
+        match crate::stages::report::write_collected(work, &numbers, None, 15) {
+            Ok(path) => println!("report: {}", path.display()),
+            Err(e) => tracing::warn!("report: {e:#}"),
+        }
     }
 }
 

@@ -701,13 +701,6 @@ pub fn render_top(r: &Report, top: usize) -> String {
     out
 }
 
-/// The funnel of `dir` on stderr (the end of `unitcoder run`); nothing when there is none.
-pub fn print_funnel(dir: &Path) {
-    if let Ok(report) = collect(dir) {
-        eprintln!("{}", render(&report));
-    }
-}
-
 pub fn run(_ctx: &Context, args: &StatsArgs) -> Result<ExitCode> {
     crate::stages::common::refuse_split_from_env("stats")?;
     let report = collect(&args.dir)?;
